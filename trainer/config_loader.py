@@ -1,0 +1,210 @@
+"""Load nested, typed config dataclasses from YAML plus ``key=value`` overrides.
+
+Every section is a dataclass; this module only converts and checks types. Range
+checks live in each section's ``__post_init__``. Errors name the key, the value,
+where it came from and what would be accepted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the key and the fix."""
+
+
+def _type_name(tp: Any) -> str:
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return "one of " + ", ".join(repr(m.value) for m in tp)
+    if dataclasses.is_dataclass(tp):
+        return "a mapping"
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        (inner, *_) = typing.get_args(tp)
+        return f"a list of {_type_name(inner)}"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
+    def bad() -> ConfigError:
+        return ConfigError(f"{source}: {key}={value!r} is not {_type_name(tp)}")
+
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None:
+            if type(None) in args:
+                return None
+            raise bad()
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(arg, value, key, source)
+            except ConfigError:
+                continue
+        raise bad()
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad()
+        return build(tp, value, source=source, prefix=key + ".")
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise bad()
+        (inner, *_) = typing.get_args(tp)
+        items = [_convert(inner, v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        try:
+            return tp(value)
+        except ValueError:
+            raise bad() from None
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad()
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad()
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return str(value)  # YAML reads `name: 2024` as an int; a name is still a name
+        raise bad()
+    if tp is Any:
+        return value
+    raise TypeError(f"config field {key} has unsupported type {tp!r}")
+
+
+def build(cls: type[T], data: dict[str, Any], *, source: str = "config", prefix: str = "") -> T:
+    """Build dataclass ``cls`` from a plain mapping, checking keys and types."""
+    hints = typing.get_type_hints(cls)
+    known = [f.name for f in dataclasses.fields(cls) if f.init]
+    unknown = [k for k in data if k not in known]
+    if unknown:
+        where = f"under '{prefix[:-1]}'" if prefix else "at the top level"
+        raise ConfigError(
+            f"{source}: unknown key '{prefix}{unknown[0]}'; known keys {where}: {', '.join(known)}"
+        )
+    kwargs = {name: _convert(hints[name], data[name], prefix + name, source) for name in data}
+    try:
+        return cls(**kwargs)
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    except TypeError as err:  # a required field is missing
+        raise ConfigError(f"{source}: section '{prefix[:-1] or cls.__name__}': {err}") from None
+
+
+def to_dict(config: Any) -> Any:
+    """The plain-YAML form of a config tree (enums as values, tuples as lists)."""
+    if dataclasses.is_dataclass(config):
+        return {f.name: to_dict(getattr(config, f.name)) for f in dataclasses.fields(config)}
+    if isinstance(config, enum.Enum):
+        return config.value
+    if isinstance(config, (list, tuple)):
+        return [to_dict(v) for v in config]
+    if isinstance(config, Path):
+        return str(config)
+    return config
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``'population.size=8'`` -> (['population', 'size'], 8); the value is read as YAML."""
+    if "=" not in text:
+        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. population.size=8)")
+    key, raw = text.split("=", 1)
+    if not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {text!r} has an empty key")
+    try:
+        value = yaml.safe_load(raw) if raw != "" else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+    return key.split("."), value
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of ``data`` with each ``key=value`` override set (sections created as needed)."""
+    data = _deep_copy(data)
+    for text in overrides:
+        path, value = parse_override(text)
+        node = data
+        for part in path[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise ConfigError(
+                    f"override {text!r}: '{part}' is a value, not a section with keys"
+                )
+            node = child
+        node[path[-1]] = value
+    return data
+
+
+def _deep_copy(data: Any) -> Any:
+    if isinstance(data, dict):
+        return {k: _deep_copy(v) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_deep_copy(v) for v in data]
+    return data
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = None) -> T:
+    """Load ``cls`` from YAML ``path`` (or defaults when None) with overrides applied."""
+    data = read_yaml(path) if path is not None else {}
+    overrides = overrides or []
+    # Check each override's key first so the error names the override, not the file.
+    for text in overrides:
+        keys, value = parse_override(text)
+        _check_key_path(cls, keys, f"override {text!r}")
+    merged = apply_overrides(data, overrides)
+    source = str(path) if path is not None else "config"
+    if overrides:
+        source += " (with overrides " + " ".join(overrides) + ")"
+    return build(cls, merged, source=source)
+
+
+def _check_key_path(cls: Any, keys: list[str], source: str) -> None:
+    node = cls
+    for depth, key in enumerate(keys):
+        if not dataclasses.is_dataclass(node):
+            raise ConfigError(f"{source}: '{'.'.join(keys[:depth])}' is a value, not a section")
+        hints = typing.get_type_hints(node)
+        names = [f.name for f in dataclasses.fields(node) if f.init]
+        if key not in names:
+            where = "'" + ".".join(keys[:depth]) + "'" if depth else "the top level"
+            raise ConfigError(
+                f"{source}: unknown key '{'.'.join(keys[: depth + 1])}'; known keys under {where}: {', '.join(names)}"
+            )
+        node = hints[key]
+        if typing.get_origin(node) in (typing.Union, types.UnionType):
+            node = next((a for a in typing.get_args(node) if dataclasses.is_dataclass(a)), node)
