@@ -15,6 +15,7 @@ from pathlib import Path
 
 from trainer import config_loader
 from trainer.config_loader import ConfigError
+from trainer.datasets import Selection
 
 __all__ = ["ConfigError", "ExperimentConfig", "load_experiment"]
 
@@ -29,13 +30,6 @@ class TopologyName(str, Enum):
 
 class DistillMethod(str, Enum):
     SFT = "sft"
-
-
-class Selection(str, Enum):
-    """Which transcript turns an agent is distilled on."""
-
-    OWN_SUCCESSES = "own_successes"  # the agent's own turns that matched its partner
-    COMMUNITY_SUCCESSES = "community_successes"  # every successful turn in the community
 
 
 class WandbMode(str, Enum):
@@ -147,12 +141,13 @@ class GameConfig:
 
 @dataclass(frozen=True)
 class ProbeConfig:
-    orders: int = 10
-    """Option orders averaged per agent: cyclic rotations of one shuffled order, so with
-    orders == number of names every name sits in every position once (cancels position bias)."""
+    orders: int | None = None
+    """Option orders averaged per agent: evenly spaced cyclic rotations of one shuffled
+    order. null (default) = one per name, so every name sits in every position once,
+    which cancels position bias exactly."""
 
     def __post_init__(self) -> None:
-        _require(self.orders >= 1, "probe.orders", self.orders, "an integer >= 1")
+        _require(self.orders is None or self.orders >= 1, "probe.orders", self.orders, "null or an integer >= 1")
 
 
 @dataclass(frozen=True)
@@ -211,7 +206,7 @@ class ExperimentConfig:
             f"1..{most_pairs} (disjoint pairs among population.size={self.population.size})",
         )
         _require(
-            self.probe.orders <= self.game.effective_num_names,
+            self.probe.orders is None or self.probe.orders <= self.game.effective_num_names,
             "probe.orders",
             self.probe.orders,
             f"1..{self.game.effective_num_names} (the number of names)",
@@ -222,6 +217,10 @@ class ExperimentConfig:
             self.metrics.window,
             f"1..{self.game.rounds} (game.rounds)",
         )
+
+    @property
+    def probe_orders(self) -> int:
+        return self.probe.orders or self.game.effective_num_names
 
     @property
     def run_dir(self) -> Path:

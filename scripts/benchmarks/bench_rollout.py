@@ -1,0 +1,152 @@
+"""Benchmarks (a) choice scoring and (b) free-text decode for N agents with distinct adapters.
+
+Four paths, measured in one process on the same prompts so that they compare as ratios:
+- ``loop``: one forward (or decode) per agent, PEFT ``set_adapter`` before each;
+- ``peft_mixed``: PEFT's mixed-adapter batch (``adapter_names=[...]``);
+- ``engine``: :class:`societies.multi_lora.MultiLoraEngine`, rows in a shuffled agent
+  order (weights gathered once per call); ``engine_ordered`` with rows in stack order
+  (no gather at all);
+- ``base``: the base model without adapters, batched.
+Every decode path runs the same KV-cached loop (``greedy_or_sampled_decode``), so they
+differ only in the model call.
+
+Usage: python scripts/benchmarks/bench_rollout.py --n-agents 24 --prompt-len 122 --repeats 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+import torch
+from common import (
+    FLOPS_PER_TOKEN,
+    distinct_peft_model,
+    load_base,
+    machine,
+    matmul_gflops,
+    prompts,
+    save_adapters,
+    timed,
+)
+
+from societies.model_store import prepare_embedded
+from societies.multi_lora import MultiLoraEngine, greedy_or_sampled_decode, left_padded_positions
+
+
+def run(n_agents: int = 24, prompt_len: int = 122, repeats: int = 2, decode_tokens: int = 32,
+        model_path: str | None = None, skip_loop_decode: bool = False, seed: int = 0) -> dict:
+    """Measure (a) and (b); returns a JSON-ready dict of rates and ratios."""
+    from transformers import AutoTokenizer
+
+    model_path = str(model_path or prepare_embedded())
+    agents = [f"agent{i:03d}" for i in range(n_agents)]
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    tokenizer.padding_side = "left"
+    texts = prompts(tokenizer, n_agents, prompt_len)
+    enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    positions = left_padded_positions(enc.attention_mask)
+    real_tokens = int(enc.attention_mask.sum())
+    singles = [tokenizer([t], return_tensors="pt", add_special_tokens=False) for t in texts]
+
+    peft_model = distinct_peft_model(model_path, agents, seed=seed)
+    base = load_base(model_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = MultiLoraEngine.from_adapter_dirs(load_base(model_path), save_adapters(peft_model, agents, Path(tmp)))
+    # A round pairs agents in random order: rows are a permutation of the stack.
+    order = torch.randperm(n_agents, generator=torch.Generator().manual_seed(seed))
+    shuffled_names = [agents[i] for i in order]
+
+    def fwd(model, **kw):
+        with torch.inference_mode():
+            return model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
+                         position_ids=positions, logits_to_keep=1, **kw).logits
+
+    def loop_score():
+        with torch.inference_mode():
+            for agent, single in zip(agents, singles, strict=True):
+                peft_model.set_adapter(agent)
+                peft_model(**single, logits_to_keep=1)
+
+    # Sanity: the engine's numbers are PEFT's (recorded, so a fast wrong engine shows).
+    peft_logits = fwd(peft_model, adapter_names=shuffled_names)
+    engine_logits = engine.forward(enc.input_ids, enc.attention_mask, order, positions)
+    max_abs_diff = float((peft_logits - engine_logits).abs().max())
+
+    choice_seconds = {
+        "loop": timed(loop_score, repeats),
+        "peft_mixed": timed(lambda: fwd(peft_model, adapter_names=shuffled_names), repeats),
+        "engine": timed(lambda: engine.forward(enc.input_ids, enc.attention_mask, order, positions), repeats),
+        "engine_ordered": timed(
+            lambda: engine.forward(enc.input_ids, enc.attention_mask, torch.arange(n_agents), positions), repeats),
+        "base": timed(lambda: fwd(base), repeats),
+    }
+
+    def decode(model, ids, mask, **kw):
+        with torch.inference_mode():
+            return greedy_or_sampled_decode(model, ids, mask, decode_tokens, **kw)
+
+    def loop_decode():
+        for agent, single in zip(agents, singles, strict=True):
+            peft_model.set_adapter(agent)
+            decode(peft_model, single.input_ids, single.attention_mask)
+
+    ids, mask = enc.input_ids, enc.attention_mask
+    decode_seconds = {
+        "peft_mixed": timed(lambda: decode(peft_model, ids, mask, adapter_names=shuffled_names), repeats),
+        "engine": timed(lambda: engine.generate(ids, mask, order, decode_tokens), repeats),
+        "engine_ordered": timed(lambda: engine.generate(ids, mask, torch.arange(n_agents), decode_tokens), repeats),
+        "base": timed(lambda: decode(base, ids, mask), repeats),
+    }
+    if not skip_loop_decode:
+        # The slowest path: one repeat after a one-agent warm-up is enough for a ratio.
+        decode(peft_model, singles[0].input_ids, singles[0].attention_mask)
+        decode_seconds["loop"] = timed(loop_decode, 1, warmup=0)
+
+    gflops = matmul_gflops()
+    choice = {}
+    for path, s in choice_seconds.items():
+        flops = real_tokens * FLOPS_PER_TOKEN / s
+        choice[path] = {"decisions_per_s": n_agents / s, "seconds": s, "roofline_fraction": flops / (gflops * 1e9)}
+    decode_out = {}
+    for path, s in decode_seconds.items():
+        generated = n_agents * decode_tokens
+        flops = (real_tokens + generated) * FLOPS_PER_TOKEN / s
+        decode_out[path] = {"tokens_per_s": generated / s, "seconds": s, "roofline_fraction": flops / (gflops * 1e9)}
+    for path in choice:
+        choice[path]["vs_loop"] = choice_seconds["loop"] / choice_seconds[path]
+        choice[path]["vs_base"] = choice_seconds["base"] / choice_seconds[path]
+    for path in decode_out:
+        decode_out[path]["vs_base"] = decode_seconds["base"] / decode_seconds[path]
+        if "loop" in decode_seconds:
+            decode_out[path]["vs_loop"] = decode_seconds["loop"] / decode_seconds[path]
+    return {
+        "n_agents": n_agents,
+        "prompt_tokens_mean": real_tokens / n_agents,
+        "padded_len": int(ids.shape[1]),
+        "decode_tokens": decode_tokens,
+        "repeats": repeats,
+        "matmul_gflops": gflops,
+        "engine_vs_peft_max_abs_logit_diff": max_abs_diff,
+        "choice": choice,
+        "decode": decode_out,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n-agents", type=int, default=24)
+    parser.add_argument("--prompt-len", type=int, default=122)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--skip-loop-decode", action="store_true")
+    args = parser.parse_args()
+    result = run(args.n_agents, args.prompt_len, args.repeats, args.decode_tokens,
+                 skip_loop_decode=args.skip_loop_decode)
+    print(json.dumps({"machine": machine(), "rollout": result}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""Shared pieces of the benchmarks: machine description, timing, models, prompts.
+
+Everything here runs only when a benchmark script calls it (no work at import).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+
+# One forward token of SmolLM2-135M ~ 2 x parameters FLOPs (FACTS.md); an approximation
+# (embedding lookups are not matmuls; with logits_to_keep=1 the head runs once per row).
+EMBEDDED_PARAMS = 134.5e6
+FLOPS_PER_TOKEN = 2 * EMBEDDED_PARAMS
+
+
+def machine() -> dict:
+    """CPU model, cores, torch version and threads: printed above every table."""
+    cpu = "unknown"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "dtype": "float32",
+    }
+
+
+def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall seconds of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_gflops(size: int = 1536, repeats: int = 5) -> float:
+    """Measured fp32 matmul rate (GFLOP/s): the roofline every path is compared with."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    seconds = timed(lambda: a @ b, repeats, warmup=2)
+    return 2 * size**3 / seconds / 1e9
+
+
+def peak_rss_mb() -> float:
+    """Peak resident set size of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def load_base(path: str | Path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+
+
+def distinct_peft_model(path: str | Path, agents: list[str], r: int = 8, alpha: int = 16, seed: int = 0):
+    """A PeftModel with one distinct non-zero all-linear adapter per agent.
+
+    PEFT initialises lora_B to zero, which would make every adapter the base model;
+    a small random lora_B makes them distinct without changing any cost.
+    """
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=r, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+    torch.manual_seed(seed)
+    model = get_peft_model(load_base(path), config, adapter_name=agents[0])
+    for agent in agents[1:]:
+        model.add_adapter(agent, config)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.normal_(0, 0.02)
+    return model.eval()
+
+
+def save_adapters(peft_model, agents: list[str], root: Path) -> dict[str, Path]:
+    """Write each adapter as a standard PEFT folder (what the engine loads in a real run)."""
+    peft_model.save_pretrained(root, selected_adapters=agents)
+    return {agent: root / agent for agent in agents}
+
+
+def prompts(tokenizer, n: int, length: int) -> list[str]:
+    """``n`` chat prompts of about ``length`` tokens, lengths varied by up to ~10% so the
+    batch is left-padded as in a real round."""
+    rules = (
+        "You are playing a game with another villager. Each round you both name the "
+        "river; if your names match you both win 100 points, otherwise you lose 50. "
+        "Your memory of earlier rounds: "
+    )
+    history = " ".join(f"Round {k}: you said {chr(65 + k % 10)}, partner said {chr(66 + k % 9)}." for k in range(200))
+    out = []
+    for i in range(n):
+        target = max(8, length - (i * 7) % max(1, length // 10))
+        messages = [
+            {"role": "system", "content": "You are villager number %d." % i},
+            {"role": "user", "content": rules + history},
+        ]
+        text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        ids = tokenizer(text, add_special_tokens=False).input_ids
+        # Keep the head (system + rules) and the generation prompt; cut the history.
+        tail = tokenizer("<|im_end|>\n<|im_start|>assistant\n", add_special_tokens=False).input_ids
+        ids = ids[: max(1, target - len(tail))] + tail
+        out.append(tokenizer.decode(ids))
+    return out
+
+
+def markdown_table(header: list[str], rows: list[list]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)

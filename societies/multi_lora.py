@@ -1,0 +1,557 @@
+"""Batched multi-LoRA: many agents' adapters applied in one forward, one op per layer.
+
+Each target ``nn.Linear`` of the base model is wrapped by a :class:`StackedLoraLinear`
+that holds every agent's LoRA factors stacked as ``A: [N, in, r]`` and
+``B: [N, r, out]`` (the LoRA scaling ``alpha / r`` folded into ``B``). A forward call
+names one adapter per row; each wrapper then computes
+
+    y = x W^T + bmm(bmm(x, A[rows]), B[rows])
+
+with one ``baddbmm`` for all rows, never a loop over adapters (PEFT's mixed batch loops
+over the distinct adapters inside every LoRA layer, FACTS.md).
+
+Why the weights are gathered once per call, not per layer call: FACTS.md measured a
+prototype that gathered the stacked weights on every decode step at 65% of base-model
+throughput, against 86% without the gather. Here :meth:`MultiLoraEngine.select` gathers
+``A[rows]`` and ``B[rows]`` once and every later forward (all decode steps of a
+``generate``) reuses them; when the rows are exactly the stacked agents in order (or a
+contiguous run of them) the stacked tensors are used as views, with no copy at all.
+
+Adapters come from standard PEFT folders and go back to them (:meth:`save_adapter`),
+so nothing else in the project needs to know about the stacked layout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+NO_ADAPTER = -1
+"""Row index meaning "base model only" (PEFT's ``"__base__"``)."""
+
+_PEFT_PREFIX = "base_model.model."
+
+
+@dataclass(frozen=True)
+class AdapterShape:
+    """What every stacked adapter shares: the rank the stacks are padded to.
+
+    Attributes:
+        rank: the largest LoRA rank among the adapters; smaller ranks are zero-padded
+            (exact: the padded columns contribute 0).
+        target_modules: module paths (relative to the base model) that carry LoRA.
+    """
+
+    rank: int
+    target_modules: tuple[str, ...]
+
+
+class StackedLoraLinear(nn.Module):
+    """An ``nn.Linear`` plus N stacked LoRA adapters, one chosen per batch row.
+
+    Args:
+        base: the frozen base linear layer (kept as is; its weights are shared).
+        num_adapters: N, the number of stacked adapters.
+        rank: the (padded) LoRA rank.
+
+    With no selection active (:meth:`MultiLoraEngine.select` not entered) the layer
+    returns exactly ``base(x)``, so the wrapped model still works as the base model.
+    """
+
+    def __init__(self, base: nn.Linear, num_adapters: int, rank: int) -> None:
+        super().__init__()
+        self.base = base
+        dtype, device = base.weight.dtype, base.weight.device
+        self.lora_A = nn.Parameter(
+            torch.zeros(num_adapters, base.in_features, rank, dtype=dtype, device=device),
+            requires_grad=False,
+        )
+        self.lora_B = nn.Parameter(
+            torch.zeros(num_adapters, rank, base.out_features, dtype=dtype, device=device),
+            requires_grad=False,
+        )
+        self.dropout = 0.0
+        # Per-call working set: the rows' A and B, set by MultiLoraEngine.select.
+        self._rows_A: torch.Tensor | None = None
+        self._rows_B: torch.Tensor | None = None
+
+    def set_rows(self, rows_A: torch.Tensor | None, rows_B: torch.Tensor | None) -> None:
+        """Install (or clear, with ``None``) the per-row factors for the next forwards."""
+        self._rows_A, self._rows_B = rows_A, rows_B
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self._rows_A is None:
+            return out
+        rows = self._rows_A.shape[0]
+        if x.shape[0] != rows:
+            raise ValueError(
+                f"batch has {x.shape[0]} rows but the active adapter selection has {rows}; "
+                "call the model inside engine.select(...) with one index per row"
+            )
+        x3 = x.reshape(rows, -1, x.shape[-1])
+        if self.dropout and self.training:
+            x3 = nn.functional.dropout(x3, p=self.dropout)
+        # One bmm for the down-projection of all rows, one baddbmm that adds the
+        # up-projection onto the base output in place of a separate add.
+        hidden = torch.bmm(x3, self._rows_A)
+        out3 = torch.baddbmm(out.reshape(rows, -1, out.shape[-1]), hidden, self._rows_B)
+        return out3.reshape(out.shape)
+
+
+def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, name, module)
+
+
+def _linear_paths(model: nn.Module, suffixes: set[str] | None) -> list[str]:
+    """Paths of the nn.Linear layers to wrap: all but the output head, or those named."""
+    paths = []
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for path, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or module is output:
+            continue
+        if suffixes is None or path in suffixes or path.rsplit(".", 1)[-1] in suffixes:
+            paths.append(path)
+    return paths
+
+
+@dataclass(frozen=True)
+class _LoadedAdapter:
+    scaling: float
+    rank: int
+    dropout: float
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # path -> (A [r,in], B [out,r])
+
+
+def _read_adapter_dir(path: str | Path) -> _LoadedAdapter:
+    """Read a PEFT LoRA folder (``adapter_config.json`` + ``adapter_model.safetensors``)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config_file, weights_file = path / "adapter_config.json", path / "adapter_model.safetensors"
+    if not config_file.is_file() or not weights_file.is_file():
+        raise FileNotFoundError(
+            f"adapter folder {str(path)!r} must hold adapter_config.json and "
+            "adapter_model.safetensors (as PeftModel.save_pretrained writes)"
+        )
+    config = json.loads(config_file.read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise ValueError(f"{path}: peft_type={config.get('peft_type')!r}; only 'LORA' is accepted")
+    for flag in ("use_dora", "fan_in_fan_out"):
+        if config.get(flag):
+            raise ValueError(f"{path}: {flag}=True is not supported by the stacked engine")
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ValueError(f"{path}: rank_pattern/alpha_pattern are not supported (one r, one alpha)")
+    rank, alpha = int(config["r"]), float(config["lora_alpha"])
+    scaling = alpha / rank**0.5 if config.get("use_rslora") else alpha / rank
+    tensors = load_file(str(weights_file))
+    factors: dict[str, list] = {}
+    for key, value in tensors.items():
+        for part, slot in ((".lora_A.weight", 0), (".lora_B.weight", 1)):
+            if key.endswith(part):
+                module = key[: -len(part)].removeprefix(_PEFT_PREFIX)
+                factors.setdefault(module, [None, None])[slot] = value
+                break
+        else:
+            raise ValueError(f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported")
+    return _LoadedAdapter(
+        scaling, rank, float(config.get("lora_dropout", 0.0)), {k: tuple(v) for k, v in factors.items()}
+    )
+
+
+class MultiLoraEngine:
+    """A base causal LM whose target linears carry N stacked LoRA adapters.
+
+    Build with :meth:`from_adapter_dirs` or :meth:`from_peft_model`. The engine wraps the
+    base model's linear layers in place; outside :meth:`select` the model computes the
+    plain base model.
+
+    Attributes:
+        model: the wrapped base model (``AutoModelForCausalLM``); call it as usual
+            inside ``with engine.select(indices):``.
+        names: adapter (agent) names; ``names[i]`` is stacked index ``i``.
+        layers: target module path -> its :class:`StackedLoraLinear`.
+    """
+
+    def __init__(self, model: nn.Module, names: Sequence[str], shape: AdapterShape) -> None:
+        if len(set(names)) != len(names) or not names:
+            raise ValueError(f"adapter names must be distinct and non-empty, got {list(names)}")
+        self.model = model
+        self.names = list(names)
+        self.index = {name: i for i, name in enumerate(self.names)}
+        self.shape = shape
+        self.scalings = [1.0] * len(self.names)
+        self.layers: dict[str, StackedLoraLinear] = {}
+        for path in shape.target_modules:
+            module = model.get_submodule(path)
+            if isinstance(module, StackedLoraLinear):
+                raise ValueError(f"module {path!r} is already wrapped by another engine")
+            if not isinstance(module, nn.Linear):
+                raise TypeError(f"target module {path!r} is {type(module).__name__}, expected nn.Linear")
+            wrapper = StackedLoraLinear(module, len(self.names), shape.rank)
+            _set_submodule(model, path, wrapper)
+            self.layers[path] = wrapper
+
+    # ----- construction --------------------------------------------------------------
+    @classmethod
+    def from_adapter_dirs(
+        cls, base_model: nn.Module, adapter_dirs: Mapping[str, str | Path]
+    ) -> MultiLoraEngine:
+        """Stack the adapters of ``{name: PEFT folder}`` onto ``base_model`` (wrapped in place).
+
+        Adapters may differ in rank (zero-padded to the largest), alpha and target
+        modules (a module an adapter does not target gets zeros for it).
+        """
+        if not adapter_dirs:
+            raise ValueError("from_adapter_dirs needs at least one adapter folder")
+        loaded = {name: _read_adapter_dir(path) for name, path in adapter_dirs.items()}
+        modules = sorted({m for adapter in loaded.values() for m in adapter.factors})
+        missing = [m for m in modules if _get_or_none(base_model, m) is None]
+        if missing:
+            raise ValueError(
+                f"adapter modules {missing[:3]}... are not in the base model; the folders were "
+                "saved for a different architecture (keys must be 'base_model.model.<path>')"
+            )
+        shape = AdapterShape(max(a.rank for a in loaded.values()), tuple(modules))
+        engine = cls(base_model, list(loaded), shape)
+        for name, adapter in loaded.items():
+            engine.set_adapter(name, adapter.factors, adapter.scaling)
+        engine._set_dropout(max(a.dropout for a in loaded.values()))
+        return engine
+
+    @classmethod
+    def with_zero_adapters(
+        cls,
+        base_model: nn.Module,
+        names: Sequence[str],
+        rank: int,
+        target_modules: Sequence[str] | None = None,
+        scaling: float = 1.0,
+    ) -> MultiLoraEngine:
+        """An engine whose adapters are all zero (each equals the base model).
+
+        Args:
+            target_modules: module paths or last names (``"q_proj"``); ``None`` means every
+                ``nn.Linear`` except the output head (PEFT's ``"all-linear"``).
+            scaling: recorded as each adapter's ``alpha / r`` (used by :meth:`save_adapter`).
+        """
+        if rank < 1:
+            raise ValueError(f"rank must be >= 1, got {rank}")
+        paths = _linear_paths(base_model, set(target_modules) if target_modules is not None else None)
+        if not paths:
+            raise ValueError(f"no nn.Linear in the model matches target_modules={target_modules}")
+        engine = cls(base_model, names, AdapterShape(rank, tuple(paths)))
+        engine.scalings = [scaling] * len(engine.names)
+        return engine
+
+    @classmethod
+    def from_peft_model(cls, peft_model, adapter_names: Sequence[str] | None = None) -> MultiLoraEngine:
+        """Copy the named LoRA adapters of a ``PeftModel`` into a new engine.
+
+        The PeftModel is left working: the engine wraps each LoRA layer's ``base_layer``,
+        which is transparent outside :meth:`select`. Inside ``select`` run the model with
+        PEFT's adapters disabled (``with peft_model.disable_adapter():``) or call
+        :meth:`forward` / :meth:`generate` on ``engine.model``, which do this for you.
+        Later changes to the PeftModel's adapters are not seen: rebuild or call
+        :meth:`set_adapter`.
+        """
+        from peft.tuners.lora import LoraLayer
+
+        names = list(adapter_names) if adapter_names is not None else list(peft_model.peft_config)
+        unknown = [n for n in names if n not in peft_model.peft_config]
+        if unknown:
+            raise KeyError(f"adapters {unknown} not in the PeftModel (has {list(peft_model.peft_config)})")
+        factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {n: {} for n in names}
+        scalings: dict[str, float] = {}
+        ranks, dropouts, modules = [], [], []
+        for path, module in peft_model.named_modules():
+            if not isinstance(module, LoraLayer):
+                continue
+            base_path = path.removeprefix(_PEFT_PREFIX) + ".base_layer"
+            present = [n for n in names if n in module.lora_A]
+            if not present:
+                continue
+            modules.append(base_path)
+            for n in present:
+                if module.use_dora.get(n, False):
+                    raise ValueError(f"adapter {n!r} uses DoRA, which the stacked engine does not support")
+                a, b = module.lora_A[n].weight.detach(), module.lora_B[n].weight.detach()
+                factors[n][base_path] = (a, b)
+                scalings[n] = float(module.scaling[n])
+                ranks.append(a.shape[0])
+                drop = module.lora_dropout[n]
+                dropouts.append(float(getattr(drop, "p", 0.0)))
+        if not modules:
+            raise ValueError("the PeftModel has no LoRA layers for the requested adapters")
+        base = peft_model.get_base_model()
+        engine = cls(base, names, AdapterShape(max(ranks), tuple(modules)))
+        for n in names:
+            engine.set_adapter(n, factors[n], scalings[n])
+        engine._set_dropout(max(dropouts))
+        engine._peft_model = peft_model
+        return engine
+
+    def _set_dropout(self, p: float) -> None:
+        for layer in self.layers.values():
+            layer.dropout = p
+
+    # ----- adapters ------------------------------------------------------------------
+    @torch.no_grad()
+    def set_adapter(
+        self, name: str, factors: Mapping[str, tuple[torch.Tensor, torch.Tensor]], scaling: float
+    ) -> None:
+        """Overwrite adapter ``name`` with PEFT-layout factors ``{path: (A [r,in], B [out,r])}``.
+
+        Modules not in ``factors`` are zeroed; ``scaling`` is folded into B.
+        """
+        i = self._index_of(name)
+        unknown = sorted(set(factors) - set(self.layers))
+        if unknown:
+            raise KeyError(f"modules {unknown[:3]} are not targets of this engine")
+        for path, layer in self.layers.items():
+            layer.lora_A[i].zero_()
+            layer.lora_B[i].zero_()
+            if path in factors:
+                a, b = factors[path]
+                r = a.shape[0]
+                layer.lora_A[i, :, :r].copy_(a.T)
+                layer.lora_B[i, :r, :].copy_(b.T * scaling)
+        self.scalings[i] = scaling
+
+    def adapter_factors(self, name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """Adapter ``name`` in PEFT layout ``{path: (A [r,in], B [out,r])}`` with the scaling
+        taken back out of B (copies)."""
+        i = self._index_of(name)
+        s = self.scalings[i]
+        return {
+            path: (layer.lora_A[i].detach().T.clone(), (layer.lora_B[i].detach().T / s).clone())
+            for path, layer in self.layers.items()
+        }
+
+    def save_adapter(self, name: str, out_dir: str | Path, config: Mapping | None = None) -> Path:
+        """Write adapter ``name`` as a standard PEFT folder loadable by ``PeftModel``.
+
+        Args:
+            config: the ``adapter_config.json`` contents (a ``LoraConfig.to_dict()``); its
+                ``r``/``lora_alpha`` must give the scaling this adapter was stacked with.
+        """
+        from safetensors.torch import save_file
+
+        i = self._index_of(name)
+        if config is None:
+            raise ValueError("save_adapter needs the adapter's LoraConfig as a dict (config=...)")
+        config = dict(config)
+        r = int(config["r"])
+        scaling = config["lora_alpha"] / (r**0.5 if config.get("use_rslora") else r)
+        if abs(scaling - self.scalings[i]) > 1e-9 * max(1.0, scaling):
+            raise ValueError(
+                f"config gives scaling {scaling} but adapter {name!r} was stacked with {self.scalings[i]}"
+            )
+        tensors = {}
+        for path, (a, b) in self.adapter_factors(name).items():
+            key = _PEFT_PREFIX + path.removesuffix(".base_layer")
+            tensors[key + ".lora_A.weight"] = a[:r].contiguous()
+            tensors[key + ".lora_B.weight"] = b[:, :r].contiguous()
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        config.setdefault("peft_type", "LORA")
+        (out_dir / "adapter_config.json").write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True))
+        save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+        return out_dir
+
+    def _index_of(self, name: str) -> int:
+        if name not in self.index:
+            raise KeyError(f"no adapter named {name!r}; the engine holds {self.names[:5]}... ({len(self.names)})")
+        return self.index[name]
+
+    def indices(self, names: Sequence[str | None]) -> torch.Tensor:
+        """Row indices for adapter names; ``None`` or ``"__base__"`` means no adapter."""
+        return torch.tensor(
+            [NO_ADAPTER if n in (None, "__base__") else self._index_of(n) for n in names], dtype=torch.long
+        )
+
+    # ----- selection -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def select(self, agent_indices: torch.Tensor | Sequence[int]) -> Iterator[None]:
+        """Within the block, row ``b`` of every forward uses adapter ``agent_indices[b]``.
+
+        The rows' factors are gathered once here, not at every forward: all decode steps
+        of a generation reuse them. Identity or contiguous selections use views (no copy,
+        and gradients flow to the stacked parameters either way). ``-1`` = no adapter.
+        """
+        idx = torch.as_tensor(agent_indices, dtype=torch.long)
+        if idx.ndim != 1 or idx.numel() == 0:
+            raise ValueError(f"agent_indices must be a non-empty 1-D sequence, got shape {tuple(idx.shape)}")
+        n = len(self.names)
+        if bool(((idx < NO_ADAPTER) | (idx >= n)).any()):
+            raise ValueError(f"agent_indices must lie in [-1, {n - 1}], got {idx.tolist()}")
+        start = int(idx[0])
+        contiguous = start >= 0 and bool((idx == torch.arange(start, start + len(idx))).all())
+        has_base = bool((idx == NO_ADAPTER).any())
+        try:
+            for layer in self.layers.values():
+                if contiguous:
+                    rows_A = layer.lora_A[start : start + len(idx)]
+                    rows_B = layer.lora_B[start : start + len(idx)]
+                elif has_base:
+                    # A zero slot at the end for base rows: adds exactly 0.
+                    rows_A = _with_zero_slot(layer.lora_A)[idx]
+                    rows_B = _with_zero_slot(layer.lora_B)[idx]
+                else:
+                    rows_A, rows_B = layer.lora_A[idx], layer.lora_B[idx]
+                layer.set_rows(rows_A, rows_B)
+            yield
+        finally:
+            for layer in self.layers.values():
+                layer.set_rows(None, None)
+
+    # ----- inference -----------------------------------------------------------------
+    def _peft_disabled(self):
+        peft_model = getattr(self, "_peft_model", None)
+        return peft_model.disable_adapter() if peft_model is not None else contextlib.nullcontext()
+
+    @torch.inference_mode()
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        agent_indices: torch.Tensor | Sequence[int],
+        position_ids: torch.Tensor | None = None,
+        logits_to_keep: int = 1,
+    ) -> torch.Tensor:
+        """Logits ``[B, logits_to_keep, V]`` with row ``b`` under adapter ``agent_indices[b]``.
+
+        ``position_ids`` default to ``cumsum(attention_mask) - 1`` (correct for left padding).
+        """
+        if position_ids is None:
+            position_ids = left_padded_positions(attention_mask)
+        with self.select(agent_indices), self._peft_disabled():
+            out = self.model(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                logits_to_keep=logits_to_keep,
+                use_cache=False,
+            )
+        return out.logits
+
+    @torch.inference_mode()
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        agent_indices: torch.Tensor | Sequence[int] | None,
+        max_new_tokens: int,
+        *,
+        temperature: float = 0.0,
+        generator: torch.Generator | None = None,
+        eos_token_id: int | None = None,
+    ) -> torch.Tensor:
+        """Decode ``max_new_tokens`` for left-padded prompts, each row under its adapter.
+
+        Returns the new tokens ``[B, max_new_tokens]``; after a row emits ``eos_token_id``
+        it is filled with that id. ``agent_indices=None`` runs the base model (the
+        benchmark's baseline through the same loop).
+        """
+        ctx = self.select(agent_indices) if agent_indices is not None else contextlib.nullcontext()
+        with ctx, self._peft_disabled():
+            return greedy_or_sampled_decode(
+                self.model, input_ids, attention_mask, max_new_tokens,
+                temperature=temperature, generator=generator, eos_token_id=eos_token_id,
+            )
+
+
+def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Position ids counting real tokens only, so a left-padded row sees the same
+    rotary positions as the same prompt alone."""
+    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+
+def greedy_or_sampled_decode(
+    model: nn.Module,
+    input_ids: torch.Tensor,
+    attention_mask: torch.Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 0.0,
+    generator: torch.Generator | None = None,
+    eos_token_id: int | None = None,
+    **model_kwargs,
+) -> torch.Tensor:
+    """A plain KV-cached decode loop for left-padded prompts (any HF causal LM).
+
+    Used for every path in the benchmarks so that they differ only in the model call.
+    ``model_kwargs`` are passed to every forward (e.g. PEFT's ``adapter_names``).
+
+    Returns:
+        the new tokens, ``[B, max_new_tokens]``.
+    """
+    from transformers import DynamicCache
+
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    cache = DynamicCache(config=getattr(model, "config", None))
+    mask = attention_mask.long()
+    positions = left_padded_positions(mask)
+    step_ids = input_ids
+    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool)
+    new_tokens = []
+    for _ in range(max_new_tokens):
+        out = model(
+            input_ids=step_ids,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+            **model_kwargs,
+        )
+        logits = out.logits[:, -1, :].float()
+        if temperature == 0:
+            token = logits.argmax(-1)
+        else:
+            probs = torch.softmax(logits / temperature, dim=-1)
+            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+        if eos_token_id is not None:
+            token = torch.where(finished, torch.full_like(token, eos_token_id), token)
+            finished |= token == eos_token_id
+        new_tokens.append(token)
+        step_ids = token[:, None]
+        positions = positions[:, -1:] + 1
+        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
+        if eos_token_id is not None and bool(finished.all()):
+            pad = torch.full((token.shape[0], max_new_tokens - len(new_tokens)), eos_token_id)
+            return torch.cat([torch.stack(new_tokens, dim=1), pad], dim=1)
+    return torch.stack(new_tokens, dim=1)
+
+
+def _with_zero_slot(stack: torch.Tensor) -> torch.Tensor:
+    return torch.cat([stack, stack.new_zeros(1, *stack.shape[1:])], dim=0)
+
+
+def _get_or_none(model: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, tuple, list)):
+        items = [_jsonable(v) for v in value]
+        return sorted(items) if isinstance(value, set) else items
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return value

@@ -1,0 +1,119 @@
+"""The population model: option probabilities, per-row adapters, seeded sampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from societies.games.naming_game import NamingGame, NamingGameRules
+from societies.population import ChoiceRequest, LoraSpec, PopulationModel, sample_index
+from societies.records import Message
+
+AGENTS = ["agent_00", "agent_01", "agent_02"]
+GAME = NamingGame(NamingGameRules(names=tuple("RKTBQ"), memory=3))
+
+
+@pytest.fixture(scope="module")
+def population(tiny_model_path):
+    model = PopulationModel(tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), init_seeds={a: i for i, a in enumerate(AGENTS)})
+    # Fresh adapters equal the base (B = 0); give each agent a distinct non-zero B so
+    # the per-row adapter choice visibly matters.
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    return model
+
+
+def requests_for(agents, lengths=(0, 2, 5)):
+    from societies.games.naming_game import Interaction
+
+    out = []
+    for agent, n in zip(agents, lengths, strict=True):
+        memory = [Interaction("R", "K", -50.0)] * n  # different prompt lengths -> padding
+        options = tuple(np.random.default_rng(n).permutation(list(GAME.options)))
+        out.append(ChoiceRequest(agent, GAME.prompt(memory, options), options))
+    return out
+
+
+def test_probabilities_sum_to_one_and_mass_is_recorded(population):
+    for s in population.score(requests_for(AGENTS)):
+        assert sum(s.probs) == pytest.approx(1.0, abs=1e-12)
+        assert all(p > 0 for p in s.probs)
+        assert 0 < s.option_mass < 1
+        # probs are exactly the renormalised option probabilities
+        raw = np.exp(s.logprobs)
+        assert np.allclose(s.probs, raw / raw.sum(), atol=1e-12)
+        assert s.option_mass == pytest.approx(raw.sum())
+
+
+def test_mixed_batch_equals_per_agent_calls(population):
+    reqs = requests_for(AGENTS)
+    batched = population.score(reqs)
+    single = [population.score([r])[0] for r in reqs]
+    for b, s in zip(batched, single, strict=True):
+        assert np.allclose(b.probs, s.probs, atol=1e-5)
+        assert b.option_mass == pytest.approx(s.option_mass, rel=1e-4)
+    u = [0.1, 0.5, 0.9]
+    assert [c for _, c in population.choose(reqs, 0.5, u)] == [population.choose([r], 0.5, [x])[0][1] for r, x in zip(reqs, u, strict=True)]
+
+
+def test_rows_use_their_own_adapter(population):
+    prompt = requests_for(["agent_00"], lengths=(1,))[0]
+    rows = [ChoiceRequest(a, prompt.messages, prompt.options) for a in AGENTS]
+    probs = [s.probs for s in population.score(rows)]
+    assert not np.allclose(probs[0], probs[1], atol=1e-4)
+    assert not np.allclose(probs[1], probs[2], atol=1e-4)
+
+
+def test_seeded_choices_repeat_exactly(population):
+    reqs = requests_for(AGENTS)
+    u = np.random.default_rng(7).random(3).tolist()
+    assert population.choose(reqs, 0.5, u) == population.choose(reqs, 0.5, u)
+
+
+def test_sample_index_follows_tempered_distribution():
+    logprobs = np.log([0.5, 0.3, 0.2])
+    # inverse CDF on a fine grid of uniforms reproduces the probabilities exactly
+    grid = (np.arange(10_000) + 0.5) / 10_000
+    counts = np.bincount([sample_index(logprobs, 1.0, u) for u in grid], minlength=3) / len(grid)
+    assert np.allclose(counts, [0.5, 0.3, 0.2], atol=1e-3)
+    # temperature 0.5 squares and renormalises: [0.25, 0.09, 0.04] / 0.38
+    counts = np.bincount([sample_index(logprobs, 0.5, u) for u in grid], minlength=3) / len(grid)
+    assert np.allclose(counts, np.array([0.25, 0.09, 0.04]) / 0.38, atol=1e-3)
+    assert sample_index(logprobs, 0.0, 0.99) == 0  # greedy
+    assert sample_index(logprobs, 1.0, 0.0) == 0 and sample_index(logprobs, 1.0, 0.9999) == 2
+
+
+def test_multi_token_options_are_rejected(population):
+    with pytest.raises(ValueError, match="single tokens"):
+        population.option_token_id("Rumpelstiltskin")
+    with pytest.raises(KeyError, match="no adapter"):
+        population.score([ChoiceRequest("stranger", (Message("user", "hi"),), ("R", "K"))])
+
+
+def test_adapters_round_trip_through_peft_folders(population, tiny_model_path, tmp_path):
+    path = population.save_adapter("agent_01", tmp_path / "agent_01")
+    assert (path / "adapter_model.safetensors").is_file()
+    reloaded = PopulationModel(tiny_model_path, ["agent_01"], LoraSpec(r=4, alpha=8), adapter_dirs={"agent_01": path})
+    req = requests_for(["agent_01"], lengths=(2,))
+    assert reloaded.score(req)[0].probs == population.score(req)[0].probs
+    original, loaded = population.adapter_state("agent_01"), reloaded.adapter_state("agent_01")
+    assert original.keys() == loaded.keys()
+    assert all(torch.equal(original[k], loaded[k]) for k in original)
+
+
+def test_fresh_adapters_start_equal_to_the_base(tiny_model_path):
+    from transformers import AutoModelForCausalLM
+
+    fresh = PopulationModel(tiny_model_path, ["a"], LoraSpec(r=4, alpha=8), init_seeds={"a": 3})
+    req = requests_for(["a"], lengths=(1,))[0]
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_path)
+    enc = fresh.tokenizer(fresh.render(req.messages), return_tensors="pt", add_special_tokens=False)
+    with torch.no_grad():
+        logits = base(**enc).logits[0, -1]
+    ids = [fresh.option_token_id(o) for o in req.options]
+    expected = torch.softmax(torch.log_softmax(logits, -1)[ids].double(), -1)
+    assert np.allclose(fresh.score([req])[0].probs, expected.numpy(), atol=1e-6)

@@ -1,0 +1,88 @@
+"""The ``folkways`` command line: argument parsing and wiring only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from trainer.generation_loop import run_experiment
+    from trainer.summary import format_table
+
+    result = run_experiment(args.config, args.overrides, progress=not args.no_progress)
+    if args.json:
+        print(json.dumps({"run_dir": str(result.run_dir), "skipped": result.skipped,
+                          "generations": [s.to_dict() for s in result.summaries]}, indent=2))
+    else:
+        print(f"\nrun directory: {result.run_dir}")
+        print(format_table(result.summaries))
+    return 0
+
+
+def _cmd_model_prepare(args: argparse.Namespace) -> int:
+    from societies.model_store import prepare_embedded, prepare_tiny_random
+
+    cache = Path(args.cache_dir) if args.cache_dir else None
+    paths = {"embedded": str(prepare_embedded(cache))}
+    if args.tiny:
+        paths["tiny-random"] = str(prepare_tiny_random(cache))
+    print(json.dumps(paths, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in paths.items()))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="folkways", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run or resume a multi-generation experiment")
+    run.add_argument("config", help="experiment YAML, e.g. configs/naming_game/quickstart.yaml")
+    run.add_argument("overrides", nargs="*", help="key=value overrides, e.g. population.size=8")
+    run.add_argument("--json", action="store_true", help="print the per-generation summary as JSON")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+    run.set_defaults(func=_cmd_run)
+
+    model = sub.add_parser("model", help="manage base models")
+    model_sub = model.add_subparsers(dest="model_command", required=True)
+    prepare = model_sub.add_parser("prepare", help="build the embedded model cache (and the tiny test model)")
+    prepare.add_argument("--cache-dir", default=None)
+    prepare.add_argument("--tiny", action="store_true", default=True, help=argparse.SUPPRESS)
+    prepare.add_argument("--json", action="store_true")
+    prepare.set_defaults(func=_cmd_model_prepare)
+    return parser
+
+
+def _quiet_libraries() -> None:
+    """Our own progress bars say what is happening; hide the libraries' per-call bars."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import datasets
+    import transformers
+
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    datasets.utils.logging.set_verbosity_error()
+
+
+def main(argv: list[str] | None = None) -> int:
+    from societies.model_store import ModelNotFoundError
+    from trainer.config_loader import ConfigError
+
+    args = build_parser().parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except (ConfigError, ModelNotFoundError) as err:
+        print(f"folkways: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("folkways: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

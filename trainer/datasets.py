@@ -1,0 +1,49 @@
+"""Training data derived from transcripts: which turns an agent learns from.
+
+Transcripts are the source of truth (DESIGN.md, decision 5); a dataset is a pure
+function of them and the selection rule, so it can always be rebuilt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from enum import Enum
+from typing import Any
+
+from societies.records import Decision
+
+
+class Selection(str, Enum):
+    OWN_SUCCESSES = "own_successes"
+    COMMUNITY_SUCCESSES = "community_successes"
+
+
+def select_turns(decisions: Iterable[Decision], agent: str, rule: Selection | str) -> list[Decision]:
+    """The turns ``agent`` is distilled on, in transcript order.
+
+    - ``own_successes``: the agent's own turns in which it matched its partner.
+    - ``community_successes``: every successful turn by anyone (the community's norm,
+      learnt from others' experience as well as one's own).
+    """
+    rule = Selection(rule)
+    if rule is Selection.OWN_SUCCESSES:
+        return [d for d in decisions if d.agent == agent and d.success]
+    if rule is Selection.COMMUNITY_SUCCESSES:
+        return [d for d in decisions if d.success]
+    raise NotImplementedError(rule)  # pragma: no cover - the enum is closed
+
+
+def sft_examples(turns: Sequence[Decision], max_examples: int) -> list[dict[str, Any]]:
+    """TRL prompt/completion rows from the newest ``max_examples`` turns.
+
+    The completion is the chosen name alone, so the loss (completion-only in TRL) lands
+    on exactly the token the choice was scored by.
+    """
+    newest = list(turns)[-max_examples:] if max_examples else list(turns)
+    return [
+        {
+            "prompt": [m.to_dict() for m in d.messages],
+            "completion": [{"role": "assistant", "content": d.action}],
+        }
+        for d in newest
+    ]

@@ -1,0 +1,158 @@
+"""Distil an agent's selected turns into its own LoRA adapter with TRL's SFTTrainer.
+
+Each agent trains in its own fresh copy of the base model with only its adapter
+attached (named "default", as TRL expects), so one agent's step can never touch
+another agent's weights, and the same function serves a Slurm array task per agent.
+CPU settings from FACTS.md: ``use_cpu=True, bf16=False``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+TRAINING_RECORD = "training.json"
+
+
+@dataclass(frozen=True)
+class SftSettings:
+    epochs: float = 2.0
+    learning_rate: float = 1e-3
+    batch_size: int = 8
+    max_length: int = 512
+
+
+@dataclass(frozen=True)
+class DistillOutcome:
+    """What happened to one agent's adapter in one generation (kept beside the adapter)."""
+
+    agent: str
+    operation: str  # "sft" or "carried_over"
+    examples: int
+    losses: list[float] = field(default_factory=list)
+    train_tokens: int = 0
+    seconds: float = 0.0
+    parent: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DistillOutcome:
+        return cls(**data)
+
+
+def read_outcome(adapter_dir: Path) -> DistillOutcome:
+    return DistillOutcome.from_dict(json.loads((Path(adapter_dir) / TRAINING_RECORD).read_text()))
+
+
+def distill_sft(
+    *,
+    agent: str,
+    model_path: str,
+    start_adapter: Path,
+    examples: list[dict[str, Any]],
+    out_dir: Path,
+    settings: SftSettings,
+    seed: int,
+) -> DistillOutcome:
+    """Train ``start_adapter`` on ``examples`` and write the result to ``out_dir``.
+
+    With no examples the adapter is copied unchanged ("carried_over"). The output
+    folder appears whole (renamed into place) with ``training.json`` inside.
+    """
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    try:
+        if not examples:
+            for item in Path(start_adapter).iterdir():
+                if item.name != TRAINING_RECORD:
+                    shutil.copy2(item, tmp / item.name)
+            outcome = DistillOutcome(agent, "carried_over", 0, parent=str(start_adapter))
+        else:
+            outcome = _train(agent, model_path, Path(start_adapter), examples, tmp, settings, seed)
+        (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        tmp.rename(out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return outcome
+
+
+def _train(
+    agent: str,
+    model_path: str,
+    start_adapter: Path,
+    examples: list[dict[str, Any]],
+    out_dir: Path,
+    settings: SftSettings,
+    seed: int,
+) -> DistillOutcome:
+    import torch
+    from datasets import Dataset
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
+    from trl import SFTConfig, SFTTrainer
+
+    started = time.perf_counter()
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    model = PeftModel.from_pretrained(base, str(start_adapter), is_trainable=True)
+    with tempfile.TemporaryDirectory(prefix="folkways-sft-") as scratch:
+        args = SFTConfig(
+            output_dir=scratch,
+            num_train_epochs=settings.epochs,
+            per_device_train_batch_size=settings.batch_size,
+            learning_rate=settings.learning_rate,
+            max_length=settings.max_length,
+            use_cpu=True,
+            bf16=False,
+            report_to="none",
+            save_strategy="no",
+            logging_steps=1,
+            seed=seed,
+            data_seed=seed,
+            disable_tqdm=True,
+            dataset_num_proc=None,
+        )
+        trainer = SFTTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list(examples),
+            processing_class=tokenizer,
+        )
+        trainer.remove_callback(PrinterCallback)  # our own progress bar reports the loss
+        trainer.train()
+        losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
+        tokens = int(trainer.state.num_input_tokens_seen or 0) or _count_tokens(trainer)
+    model.save_pretrained(out_dir)  # the adapter is "default": written at the top level
+    return DistillOutcome(
+        agent=agent,
+        operation="sft",
+        examples=len(examples),
+        losses=losses,
+        train_tokens=tokens,
+        seconds=time.perf_counter() - started,
+        parent=str(start_adapter),
+    )
+
+
+def _count_tokens(trainer) -> int:
+    history = [h.get("num_tokens") for h in trainer.state.log_history if "num_tokens" in h]
+    return int(history[-1]) if history else 0
+
+
+def settings_from_config(distill_config) -> SftSettings:
+    return SftSettings(
+        epochs=distill_config.epochs,
+        learning_rate=distill_config.learning_rate,
+        batch_size=distill_config.batch_size,
+        max_length=distill_config.max_length,
+    )

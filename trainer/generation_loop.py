@@ -1,0 +1,415 @@
+"""The generation loop: interact in context, distil into weights, repeat.
+
+One generation (DESIGN.md, "The loop"):
+  1. load the population with the adapters the generation starts from;
+  2. probe every agent's empty-memory prior ("before");
+  3. play the rounds, one batched model call per round, appending transcripts;
+  4. distil each agent's selected turns into its adapter (TRL SFT);
+  5. probe the new adapters ("after"); write metrics, summary, lineage; then COMPLETE.
+
+Re-running the same command resumes (DESIGN.md, decision 6): completed generations
+are skipped; inside an unfinished one, complete rounds and finished adapters are kept
+and the rest is redone from the seeds, which reproduces exactly what an uninterrupted
+run would have written.
+"""
+
+from __future__ import annotations
+
+import gc
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from societies import seeding
+from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
+from societies.metrics import (
+    convergence_round,
+    entropy_bits,
+    majority,
+    success_rate,
+    success_rate_by_round,
+)
+from societies.model_store import resolve_model
+from societies.population import LoraSpec, PopulationModel
+from societies.probes import prior_probe, probe_orders
+from societies.records import AgentPrior, Decision
+from societies.seeding import Stream
+from societies.society import RoundSpec, interaction_of, memories_from_transcript, play_round
+from societies.topology import Topology
+from societies.transcripts import (
+    append_decisions,
+    read_complete_rounds,
+    read_decisions,
+    truncate_to,
+)
+from trainer import lineage
+from trainer.config import ExperimentConfig, load_experiment
+from trainer.config_loader import ConfigError
+from trainer.datasets import select_turns, sft_examples
+from trainer.distill_sft import DistillOutcome, distill_sft, read_outcome, settings_from_config
+from trainer.run_dir import (
+    RunLayout,
+    adapter_is_saved,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
+from trainer.summary import GenerationSummary
+from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
+
+# Keys that may change between invocations on the same run directory.
+RESUMABLE_CHANGES = {"run.generations"}
+
+
+def _stderr(message: str) -> None:
+    from tqdm import tqdm
+
+    tqdm.write(message, file=sys.stderr)
+
+
+@dataclass
+class RunResult:
+    run_dir: Path
+    summaries: list[GenerationSummary]
+    skipped: list[int]  # generations found complete and not recomputed
+
+
+class Experiment:
+    """Everything fixed for the whole run: config, names, agents, model location."""
+
+    def __init__(self, config: ExperimentConfig, *, progress: bool = True, log: Callable[[str], None] = _stderr):
+        self.config = config
+        self.layout = RunLayout(config.run_dir)
+        self.progress = progress
+        self.log = log
+        seed = config.run.seed
+        names = tuple(config.game.names) or draw_letter_names(
+            config.game.num_names, seeding.rng(seed, Stream.NAMES)
+        )
+        self.game = NamingGame(
+            NamingGameRules(
+                names=names,
+                memory=config.game.memory,
+                payoff_match=config.game.payoff_match,
+                payoff_mismatch=config.game.payoff_mismatch,
+            )
+        )
+        self.agents = [f"agent_{i:02d}" for i in range(config.population.size)]
+        self.lora = LoraSpec(
+            r=config.lora.r,
+            alpha=config.lora.alpha,
+            dropout=config.lora.dropout,
+            target_modules=tuple(config.lora.target_modules),
+        )
+        self.probe_orders = probe_orders(names, config.probe_orders, seeding.rng(seed, Stream.PROBE))
+        self._model_path: str | None = None
+
+    # ----- helpers -------------------------------------------------------------------
+    @property
+    def model_path(self) -> str:
+        if self._model_path is None:
+            cfg = self.config.model
+            self._model_path = resolve_model(cfg.name_or_path, Path(cfg.cache_dir) if cfg.cache_dir else None).path
+        return self._model_path
+
+    def _bar(self, iterable, **kwargs):
+        from tqdm import tqdm
+
+        return tqdm(iterable, disable=not self.progress, file=sys.stderr, dynamic_ncols=True, **kwargs)
+
+    def _population(self, adapter_dirs: dict[str, Path]) -> PopulationModel:
+        return PopulationModel(
+            self.model_path,
+            self.agents,
+            self.lora,
+            adapter_dirs=adapter_dirs,
+            batch_size=self.config.model.batch_size,
+        )
+
+    def start_adapters(self, g: int) -> dict[str, Path]:
+        if g == 0:
+            return {a: self.layout.initial_adapter(a) for a in self.agents}
+        return {a: self.layout.adapter(g - 1, a) for a in self.agents}
+
+    # ----- run -----------------------------------------------------------------------
+    def run(self) -> RunResult:
+        self._check_or_write_config()
+        total = self.config.run.generations
+        skipped = [g for g in range(total) if self.layout.is_complete(g)]
+        if len(skipped) == total:
+            self.log(f"run {self.layout.root} is already complete ({total} generations); nothing to do")
+        elif skipped:
+            self.log(f"resuming {self.layout.root}: generations {skipped} are complete and kept")
+        if self.config.model.threads:
+            import torch
+
+            torch.set_num_threads(self.config.model.threads)
+        self._ensure_initial_adapters()
+        for g in range(total):
+            if not self.layout.is_complete(g):
+                self.run_generation(g)
+        summaries = [
+            GenerationSummary.from_dict(read_json(self.layout.summary(g))) for g in range(total)
+        ]
+        return RunResult(self.layout.root, summaries, skipped)
+
+    def _check_or_write_config(self) -> None:
+        resolved = self.config.to_dict()
+        path = self.layout.config
+        if path.exists():
+            previous = yaml.safe_load(path.read_text())
+            differences = sorted(
+                key for key in _flat_diff(previous, resolved) if key not in RESUMABLE_CHANGES
+            )
+            if differences:
+                shown = ", ".join(
+                    f"{k}: {_lookup(previous, k)!r} (run dir) vs {_lookup(resolved, k)!r} (now)"
+                    for k in differences[:5]
+                )
+                raise ConfigError(
+                    f"{self.layout.root} was started with a different config ({shown}); "
+                    "re-run with the same config to resume, or set run.name to start a new run"
+                )
+        header = "# Resolved config, as run. Re-run `folkways run` with this file to resume.\n"
+        atomic_write_text(path, header + yaml.safe_dump(resolved, sort_keys=False))
+
+    def _ensure_initial_adapters(self) -> None:
+        missing = [a for a in self.agents if not adapter_is_saved(self.layout.initial_adapter(a))]
+        if not missing:
+            return
+        seed = self.config.run.seed
+        population = PopulationModel(
+            self.model_path,
+            self.agents,
+            self.lora,
+            init_seeds={a: seeding.stream_seed(seed, Stream.ADAPTER_INIT, a) for a in self.agents},
+            batch_size=self.config.model.batch_size,
+        )
+        for agent in missing:
+            population.save_adapter(agent, self.layout.initial_adapter(agent))
+        lineage.record(
+            self.layout,
+            [
+                lineage.LineageEntry(
+                    agent=agent,
+                    generation=-1,
+                    adapter=str(self.layout.initial_adapter(agent).relative_to(self.layout.root)),
+                    operation="init",
+                )
+                for agent in self.agents
+            ],
+        )
+
+    # ----- one generation ------------------------------------------------------------
+    def run_generation(self, g: int) -> GenerationSummary:
+        cfg, layout = self.config, self.layout
+        layout.generation(g).mkdir(parents=True, exist_ok=True)
+        self.log(f"generation {g}/{cfg.run.generations - 1}: interaction phase")
+        population = self._population(self.start_adapters(g))
+        before = self._probe(population, layout.probe_before(g))
+        decisions = self._rollout(population, g)
+        del population
+        gc.collect()
+
+        self.log(f"generation {g}: distillation ({cfg.distill.method.value}, {cfg.distill.selection.value})")
+        outcomes = self._distill(g, decisions)
+
+        after_population = self._population({a: layout.adapter(g, a) for a in self.agents})
+        after = self._probe(after_population, None)
+        del after_population
+        gc.collect()
+
+        summary, records = self._measure(g, decisions, before, after, outcomes)
+        atomic_write_json(
+            layout.probes(g),
+            {
+                "orders": [list(o) for o in self.probe_orders],
+                "before": {a: p.to_dict() for a, p in before.items()},
+                "after": {a: p.to_dict() for a, p in after.items()},
+            },
+        )
+        write_generation_metrics(layout.generation_metrics(g), records)
+        atomic_write_json(layout.summary(g), summary.to_dict())
+        root = layout.root
+        lineage.record(
+            layout,
+            [
+                lineage.LineageEntry(
+                    agent=o.agent,
+                    generation=g,
+                    adapter=str(layout.adapter(g, o.agent).relative_to(root)),
+                    operation=o.operation,
+                    parents=[str(self.start_adapters(g)[o.agent].relative_to(root))],
+                    examples=o.examples,
+                )
+                for o in outcomes
+            ],
+        )
+        atomic_write_text(layout.complete(g), "complete\n")  # last: marks the generation done
+        rebuild_run_metrics(layout)
+        self.log(
+            f"generation {g} complete: success {summary.success_rate_last:.0%} in the last "
+            f"{summary.window} rounds, majority {summary.majority_name} ({summary.majority_share:.0%}), "
+            f"prior on it {summary.prior_on_majority_before:.3f} -> {summary.prior_on_majority_after:.3f}"
+        )
+        return summary
+
+    def _probe(self, population: PopulationModel, cache: Path | None) -> dict[str, AgentPrior]:
+        if cache is not None and cache.exists():
+            return {a: AgentPrior.from_dict(p) for a, p in read_json(cache).items()}
+        priors = prior_probe(population, self.game, self.agents, self.probe_orders)
+        if cache is not None:
+            atomic_write_json(cache, {a: p.to_dict() for a, p in priors.items()})
+        return priors
+
+    def _rollout(self, population: PopulationModel, g: int) -> list[Decision]:
+        cfg = self.config
+        path = self.layout.transcripts(g)
+        per_round = 2 * cfg.game.pairs_per_round
+        done, size = read_complete_rounds(path, per_round)
+        truncate_to(path, size)  # drop a torn line or partial round left by a kill
+        first = len(done) // per_round
+        if first:
+            self.log(f"generation {g}: resuming at round {first} ({len(done)} decisions kept)")
+        memory = memories_from_transcript(done, self.agents)
+        decisions = list(done)
+        bar = self._bar(range(first, cfg.game.rounds), desc=f"gen {g} rounds", initial=first, total=cfg.game.rounds)
+        for r in bar:
+            spec = RoundSpec(
+                run=cfg.run.name,
+                generation=g,
+                round=r,
+                root_seed=cfg.run.seed,
+                pairs_per_round=cfg.game.pairs_per_round,
+                temperature=cfg.game.temperature,
+                topology=Topology(cfg.game.topology.value),
+            )
+            new = play_round(population, self.game, self.agents, memory, spec)
+            append_decisions(path, new)
+            for d in new:
+                memory[d.agent].append(interaction_of(d))
+            decisions.extend(new)
+            bar.set_postfix(success=f"{success_rate(new):.0%}", last=majority(new)[0])
+        return decisions
+
+    def _distill(self, g: int, decisions: list[Decision]) -> list[DistillOutcome]:
+        cfg = self.config
+        outcomes = []
+        settings = settings_from_config(cfg.distill)
+        bar = self._bar(self.agents, desc=f"gen {g} distill")
+        for agent in bar:
+            out_dir = self.layout.adapter(g, agent)
+            if adapter_is_saved(out_dir):
+                outcomes.append(read_outcome(out_dir))
+                continue
+            turns = select_turns(decisions, agent, cfg.distill.selection)
+            examples = sft_examples(turns, cfg.distill.max_examples)
+            outcome = distill_sft(
+                agent=agent,
+                model_path=self.model_path,
+                start_adapter=self.start_adapters(g)[agent],
+                examples=examples,
+                out_dir=out_dir,
+                settings=settings,
+                seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g, agent) % (2**31),
+            )
+            if outcome.operation == "carried_over":
+                self.log(f"generation {g}: {agent} had no selected turns ({cfg.distill.selection.value}); adapter carried over unchanged")
+            else:
+                bar.set_postfix(agent=agent, loss=f"{outcome.losses[0]:.3f}->{outcome.losses[-1]:.3f}")
+            outcomes.append(outcome)
+        return outcomes
+
+    def _measure(
+        self,
+        g: int,
+        decisions: list[Decision],
+        before: dict[str, AgentPrior],
+        after: dict[str, AgentPrior],
+        outcomes: list[DistillOutcome],
+    ) -> tuple[GenerationSummary, list[MetricRecord]]:
+        cfg = self.config
+        window_start = cfg.game.rounds - cfg.metrics.window
+        last = [d for d in decisions if d.round >= window_start]
+        name, share = majority(last)
+        records: list[MetricRecord] = []
+        for r, rate in success_rate_by_round(decisions).items():
+            records.append(MetricRecord(g, "success_rate", rate, "rollout", round=r))
+        conv = convergence_round(decisions, streak=3 * cfg.population.size)
+        records += [
+            MetricRecord(g, "success_rate_last", success_rate(last), "rollout"),
+            MetricRecord(g, "majority_share", share, "rollout"),
+            MetricRecord(g, "convergence_round", float("nan") if conv is None else conv, "rollout"),
+            MetricRecord(g, "option_mass_mean", _mean(d.option_mass for d in decisions), "rollout"),
+        ]
+        for phase, priors in (("probe_before", before), ("probe_after", after)):
+            for agent, prior in priors.items():
+                records.append(MetricRecord(g, "prior_entropy_bits", entropy_bits(prior.probs), phase, agent=agent))
+                records.append(MetricRecord(g, "prior_on_majority", prior.probs.get(name, 0.0), phase, agent=agent))
+                records.append(MetricRecord(g, "prior_option_mass", prior.option_mass, phase, agent=agent))
+        for o in outcomes:
+            records.append(MetricRecord(g, "distill_examples", o.examples, "distill", agent=o.agent))
+            if o.losses:
+                records.append(MetricRecord(g, "distill_loss_first", o.losses[0], "distill", agent=o.agent))
+                records.append(MetricRecord(g, "distill_loss_last", o.losses[-1], "distill", agent=o.agent))
+        summary = GenerationSummary(
+            generation=g,
+            rounds=cfg.game.rounds,
+            window=cfg.metrics.window,
+            success_rate=success_rate(decisions),
+            success_rate_last=success_rate(last),
+            majority_name=name,
+            majority_share=share,
+            convergence_round=conv,
+            prior_on_majority_before=_mean(p.probs.get(name, 0.0) for p in before.values()),
+            prior_on_majority_after=_mean(p.probs.get(name, 0.0) for p in after.values()),
+            prior_entropy_before=_mean(entropy_bits(p.probs) for p in before.values()),
+            prior_entropy_after=_mean(entropy_bits(p.probs) for p in after.values()),
+            option_mass_mean=_mean(d.option_mass for d in decisions),
+            distilled=sum(o.operation == "sft" for o in outcomes),
+            carried_over=sum(o.operation == "carried_over" for o in outcomes),
+        )
+        return summary, records
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _flat_diff(a, b, prefix: str = "") -> list[str]:
+    keys = set(a or {}) | set(b or {})
+    diffs = []
+    for key in keys:
+        left, right = (a or {}).get(key), (b or {}).get(key)
+        path = prefix + key
+        if isinstance(left, dict) and isinstance(right, dict):
+            diffs += _flat_diff(left, right, path + ".")
+        elif left != right:
+            diffs.append(path)
+    return diffs
+
+
+def _lookup(data, dotted: str):
+    for part in dotted.split("."):
+        data = (data or {}).get(part) if isinstance(data, dict) else None
+    return data
+
+
+def run_experiment(
+    config_path: str | Path | None,
+    overrides: list[str] | None = None,
+    *,
+    progress: bool = True,
+    log: Callable[[str], None] = _stderr,
+) -> RunResult:
+    """Run or resume the experiment ``config_path`` with ``key=value`` overrides."""
+    config = load_experiment(config_path, overrides)
+    return Experiment(config, progress=progress, log=log).run()
+
+
+def load_transcripts(run_dir: Path, g: int) -> list[Decision]:
+    return read_decisions(RunLayout(run_dir).transcripts(g))

@@ -1,0 +1,118 @@
+"""The run directory (DESIGN.md, decision 6) and atomic writes into it.
+
+Every file that marks progress is written to a temporary sibling and renamed into
+place, so a kill leaves either the old state or the new one, never half a file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+COMPLETE = "COMPLETE"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def atomic_write_json(path: Path, data: Any) -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+class RunLayout:
+    """Paths inside one run directory.
+
+    ```
+    runs/<name>/
+      config.yaml                      resolved config, as run
+      initial_adapters/<agent>/        fresh adapters generation 0 starts from
+      generation_000/
+        transcripts.jsonl              one Decision per line
+        probe_before.json              priors of the adapters the generation started with
+        probes.json                    priors before and after distillation
+        adapters/<agent>/              PEFT adapter (+ training.json) after distillation
+        summary.json                   the generation's headline numbers
+        COMPLETE                       written last
+      metrics.jsonl                    one record per (generation, metric, agent?, round?)
+      lineage.json                     parents and operation of every adapter
+    ```
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.jsonl"
+
+    @property
+    def lineage(self) -> Path:
+        return self.root / "lineage.json"
+
+    def initial_adapter(self, agent: str) -> Path:
+        return self.root / "initial_adapters" / agent
+
+    def generation(self, g: int) -> Path:
+        return self.root / f"generation_{g:03d}"
+
+    def transcripts(self, g: int) -> Path:
+        return self.generation(g) / "transcripts.jsonl"
+
+    def probe_before(self, g: int) -> Path:
+        return self.generation(g) / "probe_before.json"
+
+    def probes(self, g: int) -> Path:
+        return self.generation(g) / "probes.json"
+
+    def summary(self, g: int) -> Path:
+        return self.generation(g) / "summary.json"
+
+    def generation_metrics(self, g: int) -> Path:
+        return self.generation(g) / "metrics.jsonl"
+
+    def adapter(self, g: int, agent: str) -> Path:
+        return self.generation(g) / "adapters" / agent
+
+    def complete(self, g: int) -> Path:
+        return self.generation(g) / COMPLETE
+
+    def is_complete(self, g: int) -> bool:
+        return self.complete(g).is_file()
+
+    def completed_generations(self) -> list[int]:
+        found = []
+        for path in sorted(self.root.glob("generation_*")):
+            try:
+                g = int(path.name.split("_")[1])
+            except (IndexError, ValueError):
+                continue
+            if self.is_complete(g):
+                found.append(g)
+        return found
+
+
+def adapter_is_saved(path: Path) -> bool:
+    """A finished adapter folder (adapter folders are renamed into place whole)."""
+    return (path / "adapter_config.json").is_file() and (path / "adapter_model.safetensors").is_file()
