@@ -60,8 +60,9 @@ from trainer.run_dir import (
 from trainer.summary import GenerationSummary
 from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
 
-# Keys that may change between invocations on the same run directory.
-RESUMABLE_CHANGES = {"run.generations"}
+# Keys that may change between invocations on the same run directory: more generations
+# extend a run; output_dir only says where the directory lives (it may be moved).
+RESUMABLE_CHANGES = {"run.generations", "run.output_dir"}
 
 
 def _stderr(message: str) -> None:

@@ -1,0 +1,193 @@
+"""The generation loop on the tiny model: run directory, exact replay, resume after kills."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import tiny_overrides
+from trainer.config_loader import ConfigError
+from trainer.generation_loop import run_experiment
+from trainer.lineage import read_lineage
+from trainer.run_dir import RunLayout
+from trainer.tracking import read_metrics
+
+ROOT = Path(__file__).parents[1]
+QUICKSTART = ROOT / "configs/naming_game/quickstart.yaml"
+AGENTS = [f"agent_{i:02d}" for i in range(4)]
+
+
+def run(output_dir, logs=None, **extra):
+    return run_experiment(
+        QUICKSTART, tiny_overrides(output_dir, **extra), progress=False,
+        log=(logs.append if logs is not None else lambda _: None),
+    )
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_model_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("reference")
+    result = run(out)
+    return result
+
+
+def test_run_directory_has_everything(reference):
+    layout = RunLayout(reference.run_dir)
+    assert layout.config.is_file() and "name_or_path: tiny-random" in layout.config.read_text()
+    for g in (0, 1):
+        assert layout.is_complete(g)
+        records = [json.loads(x) for x in lines(layout.transcripts(g))]
+        assert len(records) == 4 * 2 * 2  # rounds x pairs x 2 seats
+        assert {(r["round"], r["pair"], r["agent"]) for r in records}.__len__() == len(records)
+        for agent in AGENTS:
+            assert (layout.adapter(g, agent) / "adapter_model.safetensors").is_file()
+        probes = json.loads(layout.probes(g).read_text())
+        assert set(probes["before"]) == set(probes["after"]) == set(AGENTS)
+        assert sum(probes["after"]["agent_00"]["probs"].values()) == pytest.approx(1.0)
+    metrics = read_metrics(layout.metrics)
+    assert {m.generation for m in metrics} == {0, 1}
+    priors = [m for m in metrics if m.name == "prior_on_majority"]
+    assert len(priors) == 2 * 2 * 4  # generations x (before, after) x agents
+    # lineage: generation 1 adapters descend from generation 0's
+    lineage = {(e.agent, e.generation): e for e in read_lineage(layout)}
+    assert lineage[("agent_02", 1)].parents == ["generation_000/adapters/agent_02"]
+    assert lineage[("agent_02", 0)].parents == ["initial_adapters/agent_02"]
+    assert lineage[("agent_02", -1)].operation == "init"
+    assert [s.generation for s in reference.summaries] == [0, 1]
+
+
+def test_probe_before_of_a_generation_is_the_previous_after(reference):
+    layout = RunLayout(reference.run_dir)
+    after0 = json.loads(layout.probes(0).read_text())["after"]
+    before1 = json.loads(layout.probes(1).read_text())["before"]
+    for agent in AGENTS:
+        assert before1[agent]["probs"] == pytest.approx(after0[agent]["probs"], abs=1e-9)
+
+
+def test_seeded_run_repeats_exactly(reference, tmp_path):
+    again = run(tmp_path)
+    for g in (0, 1):
+        a, b = RunLayout(reference.run_dir), RunLayout(again.run_dir)
+        assert lines(a.transcripts(g)) == lines(b.transcripts(g))
+        wa = load_file(a.adapter(g, "agent_01") / "adapter_model.safetensors")
+        wb = load_file(b.adapter(g, "agent_01") / "adapter_model.safetensors")
+        assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [s.to_dict() for s in again.summaries] == [s.to_dict() for s in reference.summaries]
+    other_seed = run(tmp_path / "seed1", **{"run.seed": 1})
+    assert lines(RunLayout(other_seed.run_dir).transcripts(0)) != lines(RunLayout(reference.run_dir).transcripts(0))
+
+
+def test_resume_from_a_torn_generation_recomputes_only_what_is_missing(reference, tmp_path):
+    """State a kill mid-rollout of generation 1 leaves behind: a torn transcript line,
+    no distilled adapters, no COMPLETE."""
+    out = tmp_path / "out"
+    shutil.copytree(reference.run_dir.parent, out)
+    layout = RunLayout(out / "t")
+    g1 = layout.generation(1)
+    for name in ("COMPLETE", "probes.json", "summary.json", "metrics.jsonl"):
+        (g1 / name).unlink()
+    shutil.rmtree(g1 / "adapters")
+    text = layout.transcripts(1).read_text()
+    layout.transcripts(1).write_text(text[: len(text) // 2 + 17])  # mid-line, mid-round
+    gen0_adapter = layout.adapter(0, "agent_00") / "adapter_model.safetensors"
+    gen0_mtime = gen0_adapter.stat().st_mtime_ns
+
+    logs: list[str] = []
+    resumed = run(out, logs)
+    assert resumed.skipped == [0]
+    assert any("resuming at round" in line for line in logs)
+    ref = RunLayout(reference.run_dir)
+    assert lines(layout.transcripts(1)) == lines(ref.transcripts(1))  # none lost, none duplicated
+    assert gen0_adapter.stat().st_mtime_ns == gen0_mtime  # completed work not recomputed
+    assert lines(layout.metrics) == lines(ref.metrics)
+    assert [s.to_dict() for s in resumed.summaries] == [s.to_dict() for s in reference.summaries]
+
+
+def test_finished_run_does_nothing_and_says_so(reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference.run_dir.parent, out)
+    marker = RunLayout(out / "t").transcripts(1)
+    mtime = marker.stat().st_mtime_ns
+    logs: list[str] = []
+    result = run(out, logs)
+    assert result.skipped == [0, 1]
+    assert any("already complete" in line and "nothing to do" in line for line in logs)
+    assert marker.stat().st_mtime_ns == mtime
+
+
+def test_changed_config_on_an_existing_run_is_refused_but_more_generations_extend_it(reference, tmp_path):
+    out = tmp_path / "out"
+    shutil.copytree(reference.run_dir.parent, out)
+    with pytest.raises(ConfigError, match=r"game.rounds: 4 \(run dir\) vs 5 \(now\)"):
+        run(out, **{"game.rounds": 5})
+    extended = run(out, **{"run.generations": 3})
+    assert extended.skipped == [0, 1] and len(extended.summaries) == 3
+
+
+def test_agents_without_selected_turns_keep_their_adapter(tiny_model_path, tmp_path):
+    logs: list[str] = []
+    # one pair plays one round: the two agents who sat out have no own turns
+    result = run(
+        tmp_path, logs,
+        **{"run.generations": 1, "game.rounds": 1, "game.pairs_per_round": 1, "metrics.window": 1,
+           "distill.selection": "own_successes", "game.temperature": 0},
+    )
+    layout = RunLayout(result.run_dir)
+    played = {json.loads(x)["agent"] for x in lines(layout.transcripts(0))}
+    idle = [a for a in AGENTS if a not in played]
+    assert len(idle) == 2
+    for agent in idle:
+        assert any(agent in line and "carried over unchanged" in line for line in logs)
+        start = load_file(layout.initial_adapter(agent) / "adapter_model.safetensors")
+        kept = load_file(layout.adapter(0, agent) / "adapter_model.safetensors")
+        assert all(torch.equal(start[k], kept[k]) for k in start)
+    assert result.summaries[0].carried_over >= 2
+
+
+def test_killed_process_resumes_to_the_same_run(reference, tmp_path):
+    """A real SIGKILL during generation 0's distillation, then the same command again."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "trainer.cli", "run", str(QUICKSTART), *tiny_overrides(out), "--no-progress"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    layout = RunLayout(out / "t")
+    deadline = time.time() + 240
+    while time.time() < deadline and not (layout.adapter(0, "agent_01") / "training.json").exists():
+        assert proc.poll() is None, "the run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not layout.is_complete(0)
+
+    finished = subprocess.run(cmd + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    report = json.loads(finished.stdout)
+    assert report["skipped"] == []
+    ref = RunLayout(reference.run_dir)
+    for g in (0, 1):
+        assert lines(layout.transcripts(g)) == lines(ref.transcripts(g))
+    assert lines(layout.metrics) == lines(ref.metrics)
+    assert report["generations"] == [s.to_dict() for s in reference.summaries]
+
+
+def test_cli_reports_bad_config_with_exit_code_2(tmp_path):
+    finished = subprocess.run(
+        [sys.executable, "-m", "trainer.cli", "run", str(QUICKSTART), "population.szie=3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert finished.returncode == 2
+    assert "unknown key 'population.szie'" in finished.stderr and "known keys under 'population': size" in finished.stderr
