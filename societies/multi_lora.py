@@ -2,10 +2,9 @@
 
 Each target ``nn.Linear`` of the base model is wrapped by a :class:`StackedLoraLinear`
 that holds every agent's LoRA factors stacked as ``A: [N, in, r]`` and
-``B: [N, r, out]`` (the LoRA scaling ``alpha / r`` folded into ``B``). A forward call
-names one adapter per row; each wrapper then computes
+``B: [N, r, out]``. A forward call names one adapter per row; each wrapper then computes
 
-    y = x W^T + bmm(bmm(x, A[rows]), B[rows])
+    y = x W^T + scaling * bmm(bmm(x, A[rows]), B[rows])
 
 with one ``baddbmm`` for all rows, never a loop over adapters (PEFT's mixed batch loops
 over the distinct adapters inside every LoRA layer, FACTS.md).
@@ -80,28 +79,49 @@ class StackedLoraLinear(nn.Module):
         # Per-call working set: the rows' A and B, set by MultiLoraEngine.select.
         self._rows_A: torch.Tensor | None = None
         self._rows_B: torch.Tensor | None = None
+        self._group = 1
+        self._scale: float | torch.Tensor = 1.0
 
-    def set_rows(self, rows_A: torch.Tensor | None, rows_B: torch.Tensor | None) -> None:
-        """Install (or clear, with ``None``) the per-row factors for the next forwards."""
-        self._rows_A, self._rows_B = rows_A, rows_B
+    def set_rows(
+        self,
+        rows_A: torch.Tensor | None,
+        rows_B: torch.Tensor | None,
+        group: int = 1,
+        scale: float | torch.Tensor = 1.0,
+    ) -> None:
+        """Install (or clear, with ``None``) the per-row factors for the next forwards.
+
+        ``group`` > 1 means each factor serves ``group`` consecutive batch rows (rows
+        grouped by adapter): those rows are folded into one bmm operand, no gather.
+        ``scale`` is the LoRA scaling: one float for all rows, or ``[slots, 1, 1]``.
+        """
+        self._rows_A, self._rows_B, self._group, self._scale = rows_A, rows_B, group, scale
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.base(x)
         if self._rows_A is None:
             return out
-        rows = self._rows_A.shape[0]
-        if x.shape[0] != rows:
+        slots = self._rows_A.shape[0]
+        if x.shape[0] != slots * self._group:
             raise ValueError(
-                f"batch has {x.shape[0]} rows but the active adapter selection has {rows}; "
-                "call the model inside engine.select(...) with one index per row"
+                f"batch has {x.shape[0]} rows but the active adapter selection has "
+                f"{slots * self._group}; call the model inside engine.select(...) with one "
+                "index per row"
             )
-        x3 = x.reshape(rows, -1, x.shape[-1])
+        # [rows, T, in] -> [slots, group * T, in]: rows sharing an adapter are contiguous.
+        x3 = x.reshape(slots, -1, x.shape[-1])
         if self.dropout and self.training:
             x3 = nn.functional.dropout(x3, p=self.dropout)
         # One bmm for the down-projection of all rows, one baddbmm that adds the
-        # up-projection onto the base output in place of a separate add.
+        # up-projection onto the base output in place of a separate add. The scaling is
+        # not folded into B: training must see PEFT's parametrisation (Adam's step size
+        # and gradient clipping are not invariant to rescaling B).
         hidden = torch.bmm(x3, self._rows_A)
-        out3 = torch.baddbmm(out.reshape(rows, -1, out.shape[-1]), hidden, self._rows_B)
+        base3 = out.reshape(slots, -1, out.shape[-1])
+        if isinstance(self._scale, torch.Tensor):
+            out3 = torch.baddbmm(base3, hidden * self._scale, self._rows_B)
+        else:
+            out3 = torch.baddbmm(base3, hidden, self._rows_B, alpha=self._scale)
         return out3.reshape(out.shape)
 
 
@@ -128,6 +148,7 @@ class _LoadedAdapter:
     scaling: float
     rank: int
     dropout: float
+    config: dict
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # path -> (A [r,in], B [out,r])
 
 
@@ -161,9 +182,15 @@ def _read_adapter_dir(path: str | Path) -> _LoadedAdapter:
                 factors.setdefault(module, [None, None])[slot] = value
                 break
         else:
-            raise ValueError(f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported")
+            raise ValueError(
+                f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported"
+            )
     return _LoadedAdapter(
-        scaling, rank, float(config.get("lora_dropout", 0.0)), {k: tuple(v) for k, v in factors.items()}
+        scaling,
+        rank,
+        float(config.get("lora_dropout", 0.0)),
+        config,
+        {k: tuple(v) for k, v in factors.items()},
     )
 
 
@@ -189,13 +216,17 @@ class MultiLoraEngine:
         self.index = {name: i for i, name in enumerate(self.names)}
         self.shape = shape
         self.scalings = [1.0] * len(self.names)
+        # adapter name -> its adapter_config.json contents, written back by save_adapter.
+        self.configs: dict[str, dict] = {}
         self.layers: dict[str, StackedLoraLinear] = {}
         for path in shape.target_modules:
             module = model.get_submodule(path)
             if isinstance(module, StackedLoraLinear):
                 raise ValueError(f"module {path!r} is already wrapped by another engine")
             if not isinstance(module, nn.Linear):
-                raise TypeError(f"target module {path!r} is {type(module).__name__}, expected nn.Linear")
+                raise TypeError(
+                    f"target module {path!r} is {type(module).__name__}, expected nn.Linear"
+                )
             wrapper = StackedLoraLinear(module, len(self.names), shape.rank)
             _set_submodule(model, path, wrapper)
             self.layers[path] = wrapper
@@ -224,6 +255,7 @@ class MultiLoraEngine:
         engine = cls(base_model, list(loaded), shape)
         for name, adapter in loaded.items():
             engine.set_adapter(name, adapter.factors, adapter.scaling)
+            engine.configs[name] = dict(adapter.config)
         engine._set_dropout(max(a.dropout for a in loaded.values()))
         return engine
 
@@ -245,7 +277,9 @@ class MultiLoraEngine:
         """
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank}")
-        paths = _linear_paths(base_model, set(target_modules) if target_modules is not None else None)
+        paths = _linear_paths(
+            base_model, set(target_modules) if target_modules is not None else None
+        )
         if not paths:
             raise ValueError(f"no nn.Linear in the model matches target_modules={target_modules}")
         engine = cls(base_model, names, AdapterShape(rank, tuple(paths)))
@@ -253,7 +287,9 @@ class MultiLoraEngine:
         return engine
 
     @classmethod
-    def from_peft_model(cls, peft_model, adapter_names: Sequence[str] | None = None) -> MultiLoraEngine:
+    def from_peft_model(
+        cls, peft_model, adapter_names: Sequence[str] | None = None
+    ) -> MultiLoraEngine:
         """Copy the named LoRA adapters of a ``PeftModel`` into a new engine.
 
         The PeftModel is left working: the engine wraps each LoRA layer's ``base_layer``,
@@ -268,7 +304,9 @@ class MultiLoraEngine:
         names = list(adapter_names) if adapter_names is not None else list(peft_model.peft_config)
         unknown = [n for n in names if n not in peft_model.peft_config]
         if unknown:
-            raise KeyError(f"adapters {unknown} not in the PeftModel (has {list(peft_model.peft_config)})")
+            raise KeyError(
+                f"adapters {unknown} not in the PeftModel (has {list(peft_model.peft_config)})"
+            )
         factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {n: {} for n in names}
         scalings: dict[str, float] = {}
         ranks, dropouts, modules = [], [], []
@@ -282,7 +320,9 @@ class MultiLoraEngine:
             modules.append(base_path)
             for n in present:
                 if module.use_dora.get(n, False):
-                    raise ValueError(f"adapter {n!r} uses DoRA, which the stacked engine does not support")
+                    raise ValueError(
+                        f"adapter {n!r} uses DoRA, which the stacked engine does not support"
+                    )
                 a, b = module.lora_A[n].weight.detach(), module.lora_B[n].weight.detach()
                 factors[n][base_path] = (a, b)
                 scalings[n] = float(module.scaling[n])
@@ -295,6 +335,7 @@ class MultiLoraEngine:
         engine = cls(base, names, AdapterShape(max(ranks), tuple(modules)))
         for n in names:
             engine.set_adapter(n, factors[n], scalings[n])
+            engine.configs[n] = peft_model.peft_config[n].to_dict()
         engine._set_dropout(max(dropouts))
         engine._peft_model = peft_model
         return engine
@@ -310,7 +351,7 @@ class MultiLoraEngine:
     ) -> None:
         """Overwrite adapter ``name`` with PEFT-layout factors ``{path: (A [r,in], B [out,r])}``.
 
-        Modules not in ``factors`` are zeroed; ``scaling`` is folded into B.
+        Modules not in ``factors`` are zeroed.
         """
         i = self._index_of(name)
         unknown = sorted(set(factors) - set(self.layers))
@@ -323,16 +364,14 @@ class MultiLoraEngine:
                 a, b = factors[path]
                 r = a.shape[0]
                 layer.lora_A[i, :, :r].copy_(a.T)
-                layer.lora_B[i, :r, :].copy_(b.T * scaling)
+                layer.lora_B[i, :r, :].copy_(b.T)
         self.scalings[i] = scaling
 
     def adapter_factors(self, name: str) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-        """Adapter ``name`` in PEFT layout ``{path: (A [r,in], B [out,r])}`` with the scaling
-        taken back out of B (copies)."""
+        """Adapter ``name`` in PEFT layout ``{path: (A [r,in], B [out,r])}`` (copies)."""
         i = self._index_of(name)
-        s = self.scalings[i]
         return {
-            path: (layer.lora_A[i].detach().T.clone(), (layer.lora_B[i].detach().T / s).clone())
+            path: (layer.lora_A[i].detach().T.clone(), layer.lora_B[i].detach().T.clone())
             for path, layer in self.layers.items()
         }
 
@@ -340,14 +379,19 @@ class MultiLoraEngine:
         """Write adapter ``name`` as a standard PEFT folder loadable by ``PeftModel``.
 
         Args:
-            config: the ``adapter_config.json`` contents (a ``LoraConfig.to_dict()``); its
-                ``r``/``lora_alpha`` must give the scaling this adapter was stacked with.
+            config: the ``adapter_config.json`` contents (a ``LoraConfig.to_dict()``);
+                defaults to the config the adapter was loaded with. Its ``r`` and
+                ``lora_alpha`` must give the scaling this adapter was stacked with.
         """
         from safetensors.torch import save_file
 
         i = self._index_of(name)
+        config = config if config is not None else self.configs.get(name)
         if config is None:
-            raise ValueError("save_adapter needs the adapter's LoraConfig as a dict (config=...)")
+            raise ValueError(
+                f"adapter {name!r} was not loaded from a PEFT folder or PeftModel: pass its "
+                "LoraConfig as a dict (config=LoraConfig(...).to_dict())"
+            )
         config = dict(config)
         r = int(config["r"])
         scaling = config["lora_alpha"] / (r**0.5 if config.get("use_rslora") else r)
@@ -363,19 +407,24 @@ class MultiLoraEngine:
         out_dir = Path(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         config.setdefault("peft_type", "LORA")
-        (out_dir / "adapter_config.json").write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True))
+        (out_dir / "adapter_config.json").write_text(
+            json.dumps(_jsonable(config), indent=2, sort_keys=True)
+        )
         save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
         return out_dir
 
     def _index_of(self, name: str) -> int:
         if name not in self.index:
-            raise KeyError(f"no adapter named {name!r}; the engine holds {self.names[:5]}... ({len(self.names)})")
+            raise KeyError(
+                f"no adapter named {name!r}; the engine holds {self.names[:5]}... ({len(self.names)})"
+            )
         return self.index[name]
 
     def indices(self, names: Sequence[str | None]) -> torch.Tensor:
         """Row indices for adapter names; ``None`` or ``"__base__"`` means no adapter."""
         return torch.tensor(
-            [NO_ADAPTER if n in (None, "__base__") else self._index_of(n) for n in names], dtype=torch.long
+            [NO_ADAPTER if n in (None, "__base__") else self._index_of(n) for n in names],
+            dtype=torch.long,
         )
 
     # ----- selection -----------------------------------------------------------------
@@ -384,34 +433,49 @@ class MultiLoraEngine:
         """Within the block, row ``b`` of every forward uses adapter ``agent_indices[b]``.
 
         The rows' factors are gathered once here, not at every forward: all decode steps
-        of a generation reuse them. Identity or contiguous selections use views (no copy,
-        and gradients flow to the stacked parameters either way). ``-1`` = no adapter.
+        of a generation reuse them. No gather at all when the rows are consecutive
+        adapters ``s, s+1, ...`` each repeated ``k`` times in a run (``k`` rows per agent,
+        grouped): the stacked tensors are used as views and each agent's ``k`` rows form
+        one bmm operand. Gradients reach the stacked parameters either way.
+        ``-1`` = no adapter.
         """
         idx = torch.as_tensor(agent_indices, dtype=torch.long)
         if idx.ndim != 1 or idx.numel() == 0:
-            raise ValueError(f"agent_indices must be a non-empty 1-D sequence, got shape {tuple(idx.shape)}")
+            raise ValueError(
+                f"agent_indices must be a non-empty 1-D sequence, got shape {tuple(idx.shape)}"
+            )
         n = len(self.names)
         if bool(((idx < NO_ADAPTER) | (idx >= n)).any()):
             raise ValueError(f"agent_indices must lie in [-1, {n - 1}], got {idx.tolist()}")
-        start = int(idx[0])
-        contiguous = start >= 0 and bool((idx == torch.arange(start, start + len(idx))).all())
-        has_base = bool((idx == NO_ADAPTER).any())
+        layout = _layout(idx)
+        scale = self._row_scales(idx, layout)
         try:
             for layer in self.layers.values():
-                if contiguous:
-                    rows_A = layer.lora_A[start : start + len(idx)]
-                    rows_B = layer.lora_B[start : start + len(idx)]
-                elif has_base:
+                if layout is not None:
+                    start, count, group = layout
+                    rows_A = layer.lora_A[start : start + count]
+                    rows_B = layer.lora_B[start : start + count]
+                elif bool((idx == NO_ADAPTER).any()):
                     # A zero slot at the end for base rows: adds exactly 0.
                     rows_A = _with_zero_slot(layer.lora_A)[idx]
                     rows_B = _with_zero_slot(layer.lora_B)[idx]
+                    group = 1
                 else:
-                    rows_A, rows_B = layer.lora_A[idx], layer.lora_B[idx]
-                layer.set_rows(rows_A, rows_B)
+                    rows_A, rows_B, group = layer.lora_A[idx], layer.lora_B[idx], 1
+                layer.set_rows(rows_A, rows_B, group, scale)
             yield
         finally:
             for layer in self.layers.values():
                 layer.set_rows(None, None)
+
+    def _row_scales(self, idx: torch.Tensor, layout) -> float | torch.Tensor:
+        """One float if every selected adapter has the same scaling, else ``[slots, 1, 1]``."""
+        scalings = torch.tensor(self.scalings + [0.0])  # the last entry: "no adapter" rows
+        slots = torch.arange(layout[0], layout[0] + layout[1]) if layout is not None else idx
+        chosen = scalings[slots]
+        if bool((chosen == chosen[0]).all()):
+            return float(chosen[0])
+        return chosen.view(-1, 1, 1)
 
     # ----- inference -----------------------------------------------------------------
     def _peft_disabled(self):
@@ -464,8 +528,13 @@ class MultiLoraEngine:
         ctx = self.select(agent_indices) if agent_indices is not None else contextlib.nullcontext()
         with ctx, self._peft_disabled():
             return greedy_or_sampled_decode(
-                self.model, input_ids, attention_mask, max_new_tokens,
-                temperature=temperature, generator=generator, eos_token_id=eos_token_id,
+                self.model,
+                input_ids,
+                attention_mask,
+                max_new_tokens,
+                temperature=temperature,
+                generator=generator,
+                eos_token_id=eos_token_id,
             )
 
 
@@ -533,6 +602,20 @@ def greedy_or_sampled_decode(
             pad = torch.full((token.shape[0], max_new_tokens - len(new_tokens)), eos_token_id)
             return torch.cat([torch.stack(new_tokens, dim=1), pad], dim=1)
     return torch.stack(new_tokens, dim=1)
+
+
+def _layout(idx: torch.Tensor) -> tuple[int, int, int] | None:
+    """``(start, count, group)`` if ``idx`` is ``start..start+count-1`` each repeated
+    ``group`` times consecutively, else ``None``."""
+    start = int(idx[0])
+    if start < 0:
+        return None
+    group = int((idx == start).sum())
+    if len(idx) % group:
+        return None
+    count = len(idx) // group
+    expected = torch.arange(start, start + count).repeat_interleave(group)
+    return (start, count, group) if torch.equal(idx, expected) else None
 
 
 def _with_zero_slot(stack: torch.Tensor) -> torch.Tensor:

@@ -22,6 +22,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_report(args: argparse.Namespace) -> int:
+    from trainer.report import make_report
+    from trainer.summary import format_table
+
+    report = make_report(Path(args.run_dir), Path(args.out) if args.out else None)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(format_table(report.summaries))
+        print("figures: " + ", ".join(map(str, report.figures)))
+    return 0
+
+
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
     from societies.model_store import prepare_embedded, prepare_tiny_random
 
@@ -43,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--json", action="store_true", help="print the per-generation summary as JSON")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
+
+    report = sub.add_parser("report", help="plots and summary table from a run directory")
+    report.add_argument("run_dir")
+    report.add_argument("--out", default=None, help="output directory (default: the run directory)")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(func=_cmd_report)
 
     model = sub.add_parser("model", help="manage base models")
     model_sub = model.add_subparsers(dest="model_command", required=True)
@@ -76,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return args.func(args)
-    except (ConfigError, ModelNotFoundError) as err:
+    except (ConfigError, ModelNotFoundError, FileNotFoundError) as err:
         print(f"folkways: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -36,6 +36,7 @@ class WandbMode(str, Enum):
     DISABLED = "disabled"
     OFFLINE = "offline"
     ONLINE = "online"
+    AUTO = "auto"  # online with credentials, else offline
 
 
 def _require(ok: bool, key: str, value: object, accepted: str) -> None:
@@ -181,6 +182,7 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     wandb: WandbMode = WandbMode.DISABLED
+    """W&B mode; files go to <run_dir>/wandb (offline: `wandb sync` them later)."""
     project: str = "folkways"
 
 

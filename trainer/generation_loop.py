@@ -59,6 +59,7 @@ from trainer.run_dir import (
 )
 from trainer.summary import GenerationSummary
 from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
+from trainer.wandb_tracking import WandbTracker
 
 # Keys that may change between invocations on the same run directory: more generations
 # extend a run; output_dir only says where the directory lives (it may be moved).
@@ -106,15 +107,24 @@ class Experiment:
             target_modules=tuple(config.lora.target_modules),
         )
         self.probe_orders = probe_orders(names, config.probe_orders, seeding.rng(seed, Stream.PROBE))
-        self._model_path: str | None = None
+        self._resolved_model = None
+        self.tracker = WandbTracker("disabled", "", "", self.layout.root, {})
 
     # ----- helpers -------------------------------------------------------------------
     @property
     def model_path(self) -> str:
-        if self._model_path is None:
+        return self._resolved().path
+
+    @property
+    def base_model_id(self) -> str:
+        """The base model's public name (hub id), for lineage and releases."""
+        return self._resolved().hub_id
+
+    def _resolved(self):
+        if self._resolved_model is None:
             cfg = self.config.model
-            self._model_path = resolve_model(cfg.name_or_path, Path(cfg.cache_dir) if cfg.cache_dir else None).path
-        return self._model_path
+            self._resolved_model = resolve_model(cfg.name_or_path, Path(cfg.cache_dir) if cfg.cache_dir else None)
+        return self._resolved_model
 
     def _bar(self, iterable, **kwargs):
         from tqdm import tqdm
@@ -149,9 +159,20 @@ class Experiment:
 
             torch.set_num_threads(self.config.model.threads)
         self._ensure_initial_adapters()
-        for g in range(total):
-            if not self.layout.is_complete(g):
-                self.run_generation(g)
+        pending = [g for g in range(total) if not self.layout.is_complete(g)]
+        if pending:
+            self.tracker = WandbTracker(
+                self.config.tracking.wandb.value,
+                self.config.tracking.project,
+                self.config.run.name,
+                self.layout.root,
+                self.config.to_dict(),
+            )
+            try:
+                for g in pending:
+                    self.run_generation(g)
+            finally:
+                self.tracker.finish()
         summaries = [
             GenerationSummary.from_dict(read_json(self.layout.summary(g))) for g in range(total)
         ]
@@ -249,6 +270,21 @@ class Experiment:
                 for o in outcomes
             ],
         )
+        # Tracking before COMPLETE: a kill in between may log a generation twice (in two
+        # W&B runs of the same group) but never loses it.
+        self.tracker.log_generation(summary, records, decisions)
+        for o in outcomes:
+            self.tracker.log_adapter(
+                agent=o.agent,
+                generation=g,
+                path=layout.adapter(g, o.agent),
+                metadata={
+                    "operation": o.operation,
+                    "examples": o.examples,
+                    "parents": [str(self.start_adapters(g)[o.agent].relative_to(root))],
+                    "base_model": self.base_model_id,
+                },
+            )
         atomic_write_text(layout.complete(g), "complete\n")  # last: marks the generation done
         rebuild_run_metrics(layout)
         self.log(

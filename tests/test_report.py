@@ -1,0 +1,39 @@
+"""``folkways report`` turns a run directory into plots, a summary and JSON."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_generation_loop import reference  # noqa: F401  (module fixture: one tiny run)
+from trainer.report import make_report
+
+ROOT = Path(__file__).parents[1]
+
+
+def test_report_writes_a_figure_and_the_table(reference, tmp_path):  # noqa: F811
+    report = make_report(reference.run_dir, tmp_path)
+    png = tmp_path / "report.png"
+    assert report.figures == [png]
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+    text = (tmp_path / "summary.md").read_text()
+    for s in reference.summaries:
+        assert f"{s.prior_on_majority_before:.3f} -> {s.prior_on_majority_after:.3f}" in text
+
+
+def test_report_json_matches_the_run(reference, tmp_path):  # noqa: F811
+    out = subprocess.run(
+        [sys.executable, "-m", "trainer.cli", "report", str(reference.run_dir), "--out", str(tmp_path), "--json"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["generations"] == [s.to_dict() for s in reference.summaries]
+
+
+def test_report_on_a_non_run_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="not a folkways run directory"):
+        make_report(tmp_path)

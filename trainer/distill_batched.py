@@ -1,0 +1,290 @@
+"""Multi-adapter SFT distillation: every agent's adapter trained in one pass.
+
+Each optimisation step takes the next mini-batch of *every* agent that still has data,
+stacks all rows into one batch for :class:`societies.multi_lora.MultiLoraEngine` (rows
+grouped by agent, so no weight gather) and back-propagates the sum of the per-agent
+losses. The agents' LoRA parameters are disjoint slices of the stacked tensors, so the
+gradient of agent ``a``'s slice is exactly the gradient of agent ``a``'s own loss: one
+backward trains all agents as N separate runs would.
+
+What separate runs would also have, and a plain optimiser over the stacked tensors would
+not, is per-agent state:
+- AdamW moments and step counts per agent, and an agent with no rows in a step is not
+  touched at all (Adam's momentum would otherwise keep moving it);
+- gradient-norm clipping per agent (HF ``max_grad_norm``), on that agent's norm only;
+- the learning-rate schedule per agent, counted in that agent's own steps.
+
+The loss is the mean token cross-entropy over each agent's completion tokens in its
+batch, as TRL's ``SFTTrainer`` computes it (completion-only loss, no gradient
+accumulation). The output head runs only on completion positions: prompt positions
+carry no loss, and at a vocabulary of 49k the head is ~20% of the model's FLOPs.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import Enum
+
+import torch
+from torch import nn
+
+from societies.multi_lora import MultiLoraEngine
+
+
+class LrSchedule(str, Enum):
+    """Learning-rate schedules (HF ``lr_scheduler_type`` names)."""
+
+    LINEAR = "linear"
+    CONSTANT = "constant"
+
+
+@dataclass(frozen=True)
+class SftExample:
+    """One tokenized SFT example: the loss covers the completion tokens only."""
+
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not self.completion_ids:
+            raise ValueError("an SFT example needs at least one completion token")
+        if not self.prompt_ids:
+            raise ValueError("an SFT example needs at least one prompt token")
+
+
+@dataclass(frozen=True)
+class BatchedSftConfig:
+    """Hyper-parameters, with TRL/HF defaults where they exist.
+
+    Attributes:
+        learning_rate: peak learning rate (AdamW).
+        batch_size: examples per agent per step.
+        num_epochs: passes over each agent's examples.
+        lr_schedule: ``linear`` decays to 0 over each agent's own steps (HF default).
+        max_grad_norm: per-agent gradient clipping; ``0`` disables it.
+        weight_decay, adam_beta1, adam_beta2, adam_epsilon: AdamW (HF defaults).
+        shuffle_seed: each agent's example order per epoch comes from
+            ``random.Random(f"{shuffle_seed}:{agent}:{epoch}")``; ``None`` keeps the order.
+    """
+
+    learning_rate: float = 2e-4
+    batch_size: int = 8
+    num_epochs: int = 1
+    lr_schedule: LrSchedule = LrSchedule.LINEAR
+    max_grad_norm: float = 1.0
+    weight_decay: float = 0.0
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.999
+    adam_epsilon: float = 1e-8
+    shuffle_seed: int | None = 0
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.num_epochs < 1:
+            raise ValueError(
+                f"batch_size and num_epochs must be >= 1, got {self.batch_size}, {self.num_epochs}"
+            )
+        if self.learning_rate <= 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate}")
+        object.__setattr__(self, "lr_schedule", LrSchedule(self.lr_schedule))
+
+
+def agent_batches(
+    examples: Sequence[SftExample], config: BatchedSftConfig, agent: str
+) -> list[list[SftExample]]:
+    """The agent's mini-batches in training order (also used by per-agent reference runs)."""
+    batches = []
+    for epoch in range(config.num_epochs):
+        order = list(range(len(examples)))
+        if config.shuffle_seed is not None:
+            random.Random(f"{config.shuffle_seed}:{agent}:{epoch}").shuffle(order)
+        for start in range(0, len(order), config.batch_size):
+            batches.append([examples[i] for i in order[start : start + config.batch_size]])
+    return batches
+
+
+def lr_at(config: BatchedSftConfig, step: int, total_steps: int) -> float:
+    """Learning rate for an agent's ``step``-th update (0-based), as HF's schedulers give it."""
+    if config.lr_schedule is LrSchedule.CONSTANT:
+        return config.learning_rate
+    return config.learning_rate * max(0.0, (total_steps - step) / max(1, total_steps))
+
+
+def collate(rows: Sequence[SftExample], pad_token_id: int) -> dict[str, torch.Tensor]:
+    """Right-padded ``input_ids``/``attention_mask`` and ``labels`` (-100 off the completion)."""
+    width = max(len(r.prompt_ids) + len(r.completion_ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for b, row in enumerate(rows):
+        p, c = len(row.prompt_ids), len(row.completion_ids)
+        ids[b, : p + c] = torch.tensor(row.prompt_ids + row.completion_ids)
+        mask[b, : p + c] = 1
+        labels[b, p : p + c] = torch.tensor(row.completion_ids)
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+
+
+def completion_token_losses(
+    model: nn.Module, batch: Mapping[str, torch.Tensor]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cross-entropy of every completion token and the row it belongs to.
+
+    Runs the decoder on all tokens but the output head only where a label follows.
+
+    Returns:
+        ``(losses [K], rows [K])`` over the K predicted completion tokens.
+    """
+    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
+    hidden = decoder(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+    ).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    where = targets != -100
+    rows, cols = where.nonzero(as_tuple=True)
+    logits = model.get_output_embeddings()(hidden[rows, cols])
+    losses = nn.functional.cross_entropy(logits.float(), targets[rows, cols], reduction="none")
+    return losses, rows
+
+
+class StackedAdamW:
+    """AdamW over stacked ``[N, ...]`` parameters with independent per-agent state.
+
+    Same update as ``torch.optim.AdamW`` (decoupled weight decay, bias correction by the
+    agent's own step count), applied only to the agents marked active in a step.
+    """
+
+    def __init__(
+        self, params: Sequence[nn.Parameter], num_agents: int, config: BatchedSftConfig
+    ) -> None:
+        self.params = list(params)
+        self.config = config
+        self.steps = torch.zeros(num_agents, dtype=torch.float64)
+        self.exp_avg = [torch.zeros_like(p) for p in self.params]
+        self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def clip_grad_norms(self, max_norm: float) -> torch.Tensor:
+        """Per-agent gradient clipping as ``clip_grad_norm_`` does it; returns the norms."""
+        squares = sum(p.grad.flatten(1).pow(2).sum(1) for p in self.params)
+        norms = squares.sqrt()
+        if max_norm > 0:
+            coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+            for p in self.params:
+                p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
+        return norms
+
+    @torch.no_grad()
+    def step(self, active: torch.Tensor, lrs: torch.Tensor) -> None:
+        """One update of the agents where ``active`` is true, agent ``a`` at ``lrs[a]``."""
+        c = self.config
+        self.steps += active.double()
+        steps = self.steps.clamp(min=1)
+        bias1 = 1 - c.adam_beta1**steps
+        bias2_sqrt = (1 - c.adam_beta2**steps).sqrt()
+        step_size = (lrs.double() / bias1).float()
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+            shape = (-1, *([1] * (p.ndim - 1)))
+            on = active.view(shape)
+            g = p.grad
+            new_m = torch.lerp(m, g, 1 - c.adam_beta1)
+            new_v = v * c.adam_beta2 + (1 - c.adam_beta2) * g * g
+            denom = new_v.sqrt() / bias2_sqrt.float().view(shape) + c.adam_epsilon
+            new_p = (
+                p * (1 - lrs.view(shape) * c.weight_decay) - step_size.view(shape) * new_m / denom
+            )
+            m.copy_(torch.where(on, new_m, m))
+            v.copy_(torch.where(on, new_v, v))
+            p.copy_(torch.where(on, new_p, p))
+
+
+@dataclass
+class BatchedSftResult:
+    """Per-agent training record.
+
+    Attributes:
+        losses: agent -> the loss of each of its steps (mean over its completion tokens).
+        grad_norms: agent -> its gradient norm before clipping, per step.
+        tokens: total tokens (prompt + completion) processed in forward passes.
+    """
+
+    losses: dict[str, list[float]] = field(default_factory=dict)
+    grad_norms: dict[str, list[float]] = field(default_factory=dict)
+    tokens: int = 0
+
+
+def train_batched_sft(
+    engine: MultiLoraEngine,
+    data: Mapping[str, Sequence[SftExample]],
+    config: BatchedSftConfig,
+    pad_token_id: int,
+) -> BatchedSftResult:
+    """Train the adapters of all agents in ``data`` together (in place in ``engine``).
+
+    Args:
+        engine: holds every agent's adapter; agents not in ``data`` are left unchanged.
+        data: agent -> its SFT examples (agents may have different numbers of examples).
+        config: hyper-parameters shared by all agents.
+        pad_token_id: id used to right-pad rows (masked, never a label).
+
+    Returns:
+        per-agent losses and gradient norms for every step.
+    """
+    unknown = [a for a in data if a not in engine.index]
+    if unknown:
+        raise KeyError(f"agents {unknown} have no adapter in the engine")
+    agents = sorted((a for a in data if data[a]), key=engine.index.__getitem__)
+    schedule = {a: agent_batches(data[a], config, a) for a in agents}
+    totals = {a: len(b) for a, b in schedule.items()}
+    params = [p for layer in engine.layers.values() for p in (layer.lora_A, layer.lora_B)]
+    for p in engine.model.parameters():
+        p.requires_grad_(False)
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = StackedAdamW(params, len(engine.names), config)
+    result = BatchedSftResult(losses={a: [] for a in agents}, grad_norms={a: [] for a in agents})
+    was_training = engine.model.training
+    engine.model.train()
+    try:
+        for step in range(max(totals.values(), default=0)):
+            live = [a for a in agents if step < totals[a]]
+            rows, row_agent = [], []
+            for a in live:
+                rows.extend(schedule[a][step])
+                row_agent.extend([engine.index[a]] * len(schedule[a][step]))
+            batch = collate(rows, pad_token_id)
+            result.tokens += int(batch["attention_mask"].sum())
+            for p in params:
+                p.grad = None
+            with engine.select(torch.tensor(row_agent)), engine._peft_disabled():
+                losses, token_rows = completion_token_losses(engine.model, batch)
+            # Sum over agents of (mean over that agent's completion tokens).
+            token_agent = torch.tensor(row_agent)[token_rows]
+            per_agent_sum = torch.zeros(len(engine.names)).index_add(0, token_agent, losses)
+            per_agent_count = torch.zeros(len(engine.names)).index_add(
+                0, token_agent, torch.ones_like(losses)
+            )
+            active = per_agent_count > 0
+            per_agent = per_agent_sum[active] / per_agent_count[active]
+            per_agent.sum().backward()
+            norms = optimizer.clip_grad_norms(config.max_grad_norm)
+            lrs = torch.zeros(len(engine.names))
+            for a in live:
+                lrs[engine.index[a]] = lr_at(config, step, totals[a])
+            optimizer.step(active, lrs)
+            for a, value in zip(
+                [n for n in engine.names if active[engine.index[n]]],
+                per_agent.tolist(),
+                strict=True,
+            ):
+                result.losses[a].append(value)
+                result.grad_norms[a].append(float(norms[engine.index[a]]))
+    finally:
+        for p in params:
+            p.requires_grad_(False)
+            p.grad = None
+        engine.model.train(was_training)
+    if any(math.isnan(v) for values in result.losses.values() for v in values):
+        raise FloatingPointError("a per-agent loss became NaN; lower learning_rate")
+    return result

@@ -1,0 +1,111 @@
+"""``folkways report``: plots and a summary from a run directory's records.
+
+Everything is read from the run directory (summaries, metrics, probes), never
+recomputed, so a report can be made while a run is still going (completed
+generations only) or long after.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from trainer.run_dir import RunLayout, read_json
+from trainer.summary import GenerationSummary, format_table
+from trainer.tracking import read_metrics
+
+
+@dataclass(frozen=True)
+class Report:
+    run_dir: Path
+    summaries: list[GenerationSummary]
+    figures: list[Path]
+
+    def to_dict(self) -> dict:
+        return {
+            "run_dir": str(self.run_dir),
+            "generations": [s.to_dict() for s in self.summaries],
+            "figures": [str(f) for f in self.figures],
+        }
+
+
+def load_summaries(run_dir: Path) -> list[GenerationSummary]:
+    layout = RunLayout(run_dir)
+    if not layout.config.exists():
+        raise FileNotFoundError(f"{run_dir} is not a folkways run directory (no config.yaml)")
+    return [GenerationSummary.from_dict(read_json(layout.summary(g))) for g in layout.completed_generations()]
+
+
+def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
+    """Write ``report.png`` and ``summary.md`` into ``out_dir`` (default: the run directory)."""
+    run_dir = Path(run_dir)
+    layout = RunLayout(run_dir)
+    summaries = load_summaries(run_dir)
+    if not summaries:
+        raise FileNotFoundError(f"{run_dir} has no completed generation yet; nothing to report")
+    out_dir = Path(out_dir) if out_dir else run_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figure = out_dir / "report.png"
+    _plot(layout, summaries, figure)
+    (out_dir / "summary.md").write_text(
+        f"# {run_dir.name}\n\n![report](report.png)\n\n```\n{format_table(summaries)}\n```\n"
+    )
+    return Report(run_dir, summaries, [figure])
+
+
+def _plot(layout: RunLayout, summaries: list[GenerationSummary], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only; no display needed
+    import matplotlib.pyplot as plt
+
+    metrics = read_metrics(layout.metrics)
+    probes = [read_json(layout.probes(s.generation)) for s in summaries]
+    names = sorted(next(iter(probes[0]["after"].values()))["probs"])
+    chance = 1 / len(names)  # uniform choice: success rate and prior mass both 1/W
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+
+    # 1. success rate per round, generations side by side
+    ax = axes[0]
+    offset = 0
+    for s in summaries:
+        rounds = sorted((m.round, m.value) for m in metrics if m.generation == s.generation and m.name == "success_rate")
+        ax.plot([offset + r for r, _ in rounds], [v for _, v in rounds], marker=".", label=f"gen {s.generation}")
+        offset += s.rounds
+        ax.axvline(offset - 0.5, color="0.85", lw=0.8)
+    ax.axhline(chance, color="0.5", ls="--", lw=0.8, label=f"chance (1/{len(names)})")
+    ax.set(title="Coordination success per round", xlabel="round (generations in sequence)", ylabel="success rate", ylim=(-0.02, 1.02))
+    ax.legend(fontsize=8)
+
+    # 2. prior mass on the generation's majority name, before vs after distillation
+    ax = axes[1]
+    gens = [s.generation for s in summaries]
+    for phase, colour, shift in (("probe_before", "tab:gray", -0.12), ("probe_after", "tab:blue", 0.12)):
+        for s in summaries:
+            values = [m.value for m in metrics if m.generation == s.generation and m.name == "prior_on_majority" and m.phase == phase]
+            ax.scatter([s.generation + shift] * len(values), values, color=colour, alpha=0.5, s=14)
+    for i, s in enumerate(summaries):
+        ax.annotate("", xy=(s.generation + 0.12, s.prior_on_majority_after), xytext=(s.generation - 0.12, s.prior_on_majority_before),
+                    arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 1.5})
+        ax.scatter([s.generation - 0.12], [s.prior_on_majority_before], color="tab:gray", s=40, zorder=3, label="mean before distillation" if i == 0 else None)
+        ax.scatter([s.generation + 0.12], [s.prior_on_majority_after], color="tab:blue", s=40, zorder=3, label="mean after distillation" if i == 0 else None)
+    ax.axhline(chance, color="0.5", ls="--", lw=0.8, label="uniform prior")
+    for s in summaries:
+        ax.annotate(s.majority_name or "", (s.generation, max(s.prior_on_majority_after, s.prior_on_majority_before)), textcoords="offset points", xytext=(0, 6), ha="center")
+    ax.set(title="Empty-memory prior on the majority name", xlabel="generation", ylabel="P(majority name)", ylim=(-0.02, 1.02), xticks=gens)
+    ax.legend(fontsize=8)
+
+    # 3. mean prior over names after each generation's distillation
+    ax = axes[2]
+    grid = [
+        [sum(a["probs"][n] for a in p["after"].values()) / len(p["after"]) for n in names]
+        for p in probes
+    ]
+    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    ax.set(title="Mean prior after distillation", xlabel="name", ylabel="generation", xticks=range(len(names)), xticklabels=names, yticks=range(len(gens)), yticklabels=gens)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+
+    fig.suptitle(f"folkways run {layout.root.name}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
