@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+QUICKSTART = Path(__file__).parents[1] / "configs/naming_game/quickstart.yaml"
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +46,21 @@ def tiny_overrides(output_dir, **extra) -> list[str]:
     }
     values.update(extra)
     return [f"{k}={v}" for k, v in values.items()]
+
+
+def run_tiny(output_dir, logs=None, **extra):
+    """Run (or resume) the quickstart config shrunk by :func:`tiny_overrides`."""
+    from trainer.generation_loop import run_experiment
+
+    return run_experiment(
+        QUICKSTART,
+        tiny_overrides(output_dir, **extra),
+        progress=False,
+        log=(logs.append if logs is not None else lambda _: None),
+    )
+
+
+@pytest.fixture(scope="session")
+def reference(tiny_model_path, tmp_path_factory):
+    """One complete two-generation tiny run, shared read-only by the tests that inspect it."""
+    return run_tiny(tmp_path_factory.mktemp("reference"))

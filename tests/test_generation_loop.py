@@ -15,34 +15,22 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import tiny_overrides
+from tests.conftest import QUICKSTART, run_tiny, tiny_overrides
 from trainer.config_loader import ConfigError
-from trainer.generation_loop import run_experiment
 from trainer.lineage import read_lineage
 from trainer.run_dir import RunLayout
 from trainer.tracking import read_metrics
 
 ROOT = Path(__file__).parents[1]
-QUICKSTART = ROOT / "configs/naming_game/quickstart.yaml"
 AGENTS = [f"agent_{i:02d}" for i in range(4)]
 
 
 def run(output_dir, logs=None, **extra):
-    return run_experiment(
-        QUICKSTART, tiny_overrides(output_dir, **extra), progress=False,
-        log=(logs.append if logs is not None else lambda _: None),
-    )
+    return run_tiny(output_dir, logs, **extra)
 
 
 def lines(path: Path) -> list[str]:
     return path.read_text().splitlines()
-
-
-@pytest.fixture(scope="module")
-def reference(tiny_model_path, tmp_path_factory):
-    out = tmp_path_factory.mktemp("reference")
-    result = run(out)
-    return result
 
 
 def test_run_directory_has_everything(reference):

@@ -9,13 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_generation_loop import reference  # noqa: F401  (module fixture: one tiny run)
 from trainer.report import make_report
 
 ROOT = Path(__file__).parents[1]
 
 
-def test_report_writes_a_figure_and_the_table(reference, tmp_path):  # noqa: F811
+def test_report_writes_a_figure_and_the_table(reference, tmp_path):
     report = make_report(reference.run_dir, tmp_path)
     png = tmp_path / "report.png"
     assert report.figures == [png]
@@ -25,7 +24,7 @@ def test_report_writes_a_figure_and_the_table(reference, tmp_path):  # noqa: F81
         assert f"{s.prior_on_majority_before:.3f} -> {s.prior_on_majority_after:.3f}" in text
 
 
-def test_report_json_matches_the_run(reference, tmp_path):  # noqa: F811
+def test_report_json_matches_the_run(reference, tmp_path):
     out = subprocess.run(
         [sys.executable, "-m", "trainer.cli", "report", str(reference.run_dir), "--out", str(tmp_path), "--json"],
         cwd=ROOT, capture_output=True, text=True, timeout=120,

@@ -22,6 +22,17 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_probe(args: argparse.Namespace) -> int:
+    from trainer.probe_command import format_priors, probe_run
+
+    generation, priors = probe_run(Path(args.run_dir), args.generation, args.orders)
+    if args.json:
+        print(json.dumps({"generation": generation, "priors": {a: p.to_dict() for a, p in priors.items()}}, indent=2))
+    else:
+        print(format_priors(generation, priors))
+    return 0
+
+
 def _cmd_report(args: argparse.Namespace) -> int:
     from trainer.report import make_report
     from trainer.summary import format_table
@@ -57,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=_cmd_run)
 
+    probe = sub.add_parser("probe", help="(re)measure the priors of a run's saved adapters")
+    probe.add_argument("run_dir")
+    probe.add_argument("--generation", type=int, default=None, help="adapters after this generation (default: last complete; -1: initial)")
+    probe.add_argument("--orders", type=int, default=None, help="option orders to average (default: the run's probe.orders)")
+    probe.add_argument("--json", action="store_true")
+    probe.set_defaults(func=_cmd_probe)
+
     report = sub.add_parser("report", help="plots and summary table from a run directory")
     report.add_argument("run_dir")
     report.add_argument("--out", default=None, help="output directory (default: the run directory)")
@@ -76,8 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
 def _quiet_libraries() -> None:
     """Our own progress bars say what is happening; hide the libraries' per-call bars."""
     import os
+    import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
     import datasets
     import transformers
 
@@ -95,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     try:
         return args.func(args)
-    except (ConfigError, ModelNotFoundError, FileNotFoundError) as err:
+    except (ConfigError, ModelNotFoundError, FileNotFoundError, ValueError) as err:
         print(f"folkways: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,34 @@
+"""``folkways probe`` re-measures exactly what the run recorded."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from trainer.probe_command import format_priors, probe_run
+from trainer.run_dir import RunLayout
+
+
+def test_probe_reproduces_the_recorded_priors(reference):
+    layout = RunLayout(reference.run_dir)
+    generation, after0 = probe_run(reference.run_dir, generation=0)
+    assert generation == 0
+    recorded = json.loads(layout.probes(0).read_text())
+    for agent, prior in after0.items():
+        assert prior.probs == pytest.approx(recorded["after"][agent]["probs"], abs=1e-9)
+    _, initial = probe_run(reference.run_dir, generation=-1)
+    for agent, prior in initial.items():
+        assert prior.probs == pytest.approx(recorded["before"][agent]["probs"], abs=1e-9)
+    last, _ = probe_run(reference.run_dir)
+    assert last == 1
+    assert "priors after generation 0" in format_priors(0, after0)
+
+
+def test_probe_with_more_orders_and_bad_requests(reference):
+    _, priors = probe_run(reference.run_dir, generation=1, orders=4)
+    assert all(p.orders == 4 and sum(p.probs.values()) == pytest.approx(1.0) for p in priors.values())
+    with pytest.raises(FileNotFoundError, match="generations with adapters: -1, 0, 1"):
+        probe_run(reference.run_dir, generation=7)
+    with pytest.raises(ValueError, match="accepted: 1..4"):
+        probe_run(reference.run_dir, orders=9)
