@@ -11,10 +11,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from societies.atomic import atomic_directory
 
 EMBEDDED = "embedded"
 TINY_RANDOM = "tiny-random"
@@ -80,18 +80,12 @@ def _tiny_dir(cache_dir: Path) -> Path:
 
 
 def _publish(build, final_dir: Path) -> Path:
-    """Build into a temporary sibling directory, then rename: a crash leaves no half cache."""
-    final_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final_dir.name + ".tmp-", dir=final_dir.parent))
-    try:
+    """Build into a temporary sibling directory, then rename: a crash leaves no half cache.
+
+    If another process published the same cache meanwhile, theirs is kept.
+    """
+    with atomic_directory(final_dir, replace=False) as tmp:
         build(tmp)
-        if final_dir.exists():  # another process won the race; keep theirs
-            shutil.rmtree(tmp)
-        else:
-            os.replace(tmp, final_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return final_dir
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from societies.atomic import atomic_directory
 from societies.records import Message
 
 
@@ -232,17 +233,14 @@ class PopulationModel:
     def save_adapter(self, agent: str, out_dir: str | Path) -> Path:
         """Write ``agent``'s adapter as a standard PEFT folder at ``out_dir`` (atomically)."""
         out_dir = Path(out_dir)
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
-        try:
-            self.model.save_pretrained(tmp, selected_adapters=[agent])
-            # PEFT writes non-"default" adapters into a sub-folder named after them.
-            written = tmp / agent if (tmp / agent).is_dir() else tmp
-            if out_dir.exists():
-                shutil.rmtree(out_dir)
-            written.rename(out_dir)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as scratch:
+            self.model.save_pretrained(scratch, selected_adapters=[agent])
+            # PEFT writes a non-"default" adapter into a sub-folder named after it.
+            written = Path(scratch) / agent if (Path(scratch) / agent).is_dir() else Path(scratch)
+            with atomic_directory(out_dir) as tmp:
+                for item in written.iterdir():
+                    if item.is_file():
+                        shutil.move(str(item), tmp / item.name)
         return out_dir
 
     def adapter_state(self, agent: str) -> dict[str, torch.Tensor]:

@@ -34,3 +34,23 @@ def test_complete_rounds_survive_a_torn_line_and_a_partial_round(tmp_path):
 
 def test_missing_file_is_empty(tmp_path):
     assert read_complete_rounds(tmp_path / "none.jsonl", 2) == ([], 0)
+
+
+def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
+    import pytest
+
+    from societies.atomic import atomic_directory
+
+    final = tmp_path / "adapter"
+    with pytest.raises(RuntimeError), atomic_directory(final) as tmp:
+        (tmp / "half.bin").write_bytes(b"x")
+        raise RuntimeError("killed mid-write")
+    assert not final.exists() and list(tmp_path.iterdir()) == []
+    with atomic_directory(final) as tmp:
+        (tmp / "a").write_text("first")
+    with atomic_directory(final, replace=False) as tmp:
+        (tmp / "a").write_text("second")
+    assert (final / "a").read_text() == "first"  # replace=False keeps the existing one
+    with atomic_directory(final) as tmp:
+        (tmp / "a").write_text("third")
+    assert (final / "a").read_text() == "third" and len(list(tmp_path.iterdir())) == 1

@@ -16,6 +16,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from societies.atomic import atomic_directory
+
 TRAINING_RECORD = "training.json"
 
 
@@ -66,10 +68,7 @@ def distill_sft(
     With no examples the adapter is copied unchanged ("carried_over"). The output
     folder appears whole (renamed into place) with ``training.json`` inside.
     """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
-    try:
+    with atomic_directory(Path(out_dir)) as tmp:
         if not examples:
             for item in Path(start_adapter).iterdir():
                 if item.name != TRAINING_RECORD:
@@ -78,11 +77,6 @@ def distill_sft(
         else:
             outcome = _train(agent, model_path, Path(start_adapter), examples, tmp, settings, seed)
         (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        tmp.rename(out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return outcome
 
 

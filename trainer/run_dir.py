@@ -1,36 +1,16 @@
-"""The run directory (DESIGN.md, decision 6) and atomic writes into it.
-
-Every file that marks progress is written to a temporary sibling and renamed into
-place, so a kill leaves either the old state or the new one, never half a file.
-"""
+"""The run directory (DESIGN.md, decision 6); writes into it are atomic (societies.atomic)."""
 
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from societies.atomic import atomic_write_json, atomic_write_text
+
+__all__ = ["RunLayout", "adapter_is_saved", "atomic_write_json", "atomic_write_text", "read_json"]
+
 COMPLETE = "COMPLETE"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def read_json(path: Path) -> Any:
