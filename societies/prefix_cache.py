@@ -76,7 +76,7 @@ class PrefixCache:
         for b, r in enumerate(rows):
             ids[b, width - len(r) :] = torch.tensor(r)
             mask[b, width - len(r) :] = 1
-        with self.engine.select(self.engine.indices(agents)), self.engine._peft_disabled():
+        with self.engine.select(self.engine.indices(agents)), self.engine.peft_disabled():
             out = self.engine.model(
                 input_ids=ids,
                 attention_mask=mask,
@@ -148,7 +148,7 @@ class PrefixCache:
             mask[b, head - n : head] = 1
             mask[b, head + tail - len(t) :] = 1
             positions[b, tail - len(t) :] = torch.arange(n, n + len(t))
-        with self.engine.select(self.engine.indices(agents)), self.engine._peft_disabled():
+        with self.engine.select(self.engine.indices(agents)), self.engine.peft_disabled():
             out = self.engine.model(
                 input_ids=ids,
                 attention_mask=mask,

@@ -35,7 +35,9 @@ def make_peft(path, agents=AGENTS, r=4, alpha=8, seed=0):
     torch.manual_seed(seed)
     model = None
     for k, agent in enumerate(agents):
-        config = LoraConfig(r=r + k, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM")
+        config = LoraConfig(
+            r=r + k, lora_alpha=alpha, target_modules="all-linear", task_type="CAUSAL_LM"
+        )
         if model is None:
             model = get_peft_model(_base(path), config, adapter_name=agent)
         else:
@@ -84,8 +86,11 @@ def _peft_logits(peft_model, enc, names):
     pos = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
     with torch.inference_mode():
         return peft_model(
-            input_ids=enc.input_ids, attention_mask=enc.attention_mask, position_ids=pos,
-            adapter_names=list(names), logits_to_keep=1,
+            input_ids=enc.input_ids,
+            attention_mask=enc.attention_mask,
+            position_ids=pos,
+            adapter_names=list(names),
+            logits_to_keep=1,
         ).logits
 
 
@@ -159,9 +164,13 @@ def test_greedy_generation_matches_peft(tiny_path, adapter_dirs, tokenizer):
     ours = engine.generate(enc.input_ids, enc.attention_mask, engine.indices(ROW_AGENTS), 12)
     with torch.inference_mode():
         theirs = peft_model.generate(
-            **enc, adapter_names=ROW_AGENTS, max_new_tokens=12, do_sample=False,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=None,
-        )[:, enc.input_ids.shape[1]:]
+            **enc,
+            adapter_names=ROW_AGENTS,
+            max_new_tokens=12,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=None,
+        )[:, enc.input_ids.shape[1] :]
     assert ours.shape == (len(TEXTS), 12)
     assert torch.equal(ours, theirs)
     assert not torch.equal(ours[0], ours[3])  # same prompt, different adapter
@@ -203,3 +212,84 @@ def test_bad_inputs_are_named(tiny_path, adapter_dirs, tokenizer):
     enc = _batch(tokenizer, TEXTS[:2])
     with pytest.raises(ValueError, match="2 rows"):
         engine.forward(enc.input_ids, enc.attention_mask, [0, 1, 2])
+
+
+def test_rows_grouped_by_adapter_use_no_gather(tiny_path, adapter_dirs, tokenizer):
+    """k rows per agent, agents consecutive: one bmm operand per agent, PEFT's numbers."""
+    peft_model, dirs = adapter_dirs
+    engine = MultiLoraEngine.from_adapter_dirs(_base(tiny_path), dirs)
+    names = ["ann", "ann", "bob", "bob", "cy", "cy"]
+    texts = TEXTS[:3] + TEXTS[2:5]
+    enc = _batch(tokenizer, texts)
+    layer = next(iter(engine.layers.values()))
+    with engine.select(engine.indices(names)):
+        assert layer._group == 2 and layer._rows_A.data_ptr() == layer.lora_A.data_ptr()
+    ours = engine.forward(enc.input_ids, enc.attention_mask, engine.indices(names))
+    torch.testing.assert_close(ours, _peft_logits(peft_model, enc, names), atol=ATOL, rtol=0)
+
+
+def test_sampling_is_seeded_and_eos_fills_the_row(tiny_path, adapter_dirs, tokenizer):
+    _, dirs = adapter_dirs
+    engine = MultiLoraEngine.from_adapter_dirs(_base(tiny_path), dirs)
+    enc = _batch(tokenizer, TEXTS)
+    rows = engine.indices(ROW_AGENTS)
+
+    def sample(seed):
+        gen = torch.Generator().manual_seed(seed)
+        return engine.generate(
+            enc.input_ids, enc.attention_mask, rows, 8, temperature=1.0, generator=gen
+        )
+
+    assert torch.equal(sample(3), sample(3))
+    assert not torch.equal(sample(3), sample(4))
+    greedy = engine.generate(enc.input_ids, enc.attention_mask, rows, 8)
+    eos = int(greedy[0, 2])
+    stopped = engine.generate(enc.input_ids, enc.attention_mask, rows, 8, eos_token_id=eos)
+    first = int((greedy[0] == eos).nonzero()[0])
+    assert torch.equal(stopped[0, : first + 1], greedy[0, : first + 1])
+    assert (stopped[0, first:] == eos).all()
+
+
+@pytest.mark.integration
+def test_embedded_model_matches_peft_mixed_batch(tmp_path):
+    """The real 30-layer model: logits within atol 2e-4 (|logits| ~ 20; fp32 over 30 layers)."""
+    from transformers import AutoTokenizer
+
+    from societies.model_store import prepare_embedded
+
+    path = str(prepare_embedded())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    peft_model = make_peft(path, r=8, alpha=16)
+    for agent in AGENTS:
+        peft_model.save_pretrained(tmp_path, selected_adapters=[agent])
+    engine = MultiLoraEngine.from_adapter_dirs(_base(path), {a: tmp_path / a for a in AGENTS})
+    enc = _batch(tokenizer, TEXTS)
+    ours = engine.forward(enc.input_ids, enc.attention_mask, engine.indices(ROW_AGENTS))
+    torch.testing.assert_close(ours, _peft_logits(peft_model, enc, ROW_AGENTS), atol=2e-4, rtol=0)
+    assert (ours[0] - ours[3]).abs().max() > 1e-2
+
+
+def test_shuffled_full_population_is_reordered_not_gathered(tiny_path, adapter_dirs, tokenizer):
+    """A permutation of all agents runs in stack order (no gather); rows come back in
+    the caller's order with PEFT's numbers and PEFT's greedy tokens."""
+    peft_model, dirs = adapter_dirs
+    engine = MultiLoraEngine.from_adapter_dirs(_base(tiny_path), dirs)
+    names = ["cy", "ann", "bob", "ann", "cy", "bob"]  # each agent twice, shuffled
+    texts = TEXTS[:3] + TEXTS[2:5]
+    perm = engine.row_order(engine.indices(names))
+    assert perm is not None and engine.indices(names)[perm].tolist() == [0, 0, 1, 1, 2, 2]
+    assert engine.row_order(engine.indices(["ann", "cy"])) is None  # gap: gather instead
+    enc = _batch(tokenizer, texts)
+    ours = engine.forward(enc.input_ids, enc.attention_mask, engine.indices(names))
+    torch.testing.assert_close(ours, _peft_logits(peft_model, enc, names), atol=ATOL, rtol=0)
+    tokens = engine.generate(enc.input_ids, enc.attention_mask, engine.indices(names), 6)
+    with torch.inference_mode():
+        ref = peft_model.generate(
+            **enc,
+            adapter_names=names,
+            max_new_tokens=6,
+            do_sample=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=None,
+        )[:, enc.input_ids.shape[1] :]
+    assert torch.equal(tokens, ref)

@@ -55,6 +55,29 @@ class SftExample:
             raise ValueError("an SFT example needs at least one prompt token")
 
 
+def sft_example_from_chat(
+    tokenizer, prompt: Sequence[dict], completion: Sequence[dict]
+) -> SftExample:
+    """Tokenize a conversational prompt/completion pair the way TRL's ``SFTTrainer`` does.
+
+    The prompt is rendered with the generation prompt, prompt + completion without it;
+    the completion starts where the two token sequences diverge.
+    """
+    prompt_ids = _chat_ids(tokenizer, list(prompt), add_generation_prompt=True)
+    full_ids = _chat_ids(tokenizer, list(prompt) + list(completion), add_generation_prompt=False)
+    split = 0
+    while split < min(len(prompt_ids), len(full_ids)) and prompt_ids[split] == full_ids[split]:
+        split += 1
+    return SftExample(tuple(full_ids[:split]), tuple(full_ids[split:]))
+
+
+def _chat_ids(tokenizer, messages: list[dict], add_generation_prompt: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt
+    )
+    return tokenizer(text, add_special_tokens=False).input_ids
+
+
 @dataclass(frozen=True)
 class BatchedSftConfig:
     """Hyper-parameters, with TRL/HF defaults where they exist.
@@ -257,7 +280,7 @@ def train_batched_sft(
             result.tokens += int(batch["attention_mask"].sum())
             for p in params:
                 p.grad = None
-            with engine.select(torch.tensor(row_agent)), engine._peft_disabled():
+            with engine.select(torch.tensor(row_agent)), engine.peft_disabled():
                 losses, token_rows = completion_token_losses(engine.model, batch)
             # Sum over agents of (mean over that agent's completion tokens).
             token_agent = torch.tensor(row_agent)[token_rows]

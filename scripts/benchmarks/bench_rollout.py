@@ -3,9 +3,10 @@
 Four paths, measured in one process on the same prompts so that they compare as ratios:
 - ``loop``: one forward (or decode) per agent, PEFT ``set_adapter`` before each;
 - ``peft_mixed``: PEFT's mixed-adapter batch (``adapter_names=[...]``);
-- ``engine``: :class:`societies.multi_lora.MultiLoraEngine`, rows in a shuffled agent
-  order (weights gathered once per call); ``engine_ordered`` with rows in stack order
-  (no gather at all);
+- ``engine``: :class:`societies.multi_lora.MultiLoraEngine` on rows in a shuffled agent
+  order (which it reorders into stack order: no weight gather); ``engine_gather`` keeps
+  the shuffled order and gathers the rows' weights once per call; ``engine_ordered``
+  gets rows already in stack order;
 - ``base``: the base model without adapters, batched.
 Every decode path runs the same KV-cached loop (``greedy_or_sampled_decode``), so they
 differ only in the model call.
@@ -30,14 +31,22 @@ from common import (
     prompts,
     save_adapters,
     timed,
+    timed_interleaved,
 )
 
 from societies.model_store import prepare_embedded
 from societies.multi_lora import MultiLoraEngine, greedy_or_sampled_decode, left_padded_positions
 
 
-def run(n_agents: int = 24, prompt_len: int = 122, repeats: int = 2, decode_tokens: int = 32,
-        model_path: str | None = None, skip_loop_decode: bool = False, seed: int = 0) -> dict:
+def run(
+    n_agents: int = 24,
+    prompt_len: int = 122,
+    repeats: int = 2,
+    decode_tokens: int = 32,
+    model_path: str | None = None,
+    skip_loop_decode: bool = False,
+    seed: int = 0,
+) -> dict:
     """Measure (a) and (b); returns a JSON-ready dict of rates and ratios."""
     from transformers import AutoTokenizer
 
@@ -54,15 +63,33 @@ def run(n_agents: int = 24, prompt_len: int = 122, repeats: int = 2, decode_toke
     peft_model = distinct_peft_model(model_path, agents, seed=seed)
     base = load_base(model_path)
     with tempfile.TemporaryDirectory() as tmp:
-        engine = MultiLoraEngine.from_adapter_dirs(load_base(model_path), save_adapters(peft_model, agents, Path(tmp)))
+        engine = MultiLoraEngine.from_adapter_dirs(
+            load_base(model_path), save_adapters(peft_model, agents, Path(tmp))
+        )
     # A round pairs agents in random order: rows are a permutation of the stack.
     order = torch.randperm(n_agents, generator=torch.Generator().manual_seed(seed))
     shuffled_names = [agents[i] for i in order]
 
     def fwd(model, **kw):
         with torch.inference_mode():
-            return model(input_ids=enc.input_ids, attention_mask=enc.attention_mask,
-                         position_ids=positions, logits_to_keep=1, **kw).logits
+            return model(
+                input_ids=enc.input_ids,
+                attention_mask=enc.attention_mask,
+                position_ids=positions,
+                logits_to_keep=1,
+                **kw,
+            ).logits
+
+    # The engine reorders a shuffled batch into stack order; these variants keep the
+    # caller's order and gather each row's weights once per call instead (the layout a
+    # batch of a subset of agents gets), to show what the layout costs.
+    def gathered_forward():
+        with torch.inference_mode(), engine.select(order):
+            return fwd(engine.model)
+
+    def gathered_decode(tokens):
+        with torch.inference_mode(), engine.select(order):
+            return greedy_or_sampled_decode(engine.model, enc.input_ids, enc.attention_mask, tokens)
 
     def loop_score():
         with torch.inference_mode():
@@ -75,18 +102,23 @@ def run(n_agents: int = 24, prompt_len: int = 122, repeats: int = 2, decode_toke
     engine_logits = engine.forward(enc.input_ids, enc.attention_mask, order, positions)
     max_abs_diff = float((peft_logits - engine_logits).abs().max())
 
-    choice_seconds = {
-        "loop": timed(loop_score, repeats),
-        "peft_mixed": timed(lambda: fwd(peft_model, adapter_names=shuffled_names), repeats),
-        "engine": timed(lambda: engine.forward(enc.input_ids, enc.attention_mask, order, positions), repeats),
-        "engine_ordered": timed(
-            lambda: engine.forward(enc.input_ids, enc.attention_mask, torch.arange(n_agents), positions), repeats),
-        "base": timed(lambda: fwd(base), repeats),
+    choice_paths = {
+        "loop": loop_score,
+        "peft_mixed": lambda: fwd(peft_model, adapter_names=shuffled_names),
+        "engine": lambda: engine.forward(enc.input_ids, enc.attention_mask, order, positions),
+        "engine_gather": lambda: gathered_forward(),
+        "engine_ordered": lambda: engine.forward(
+            enc.input_ids, enc.attention_mask, torch.arange(n_agents), positions
+        ),
+        "base": lambda: fwd(base),
     }
+    for fn in choice_paths.values():
+        fn()  # warm-up
+    choice_seconds = timed_interleaved(choice_paths, repeats)
 
-    def decode(model, ids, mask, **kw):
+    def decode(model, ids, mask, tokens=decode_tokens, **kw):
         with torch.inference_mode():
-            return greedy_or_sampled_decode(model, ids, mask, decode_tokens, **kw)
+            return greedy_or_sampled_decode(model, ids, mask, tokens, **kw)
 
     def loop_decode():
         for agent, single in zip(agents, singles, strict=True):
@@ -94,12 +126,18 @@ def run(n_agents: int = 24, prompt_len: int = 122, repeats: int = 2, decode_toke
             decode(peft_model, single.input_ids, single.attention_mask)
 
     ids, mask = enc.input_ids, enc.attention_mask
-    decode_seconds = {
-        "peft_mixed": timed(lambda: decode(peft_model, ids, mask, adapter_names=shuffled_names), repeats),
-        "engine": timed(lambda: engine.generate(ids, mask, order, decode_tokens), repeats),
-        "engine_ordered": timed(lambda: engine.generate(ids, mask, torch.arange(n_agents), decode_tokens), repeats),
-        "base": timed(lambda: decode(base, ids, mask), repeats),
+    paths = {
+        "peft_mixed": lambda t: decode(peft_model, ids, mask, t, adapter_names=shuffled_names),
+        "engine": lambda t: engine.generate(ids, mask, order, t),
+        "engine_gather": lambda t: gathered_decode(t),
+        "engine_ordered": lambda t: engine.generate(ids, mask, torch.arange(n_agents), t),
+        "base": lambda t: decode(base, ids, mask, t),
     }
+    for fn in paths.values():
+        fn(2)  # warm-up on a short decode: the prompts' prefill shapes are already warm
+    decode_seconds = timed_interleaved(
+        {path: (lambda fn=fn: fn(decode_tokens)) for path, fn in paths.items()}, repeats
+    )
     if not skip_loop_decode:
         # The slowest path: one repeat after a one-agent warm-up is enough for a ratio.
         decode(peft_model, singles[0].input_ids, singles[0].attention_mask)
@@ -109,12 +147,20 @@ def run(n_agents: int = 24, prompt_len: int = 122, repeats: int = 2, decode_toke
     choice = {}
     for path, s in choice_seconds.items():
         flops = real_tokens * FLOPS_PER_TOKEN / s
-        choice[path] = {"decisions_per_s": n_agents / s, "seconds": s, "roofline_fraction": flops / (gflops * 1e9)}
+        choice[path] = {
+            "decisions_per_s": n_agents / s,
+            "seconds": s,
+            "roofline_fraction": flops / (gflops * 1e9),
+        }
     decode_out = {}
     for path, s in decode_seconds.items():
         generated = n_agents * decode_tokens
         flops = (real_tokens + generated) * FLOPS_PER_TOKEN / s
-        decode_out[path] = {"tokens_per_s": generated / s, "seconds": s, "roofline_fraction": flops / (gflops * 1e9)}
+        decode_out[path] = {
+            "tokens_per_s": generated / s,
+            "seconds": s,
+            "roofline_fraction": flops / (gflops * 1e9),
+        }
     for path in choice:
         choice[path]["vs_loop"] = choice_seconds["loop"] / choice_seconds[path]
         choice[path]["vs_base"] = choice_seconds["base"] / choice_seconds[path]
@@ -143,8 +189,13 @@ def main() -> None:
     parser.add_argument("--decode-tokens", type=int, default=32)
     parser.add_argument("--skip-loop-decode", action="store_true")
     args = parser.parse_args()
-    result = run(args.n_agents, args.prompt_len, args.repeats, args.decode_tokens,
-                 skip_loop_decode=args.skip_loop_decode)
+    result = run(
+        args.n_agents,
+        args.prompt_len,
+        args.repeats,
+        args.decode_tokens,
+        skip_loop_decode=args.skip_loop_decode,
+    )
     print(json.dumps({"machine": machine(), "rollout": result}, indent=2))
 
 

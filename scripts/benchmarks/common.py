@@ -51,6 +51,22 @@ def timed(fn: Callable[[], object], repeats: int, warmup: int = 1) -> float:
     return statistics.median(times)
 
 
+def timed_interleaved(fns: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
+    """Median wall seconds per path, the paths run round-robin ``repeats`` times.
+
+    Interleaving spreads a burst of load from another process over all paths instead
+    of charging it to whichever path ran at that moment: the ratios stay meaningful on
+    a shared machine. Callers warm the paths up first.
+    """
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def matmul_gflops(size: int = 1536, repeats: int = 5) -> float:
     """Measured fp32 matmul rate (GFLOP/s): the roofline every path is compared with."""
     a, b = torch.randn(size, size), torch.randn(size, size)
@@ -59,7 +75,15 @@ def matmul_gflops(size: int = 1536, repeats: int = 5) -> float:
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process so far (Linux reports KiB)."""
+    """Peak resident set size of this process so far, in MiB.
+
+    Reads ``VmHWM`` from ``/proc/self/status``: ``getrusage``'s ``ru_maxrss`` carries a
+    parent's peak over into a subprocess on Linux, which would hide the child's own.
+    """
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -69,7 +93,9 @@ def load_base(path: str | Path):
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
 
 
-def distinct_peft_model(path: str | Path, agents: list[str], r: int = 8, alpha: int = 16, seed: int = 0):
+def distinct_peft_model(
+    path: str | Path, agents: list[str], r: int = 8, alpha: int = 16, seed: int = 0
+):
     """A PeftModel with one distinct non-zero all-linear adapter per agent.
 
     PEFT initialises lora_B to zero, which would make every adapter the base model;
@@ -103,12 +129,15 @@ def prompts(tokenizer, n: int, length: int) -> list[str]:
         "river; if your names match you both win 100 points, otherwise you lose 50. "
         "Your memory of earlier rounds: "
     )
-    history = " ".join(f"Round {k}: you said {chr(65 + k % 10)}, partner said {chr(66 + k % 9)}." for k in range(200))
+    history = " ".join(
+        f"Round {k}: you said {chr(65 + k % 10)}, partner said {chr(66 + k % 9)}."
+        for k in range(200)
+    )
     out = []
     for i in range(n):
         target = max(8, length - (i * 7) % max(1, length // 10))
         messages = [
-            {"role": "system", "content": "You are villager number %d." % i},
+            {"role": "system", "content": f"You are villager number {i}."},
             {"role": "user", "content": rules + history},
         ]
         text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -1,0 +1,187 @@
+"""Run every benchmark in one process, write JSON and print a markdown table.
+
+``make bench`` calls: python scripts/benchmarks/run_all.py --out benchmarks/results.json
+Default runtime is ~10 minutes on 2 cores. The benchmarks are ratios measured in one
+run: absolute rates on a shared machine move between runs (FACTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from common import machine, markdown_table  # noqa: E402
+
+
+def _fmt(x: float, digits: int = 2) -> str:
+    return f"{x:.{digits}f}"
+
+
+def tables(results: dict) -> str:
+    """The README's tables from a results dict."""
+    m = results["machine"]
+    out = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, {m['threads']} threads, fp32."
+    ]
+    roll = results.get("rollout")
+    if roll:
+        out.append(
+            f"\nN={roll['n_agents']} agents with distinct r=8 all-linear adapters, "
+            f"prompts ~{roll['prompt_tokens_mean']:.0f} tokens, {roll['decode_tokens']} decoded tokens; "
+            f"matmul roofline {roll['matmul_gflops']:.0f} GFLOP/s; "
+            f"engine vs PEFT max |logit diff| {roll['engine_vs_peft_max_abs_logit_diff']:.1e}.\n"
+        )
+        rows = []
+        labels = {
+            "loop": "per-agent loop (PEFT set_adapter)",
+            "peft_mixed": "PEFT mixed batch",
+            "engine": "multi-LoRA engine (shuffled rows, reordered)",
+            "engine_gather": "multi-LoRA engine (shuffled rows, weights gathered)",
+            "engine_ordered": "multi-LoRA engine (rows in stack order)",
+            "base": "base model, no adapters",
+        }
+        for path, label in labels.items():
+            c, d = roll["choice"].get(path), roll["decode"].get(path)
+            rows.append(
+                [
+                    label,
+                    _fmt(c["decisions_per_s"]) if c else "-",
+                    _fmt(c["vs_loop"]) + "x" if c else "-",
+                    f"{100 * c['vs_base']:.0f}%" if c else "-",
+                    f"{100 * c['roofline_fraction']:.0f}%" if c else "-",
+                    _fmt(d["tokens_per_s"], 1) if d else "-",
+                    f"{100 * d['vs_base']:.0f}%" if d else "-",
+                    f"{100 * d['roofline_fraction']:.0f}%" if d else "-",
+                ]
+            )
+        out.append(
+            markdown_table(
+                [
+                    "path",
+                    "choice decisions/s",
+                    "vs loop",
+                    "vs base",
+                    "of roofline",
+                    "decode tok/s",
+                    "vs base",
+                    "of roofline",
+                ],
+                rows,
+            )
+        )
+    prefix = results.get("prefix")
+    if prefix:
+        out.append(
+            f"\nPrefix reuse (choice scoring, N={prefix['n_agents']}, {prefix['prefix_tokens']} of "
+            f"~{prefix['prompt_tokens_mean']:.0f} prompt tokens cached per agent; max |logprob diff| "
+            f"cached vs uncached {prefix['max_abs_logprob_diff']:.1e}):\n"
+        )
+        rows = [
+            [
+                "per-agent loop (engine, one row per call)",
+                _fmt(prefix["loop_decisions_per_s"]),
+                "1.00x",
+            ],
+            [
+                "engine, batched, uncached",
+                _fmt(prefix["uncached_decisions_per_s"]),
+                _fmt(prefix["uncached_decisions_per_s"] / prefix["loop_decisions_per_s"]) + "x",
+            ],
+            [
+                "engine, batched, cached prefix",
+                _fmt(prefix["cached_decisions_per_s"]),
+                _fmt(prefix["cached_vs_loop"]) + "x",
+            ],
+        ]
+        out.append(markdown_table(["path", "decisions/s", "vs loop"], rows))
+    distill = results.get("distill")
+    if distill:
+        out.append(
+            f"\nDistillation, N={distill['n_agents']} agents x {distill['examples_per_agent']} examples, "
+            f"{distill['epochs']} epoch(s), batch {distill['batch_size']}:\n"
+        )
+        rows = [
+            [
+                label,
+                _fmt(distill[k]["tokens_per_s"], 1),
+                _fmt(distill[k]["seconds"], 1),
+                f"{distill[k]['final_loss_mean']:.4f}",
+            ]
+            for k, label in (
+                ("trl_sequential", "TRL SFTTrainer, one run per agent"),
+                ("batched", "batched multi-adapter (one pass)"),
+            )
+        ]
+        out.append(markdown_table(["path", "train tokens/s", "seconds", "mean final loss"], rows))
+        out.append(
+            f"\nSpeed-up {_fmt(distill['speedup'])}x; per-agent final losses of the two paths "
+            f"differ by at most {distill['final_loss_max_abs_diff']:.1e}."
+        )
+    memory = results.get("memory")
+    if memory:
+        out.append(
+            "\nPeak RSS holding N adapters (r=8 all-linear, embedded model, one 8-row forward):\n"
+        )
+        out.append(
+            markdown_table(
+                ["N agents", "peak RSS (MB)", "stacked adapters (MB)"],
+                [
+                    [r["n_agents"], f"{r['peak_rss_mb']:.0f}", f"{r['adapter_mb']:.0f}"]
+                    for r in memory
+                ],
+            )
+        )
+    return "\n".join(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
+    parser.add_argument("--n-agents", type=int, default=24)
+    parser.add_argument("--prompt-len", type=int, default=122)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--decode-tokens", type=int, default=32)
+    parser.add_argument("--memory-n", type=int, nargs="*", default=[8, 64, 256])
+    parser.add_argument("--distill-agents", type=int, default=8)
+    parser.add_argument("--distill-examples", type=int, default=16)
+    parser.add_argument(
+        "--skip", nargs="*", default=[], choices=["rollout", "prefix", "distill", "memory"]
+    )
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    results: dict = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    start = time.perf_counter()
+    if "rollout" not in args.skip:
+        import bench_rollout
+
+        results["rollout"] = bench_rollout.run(
+            args.n_agents, args.prompt_len, args.repeats, args.decode_tokens
+        )
+    if "prefix" not in args.skip:
+        import bench_prefix
+
+        results["prefix"] = bench_prefix.run(args.n_agents, args.prompt_len, args.repeats)
+    if "distill" not in args.skip:
+        import bench_distill
+
+        results["distill"] = bench_distill.run(args.distill_agents, args.distill_examples)
+    if "memory" not in args.skip and args.memory_n:
+        import bench_memory
+
+        results["memory"] = bench_memory.run(args.memory_n)
+    results["total_seconds"] = time.perf_counter() - start
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2))
+    print(tables(results))
+    print(f"\n(total {results['total_seconds']:.0f} s; JSON in {args.out})")
+
+
+if __name__ == "__main__":
+    main()

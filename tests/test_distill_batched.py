@@ -1,0 +1,172 @@
+"""Batched multi-adapter SFT equals separate per-agent training (tiny Llama, fp32).
+
+Reference: for each agent alone, a PeftModel trained with torch.optim.AdamW, HF's linear
+schedule (LambdaLR), clip_grad_norm_ and the model's own loss (mean CE over completion
+tokens), on the same batches in the same order. Tolerances: per-step losses atol 1e-5,
+final LoRA weights atol 1e-5.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from societies.model_store import prepare_tiny_random
+from societies.multi_lora import MultiLoraEngine
+from trainer.distill_batched import (
+    BatchedSftConfig,
+    SftExample,
+    StackedAdamW,
+    agent_batches,
+    collate,
+    lr_at,
+    sft_example_from_chat,
+    train_batched_sft,
+)
+
+ATOL = 1e-5
+AGENTS = ("ann", "bob", "cy")
+# Unequal data: agents run out at different steps, so "inactive agent" is exercised.
+N_EXAMPLES = {"ann": 5, "bob": 8, "cy": 3}
+CONFIG = BatchedSftConfig(learning_rate=5e-3, batch_size=2, num_epochs=2, max_grad_norm=0.5)
+
+
+def _base(path):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
+
+
+def _data():
+    gen = torch.Generator().manual_seed(0)
+    data = {}
+    for k, agent in enumerate(AGENTS):
+        data[agent] = [
+            SftExample(
+                tuple(
+                    torch.randint(
+                        0, 500, (int(torch.randint(3, 9, (1,), generator=gen)),), generator=gen
+                    ).tolist()
+                ),
+                tuple([100 + k, 200 + k] + [7] * (i % 3)),
+            )
+            for i in range(N_EXAMPLES[agent])
+        ]
+    return data
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from peft import LoraConfig, get_peft_model
+
+    path = str(prepare_tiny_random())
+    root = tmp_path_factory.mktemp("init")
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", task_type="CAUSAL_LM")
+    peft_model = get_peft_model(_base(path), config, adapter_name=AGENTS[0])
+    for agent in AGENTS[1:]:
+        peft_model.add_adapter(agent, config)
+    with torch.no_grad():  # non-zero B so that A gets gradients from step 1
+        for name, p in peft_model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.1)
+    peft_model.save_pretrained(root, selected_adapters=list(AGENTS))
+    dirs = {a: root / a for a in AGENTS}
+
+    data = _data()
+    engine = MultiLoraEngine.from_adapter_dirs(_base(path), dirs)
+    result = train_batched_sft(engine, data, CONFIG, pad_token_id=0)
+    out = tmp_path_factory.mktemp("out")
+    saved = {a: engine.save_adapter(a, out / a) for a in AGENTS}
+    return path, dirs, data, result, saved
+
+
+def _reference(path, adapter_dir, examples, agent):
+    """One agent trained alone with stock torch/PEFT pieces."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(_base(path), str(adapter_dir), is_trainable=True)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    batches = agent_batches(examples, CONFIG, agent)
+    opt = torch.optim.AdamW(params, lr=CONFIG.learning_rate, weight_decay=0.0)
+    total = len(batches)
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda k: lr_at(CONFIG, k, total) / CONFIG.learning_rate
+    )
+    losses = []
+    for batch in batches:
+        enc = collate(batch, pad_token_id=0)
+        loss = model(**enc).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, CONFIG.max_grad_norm)
+        opt.step()
+        sched.step()
+        losses.append(loss.item())
+    from peft import get_peft_model_state_dict
+
+    return losses, get_peft_model_state_dict(model)
+
+
+@pytest.mark.parametrize("agent", AGENTS)
+def test_losses_and_weights_match_separate_training(trained, agent):
+    from safetensors.torch import load_file
+
+    path, dirs, data, result, saved = trained
+    ref_losses, ref_state = _reference(path, dirs[agent], data[agent], agent)
+    assert len(result.losses[agent]) == len(ref_losses) == -(-N_EXAMPLES[agent] // 2) * 2
+    torch.testing.assert_close(
+        torch.tensor(result.losses[agent]), torch.tensor(ref_losses), atol=ATOL, rtol=0
+    )
+    assert ref_losses[-1] < ref_losses[0]  # training did something
+    ours = load_file(str(saved[agent] / "adapter_model.safetensors"))
+    assert set(ours) == set(ref_state)
+    for key, value in ref_state.items():
+        torch.testing.assert_close(ours[key], value, atol=ATOL, rtol=0, msg=key)
+    init = load_file(str(dirs[agent] / "adapter_model.safetensors"))
+    assert max((ours[k] - init[k]).abs().max() for k in init) > 1e-3  # weights moved
+
+
+def test_inactive_agent_is_not_moved_by_momentum():
+    """After an agent's data runs out, its slice stays fixed while others keep training."""
+    p = torch.nn.Parameter(torch.zeros(2, 3))
+    opt = StackedAdamW([p], 2, BatchedSftConfig(learning_rate=0.1))
+    p.grad = torch.ones(2, 3)
+    opt.step(torch.tensor([True, True]), torch.tensor([0.1, 0.1]))
+    frozen = p[1].detach().clone()
+    p.grad = torch.zeros(2, 3)  # agent 1 has no rows: its momentum would still move it
+    opt.step(torch.tensor([True, False]), torch.tensor([0.1, 0.0]))
+    assert torch.equal(p[1].detach(), frozen)
+    assert opt.steps.tolist() == [2, 1]
+    assert not torch.equal(p[0].detach(), frozen)  # agent 0 kept moving on momentum
+
+
+def test_base_weights_unchanged(trained):
+    from safetensors.torch import load_file
+
+    path, *_ = trained
+    # The engine trained a fresh copy of the base; its frozen weights must equal the file.
+    engine = MultiLoraEngine.with_zero_adapters(_base(path), ["x"], rank=2)
+    before = {k: v.clone() for k, v in engine.model.state_dict().items() if "lora_" not in k}
+    train_batched_sft(
+        engine, {"x": _data()["ann"]}, BatchedSftConfig(learning_rate=1e-2, batch_size=2), 0
+    )
+    after = engine.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    files = load_file(str(next(Path(path).glob("*.safetensors"))))
+    assert torch.equal(
+        files["model.layers.0.mlp.up_proj.weight"], after["model.layers.0.mlp.up_proj.base.weight"]
+    )
+
+
+def test_sft_example_from_chat_splits_at_the_assistant_turn():
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(prepare_tiny_random()))
+    prompt = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name?"}]
+    example = sft_example_from_chat(tokenizer, prompt, [{"role": "assistant", "content": "R"}])
+    assert tokenizer.decode(example.prompt_ids).endswith("<|im_start|>assistant\n")
+    assert tokenizer.decode(example.completion_ids).startswith("R<|im_end|>")
