@@ -4,7 +4,12 @@ Discrete actions are chosen from the next-token distribution over the options
 (DESIGN.md, decision 3): one forward pass per batch, always a valid action, and the
 whole renormalised distribution is recorded as the agent's belief. All agents acting
 in a round are scored in one batched call, each row with its own adapter
-(decision 4); here through PEFT's mixed-adapter batch (``adapter_names=[...]``).
+(decision 4), through one of two engines:
+
+- ``multi_lora`` (default): :class:`societies.multi_lora.MultiLoraEngine`, all adapters
+  stacked per layer and applied with one batched matmul (benchmarks in the README);
+- ``peft``: PEFT's mixed-adapter batch (``adapter_names=[...]``), which loops over the
+  distinct adapters inside every LoRA layer; kept as the reference implementation.
 
 This module knows nothing of games: it takes chat messages and option strings.
 """
@@ -16,6 +21,7 @@ import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -87,6 +93,11 @@ def sample_index(logprobs: Sequence[float], temperature: float, uniform: float) 
     return int(min(np.searchsorted(cdf, uniform, side="right"), len(values) - 1))
 
 
+class Engine(str, Enum):
+    MULTI_LORA = "multi_lora"
+    PEFT = "peft"
+
+
 class PopulationModel:
     """A base causal LM with one named LoRA adapter per agent.
 
@@ -98,6 +109,8 @@ class PopulationModel:
             fresh adapter (B = 0, so it starts equal to the base model) whose random A
             matrix is seeded by ``init_seeds[agent]``.
         batch_size: rows per forward pass.
+        engine: ``"multi_lora"`` (stacked adapters, one matmul per layer; needs every
+            agent's adapter folder) or ``"peft"`` (PEFT mixed batch; can create fresh adapters).
     """
 
     def __init__(
@@ -109,9 +122,15 @@ class PopulationModel:
         adapter_dirs: Mapping[str, str | Path] | None = None,
         init_seeds: Mapping[str, int] | None = None,
         batch_size: int = 32,
+        engine: Engine | str = Engine.PEFT,
     ) -> None:
         from peft import PeftModel, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        try:
+            self.engine_kind = Engine(engine)
+        except ValueError:
+            raise ValueError(f"engine={engine!r}; accepted: {[e.value for e in Engine]}") from None
 
         if not agents:
             raise ValueError("PopulationModel needs at least one agent")
@@ -132,7 +151,22 @@ class PopulationModel:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         base.eval()
+        self._option_ids: dict[str, int] = {}
 
+        if self.engine_kind is Engine.MULTI_LORA:
+            from societies.multi_lora import MultiLoraEngine
+
+            missing = [a for a in self.agents if a not in adapter_dirs]
+            if missing:
+                raise ValueError(
+                    f"engine 'multi_lora' loads adapters from folders; no folder for {missing[:3]} "
+                    "(create fresh adapters with engine='peft' and save them first)"
+                )
+            self.multi_lora = MultiLoraEngine.from_adapter_dirs(base, {a: adapter_dirs[a] for a in self.agents})
+            self.model = self.multi_lora.model
+            return
+
+        self.multi_lora = None
         model = None
         for agent in self.agents:
             if agent in adapter_dirs:
@@ -150,7 +184,6 @@ class PopulationModel:
                         model.add_adapter(agent, lora.peft_config())
         model.eval()
         self.model = model
-        self._option_ids: dict[str, int] = {}
 
     # ----- prompts -------------------------------------------------------------------
     def render(self, messages: Sequence[Message]) -> str:
@@ -175,8 +208,9 @@ class PopulationModel:
     @torch.inference_mode()
     def score(self, requests: Sequence[ChoiceRequest]) -> list[OptionScores]:
         """Next-token option scores for every request, ``batch_size`` rows per forward."""
+        known = set(self.agents)
         for request in requests:
-            if request.agent not in self.model.peft_config:
+            if request.agent not in known:
                 raise KeyError(f"agent {request.agent!r} has no adapter in this population")
             if len(set(request.options)) != len(request.options):
                 raise ValueError(f"options must be distinct, got {request.options}")
@@ -191,14 +225,23 @@ class PopulationModel:
         # Left padding: positions must count real tokens only, or a padded row would see
         # different rotary positions than the same prompt alone.
         position_ids = (enc.attention_mask.cumsum(-1) - 1).clamp(min=0)
-        out = self.model(
-            input_ids=enc.input_ids,
-            attention_mask=enc.attention_mask,
-            position_ids=position_ids,
-            adapter_names=[r.agent for r in requests],
-            logits_to_keep=1,
-        )
-        logprobs = torch.log_softmax(out.logits[:, -1, :].float(), dim=-1)
+        if self.multi_lora is not None:
+            logits = self.multi_lora.forward(
+                enc.input_ids,
+                enc.attention_mask,
+                self.multi_lora.indices([r.agent for r in requests]),
+                position_ids=position_ids,
+                logits_to_keep=1,
+            )
+        else:
+            logits = self.model(
+                input_ids=enc.input_ids,
+                attention_mask=enc.attention_mask,
+                position_ids=position_ids,
+                adapter_names=[r.agent for r in requests],
+                logits_to_keep=1,
+            ).logits
+        logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
         results = []
         for row, request in enumerate(requests):
             ids = torch.tensor([self.option_token_id(o) for o in request.options])
@@ -233,6 +276,10 @@ class PopulationModel:
     def save_adapter(self, agent: str, out_dir: str | Path) -> Path:
         """Write ``agent``'s adapter as a standard PEFT folder at ``out_dir`` (atomically)."""
         out_dir = Path(out_dir)
+        if self.multi_lora is not None:
+            with atomic_directory(out_dir) as tmp:
+                self.multi_lora.save_adapter(agent, tmp)
+            return out_dir
         with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as scratch:
             self.model.save_pretrained(scratch, selected_adapters=[agent])
             # PEFT writes a non-"default" adapter into a sub-folder named after it.
@@ -244,8 +291,11 @@ class PopulationModel:
         return out_dir
 
     def adapter_state(self, agent: str) -> dict[str, torch.Tensor]:
-        """A copy of ``agent``'s LoRA weights, keyed by parameter name."""
+        """A copy of ``agent``'s LoRA weights, keyed by parameter name (PEFT engine)."""
         from peft import get_peft_model_state_dict
+
+        if self.multi_lora is not None:
+            raise NotImplementedError("adapter_state reads PEFT models; use multi_lora.adapter_factors")
 
         return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model, adapter_name=agent).items()}
 

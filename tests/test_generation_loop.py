@@ -179,3 +179,36 @@ def test_cli_reports_bad_config_with_exit_code_2(tmp_path):
     )
     assert finished.returncode == 2
     assert "unknown key 'population.szie'" in finished.stderr and "known keys under 'population': size" in finished.stderr
+
+
+def test_peft_engine_plays_the_same_run(reference, tmp_path):
+    """The stacked multi-LoRA engine (default) and PEFT's mixed batch agree decision by decision."""
+    peft_run = run(tmp_path, **{"model.engine": "peft", "run.generations": 1})
+    ref = [json.loads(x) for x in lines(RunLayout(reference.run_dir).transcripts(0))]
+    other = [json.loads(x) for x in lines(RunLayout(peft_run.run_dir).transcripts(0))]
+    assert [d["action"] for d in other] == [d["action"] for d in ref]
+    for a, b in zip(ref, other, strict=True):
+        assert a["option_probs"] == pytest.approx(b["option_probs"], abs=1e-5)
+
+
+def test_batched_distillation_backend(reference, tmp_path):
+    """distill.backend=batched trains every agent in one pass and writes the same records."""
+    logs: list[str] = []
+    result = run(tmp_path, logs, **{"distill.backend": "batched", "run.generations": 1})
+    layout, ref = RunLayout(result.run_dir), RunLayout(reference.run_dir)
+    assert any("one batched pass" in line for line in logs)
+    assert lines(layout.transcripts(0)) == lines(ref.transcripts(0))  # rollout untouched
+    for agent in AGENTS:
+        record = json.loads((layout.adapter(0, agent) / "training.json").read_text())
+        start = load_file(layout.initial_adapter(agent) / "adapter_model.safetensors")
+        after = load_file(layout.adapter(0, agent) / "adapter_model.safetensors")
+        assert start.keys() == after.keys()
+        if record["operation"] == "sft":
+            assert record["losses"][-1] < record["losses"][0]
+            assert any(not torch.equal(start[k], after[k]) for k in start if "lora_B" in k)
+        else:
+            assert all(torch.equal(start[k], after[k]) for k in start)
+    from trainer.config_loader import ConfigError as _ConfigError
+
+    with pytest.raises(_ConfigError, match="whole number with distill.backend=batched"):
+        run(tmp_path / "bad", **{"distill.backend": "batched", "distill.epochs": 1.5})

@@ -117,3 +117,27 @@ def test_fresh_adapters_start_equal_to_the_base(tiny_model_path):
     ids = [fresh.option_token_id(o) for o in req.options]
     expected = torch.softmax(torch.log_softmax(logits, -1)[ids].double(), -1)
     assert np.allclose(fresh.score([req])[0].probs, expected.numpy(), atol=1e-6)
+
+
+def test_multi_lora_engine_equals_the_peft_engine(population, tiny_model_path, tmp_path):
+    dirs = {a: population.save_adapter(a, tmp_path / a) for a in AGENTS}
+    stacked = PopulationModel(tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), adapter_dirs=dirs, engine="multi_lora")
+    reqs = requests_for(AGENTS) + requests_for(AGENTS[::-1])
+    for a, b in zip(stacked.score(reqs), population.score(reqs), strict=True):
+        assert np.allclose(a.probs, b.probs, atol=1e-5)
+        assert a.option_mass == pytest.approx(b.option_mass, rel=1e-4)
+    u = np.random.default_rng(3).random(len(reqs)).tolist()
+    assert [c for _, c in stacked.choose(reqs, 0.5, u)] == [c for _, c in population.choose(reqs, 0.5, u)]
+    # saving from the stacked engine gives the same PEFT folder contents
+    from safetensors.torch import load_file
+
+    stacked.save_adapter("agent_02", tmp_path / "again")
+    first, again = load_file(dirs["agent_02"] / "adapter_model.safetensors"), load_file(tmp_path / "again" / "adapter_model.safetensors")
+    assert first.keys() == again.keys() and all(torch.allclose(first[k], again[k]) for k in first)
+
+
+def test_engine_errors_name_the_value(tiny_model_path):
+    with pytest.raises(ValueError, match=r"engine='vllm'; accepted: \['multi_lora', 'peft'\]"):
+        PopulationModel(tiny_model_path, ["a"], LoraSpec(), engine="vllm")
+    with pytest.raises(ValueError, match="no folder for"):
+        PopulationModel(tiny_model_path, ["a"], LoraSpec(), engine="multi_lora")

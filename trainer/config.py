@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from societies.population import Engine
 from trainer import config_loader
 from trainer.config_loader import ConfigError
 from trainer.datasets import Selection
@@ -30,6 +31,11 @@ class TopologyName(str, Enum):
 
 class DistillMethod(str, Enum):
     SFT = "sft"
+
+
+class DistillBackend(str, Enum):
+    TRL = "trl"  # TRL SFTTrainer, one agent at a time in its own model copy
+    BATCHED = "batched"  # all agents in one pass over the stacked multi-LoRA engine
 
 
 class WandbMode(str, Enum):
@@ -72,6 +78,9 @@ class ModelConfig:
     """Where the embedded model is dequantized to; default $FOLKWAYS_CACHE or ~/.cache/folkways."""
     batch_size: int = 32
     """Rows per forward pass when scoring choices."""
+    engine: Engine = Engine.MULTI_LORA
+    """Rollout engine: 'multi_lora' (stacked adapters, one batched matmul per layer) or
+    'peft' (PEFT mixed-adapter batch; the slower reference)."""
     threads: int | None = None
     """torch intra-op threads; default: torch's choice."""
 
@@ -154,6 +163,8 @@ class ProbeConfig:
 @dataclass(frozen=True)
 class DistillConfig:
     method: DistillMethod = DistillMethod.SFT
+    backend: DistillBackend = DistillBackend.TRL
+    """'trl' (SFTTrainer per agent) or 'batched' (all agents in one pass; whole epochs only)."""
     selection: Selection = Selection.COMMUNITY_SUCCESSES
     max_examples: int = 16
     """Most recent selected turns per agent (the newest reflect the convention reached)."""
@@ -168,6 +179,8 @@ class DistillConfig:
         _require(0 < self.learning_rate < 1, "distill.learning_rate", self.learning_rate, "0 < lr < 1")
         _require(self.batch_size >= 1, "distill.batch_size", self.batch_size, "an integer >= 1")
         _require(self.max_length >= 16, "distill.max_length", self.max_length, "an integer >= 16")
+        if self.backend is DistillBackend.BATCHED:
+            _require(self.epochs == int(self.epochs), "distill.epochs", self.epochs, "a whole number with distill.backend=batched")
 
 
 @dataclass(frozen=True)

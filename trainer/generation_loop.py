@@ -33,7 +33,7 @@ from societies.metrics import (
     success_rate_by_round,
 )
 from societies.model_store import resolve_model
-from societies.population import LoraSpec, PopulationModel
+from societies.population import Engine, LoraSpec, PopulationModel
 from societies.probes import prior_probe, probe_orders
 from societies.records import AgentPrior, Decision
 from societies.seeding import Stream
@@ -46,9 +46,10 @@ from societies.transcripts import (
     truncate_to,
 )
 from trainer import lineage
-from trainer.config import ExperimentConfig, load_experiment
+from trainer.config import DistillBackend, ExperimentConfig, load_experiment
 from trainer.config_loader import ConfigError
 from trainer.datasets import select_turns, sft_examples
+from trainer.distill_group import distill_group
 from trainer.distill_sft import DistillOutcome, distill_sft, read_outcome, settings_from_config
 from trainer.run_dir import (
     RunLayout,
@@ -138,6 +139,7 @@ class Experiment:
             self.lora,
             adapter_dirs=adapter_dirs,
             batch_size=self.config.model.batch_size,
+            engine=self.config.model.engine,
         )
 
     def start_adapters(self, g: int) -> dict[str, Path]:
@@ -209,6 +211,7 @@ class Experiment:
             self.lora,
             init_seeds={a: seeding.stream_seed(seed, Stream.ADAPTER_INIT, a) for a in self.agents},
             batch_size=self.config.model.batch_size,
+            engine=Engine.PEFT,  # creates fresh adapters; every later population loads folders
         )
         for agent in missing:
             population.save_adapter(agent, self.layout.initial_adapter(agent))
@@ -336,6 +339,8 @@ class Experiment:
         cfg = self.config
         outcomes = []
         settings = settings_from_config(cfg.distill)
+        if cfg.distill.backend is DistillBackend.BATCHED:
+            return self._distill_batched(g, decisions, settings)
         bar = self._bar(self.agents, desc=f"gen {g} distill")
         for agent in bar:
             out_dir = self.layout.adapter(g, agent)
@@ -359,6 +364,29 @@ class Experiment:
                 bar.set_postfix(agent=agent, loss=f"{outcome.losses[0]:.3f}->{outcome.losses[-1]:.3f}")
             outcomes.append(outcome)
         return outcomes
+
+    def _distill_batched(self, g: int, decisions: list[Decision], settings) -> list[DistillOutcome]:
+        """All agents in one pass; agents whose adapter is already saved are kept."""
+        cfg = self.config
+        todo = [a for a in self.agents if not adapter_is_saved(self.layout.adapter(g, a))]
+        if todo:
+            self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
+            examples = {
+                a: sft_examples(select_turns(decisions, a, cfg.distill.selection), cfg.distill.max_examples)
+                for a in todo
+            }
+            for a in todo:
+                if not examples[a]:
+                    self.log(f"generation {g}: {a} had no selected turns ({cfg.distill.selection.value}); adapter carried over unchanged")
+            distill_group(
+                model_path=self.model_path,
+                start_adapters={a: self.start_adapters(g)[a] for a in todo},
+                examples=examples,
+                out_dirs={a: self.layout.adapter(g, a) for a in todo},
+                settings=settings,
+                seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
+            )
+        return [read_outcome(self.layout.adapter(g, a)) for a in self.agents]
 
     def _measure(
         self,

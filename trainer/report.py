@@ -92,7 +92,7 @@ def _plot(layout: RunLayout, summaries: list[GenerationSummary], path: Path) -> 
     ax.axhline(chance, color="0.5", ls="--", lw=0.8, label="uniform prior")
     for s in summaries:
         ax.annotate(s.majority_name or "", (s.generation, max(s.prior_on_majority_after, s.prior_on_majority_before)), textcoords="offset points", xytext=(0, 6), ha="center")
-    ax.set(title="Empty-memory prior on the majority name", xlabel="generation", ylabel="P(majority name)", ylim=(-0.02, 1.02), xticks=gens)
+    ax.set(title="Empty-memory prior on the majority name", xlabel="generation", ylabel="P(majority name)", ylim=(-0.02, 1.12), xticks=gens)
     ax.legend(fontsize=8)
 
     # 3. mean prior over names after each generation's distillation

@@ -1,0 +1,87 @@
+"""Distil a whole generation in one pass: every agent's adapter trained together.
+
+The TRL path (:mod:`trainer.distill_sft`) trains one agent at a time, each in its own
+model copy. This path stacks all agents' adapters in one :class:`MultiLoraEngine` and
+trains them in one loop (:func:`trainer.distill_batched.train_batched_sft`), with
+per-agent AdamW state, clipping and schedule, so each agent's result matches its own
+separate training (tested to 1e-5). It writes the same PEFT folders and
+``training.json`` records as the TRL path.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from societies.atomic import atomic_directory
+from trainer.distill_sft import TRAINING_RECORD, DistillOutcome, SftSettings
+
+
+def distill_group(
+    *,
+    model_path: str,
+    start_adapters: dict[str, Path],
+    examples: dict[str, list[dict[str, Any]]],
+    out_dirs: dict[str, Path],
+    settings: SftSettings,
+    seed: int,
+) -> list[DistillOutcome]:
+    """Train every agent in ``out_dirs`` on its ``examples``; write each adapter folder.
+
+    Agents with no examples keep their adapter ("carried_over").
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from societies.multi_lora import MultiLoraEngine
+    from trainer.distill_batched import BatchedSftConfig, sft_example_from_chat, train_batched_sft
+
+    if settings.epochs != int(settings.epochs):
+        raise ValueError(f"distill.epochs={settings.epochs}; the batched backend takes whole epochs")
+    agents = list(out_dirs)
+    outcomes: dict[str, DistillOutcome] = {}
+    for agent in agents:
+        if not examples.get(agent):
+            with atomic_directory(out_dirs[agent]) as tmp:
+                for item in Path(start_adapters[agent]).iterdir():
+                    if item.name != TRAINING_RECORD:
+                        shutil.copy2(item, tmp / item.name)
+                outcome = DistillOutcome(agent, "carried_over", 0, parent=str(start_adapters[agent]))
+                (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
+            outcomes[agent] = outcome
+    training = [a for a in agents if a not in outcomes]
+    if training:
+        started = time.perf_counter()
+        tokenizer = AutoTokenizer.from_pretrained(model_path)
+        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        engine = MultiLoraEngine.from_adapter_dirs(base, {a: start_adapters[a] for a in training})
+        data = {
+            a: [sft_example_from_chat(tokenizer, row["prompt"], row["completion"]) for row in examples[a]]
+            for a in training
+        }
+        config = BatchedSftConfig(
+            learning_rate=settings.learning_rate,
+            batch_size=settings.batch_size,
+            num_epochs=int(settings.epochs),
+            shuffle_seed=seed,
+        )
+        result = train_batched_sft(engine, data, config, pad_token_id=tokenizer.pad_token_id)
+        seconds = (time.perf_counter() - started) / len(training)
+        for agent in training:
+            outcome = DistillOutcome(
+                agent=agent,
+                operation="sft",
+                examples=len(data[agent]),
+                losses=list(result.losses[agent]),
+                train_tokens=sum(len(e.prompt_ids) + len(e.completion_ids) for e in data[agent]) * int(settings.epochs),
+                seconds=seconds,
+                parent=str(start_adapters[agent]),
+            )
+            with atomic_directory(out_dirs[agent]) as tmp:
+                engine.save_adapter(agent, tmp)
+                (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
+            outcomes[agent] = outcome
+    return [outcomes[a] for a in agents]
