@@ -111,6 +111,10 @@ class PopulationModel:
         batch_size: rows per forward pass.
         engine: ``"multi_lora"`` (stacked adapters, one matmul per layer; needs every
             agent's adapter folder) or ``"peft"`` (PEFT mixed batch; can create fresh adapters).
+        prefix_cache: with the multi-LoRA engine, encode each agent's system message once
+            and reuse its KV cache for every later prompt (issue 3; equal to the uncached
+            path within fp32 rounding). Adapters never change inside a PopulationModel, so
+            the cache lives as long as the model: one generation.
     """
 
     def __init__(
@@ -123,6 +127,7 @@ class PopulationModel:
         init_seeds: Mapping[str, int] | None = None,
         batch_size: int = 32,
         engine: Engine | str = Engine.PEFT,
+        prefix_cache: bool = False,
     ) -> None:
         from peft import PeftModel, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -164,9 +169,18 @@ class PopulationModel:
                 )
             self.multi_lora = MultiLoraEngine.from_adapter_dirs(base, {a: adapter_dirs[a] for a in self.agents})
             self.model = self.multi_lora.model
+            self.prefix_cache = None
+            if prefix_cache:
+                from societies.prefix_cache import PrefixCache
+
+                self.prefix_cache = PrefixCache(self.multi_lora, pad_token_id=self.tokenizer.pad_token_id)
+            self._head_ids: dict[str, list[int]] = {}
             return
 
+        if prefix_cache:
+            raise ValueError("prefix_cache needs engine='multi_lora'")
         self.multi_lora = None
+        self.prefix_cache = None
         model = None
         for agent in self.agents:
             if agent in adapter_dirs:
@@ -220,6 +234,47 @@ class PopulationModel:
         return results
 
     def _score_batch(self, requests: Sequence[ChoiceRequest]) -> list[OptionScores]:
+        if self.prefix_cache is not None and all(len(r.messages) > 1 for r in requests):
+            logits = self._cached_prefix_logits(requests)
+        else:
+            logits = self._full_logits(requests)
+        logprobs = torch.log_softmax(logits.float(), dim=-1)
+        results = []
+        for row, request in enumerate(requests):
+            ids = torch.tensor([self.option_token_id(o) for o in request.options])
+            option_lp = logprobs[row, ids].double()
+            mass = float(option_lp.exp().sum())
+            probs = torch.softmax(option_lp, dim=-1)
+            results.append(
+                OptionScores(
+                    logprobs=tuple(option_lp.tolist()),
+                    probs=tuple(probs.tolist()),
+                    option_mass=mass,
+                )
+            )
+        return results
+
+    def _cached_prefix_logits(self, requests: Sequence[ChoiceRequest]) -> torch.Tensor:
+        """Last-token logits [B, V], the system message's KV taken from the prefix cache."""
+        from societies.prefix_cache import static_prefix_ids
+
+        full_ids = [
+            self.tokenizer(self.render(r.messages), add_special_tokens=False).input_ids for r in requests
+        ]
+        stale: dict[str, list[int]] = {}
+        for request in requests:
+            system = request.messages[0].content
+            if system not in self._head_ids:
+                dicts = [m.to_dict() for m in request.messages]
+                self._head_ids[system] = static_prefix_ids(self.tokenizer, dicts, static_messages=1)
+            head = self._head_ids[system]
+            if self.prefix_cache.prefix_ids(request.agent) != tuple(head):
+                stale[request.agent] = head
+        self.prefix_cache.encode(stale)
+        return self.prefix_cache.forward([r.agent for r in requests], full_ids)
+
+    def _full_logits(self, requests: Sequence[ChoiceRequest]) -> torch.Tensor:
+        """Last-token logits [B, V] from one left-padded forward over the whole prompts."""
         texts = [self.render(r.messages) for r in requests]
         enc = self.tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
         # Left padding: positions must count real tokens only, or a padded row would see
@@ -241,21 +296,7 @@ class PopulationModel:
                 adapter_names=[r.agent for r in requests],
                 logits_to_keep=1,
             ).logits
-        logprobs = torch.log_softmax(logits[:, -1, :].float(), dim=-1)
-        results = []
-        for row, request in enumerate(requests):
-            ids = torch.tensor([self.option_token_id(o) for o in request.options])
-            option_lp = logprobs[row, ids].double()
-            mass = float(option_lp.exp().sum())
-            probs = torch.softmax(option_lp, dim=-1)
-            results.append(
-                OptionScores(
-                    logprobs=tuple(option_lp.tolist()),
-                    probs=tuple(probs.tolist()),
-                    option_mass=mass,
-                )
-            )
-        return results
+        return logits[:, -1, :]
 
     def choose(
         self,

@@ -212,3 +212,14 @@ def test_batched_distillation_backend(reference, tmp_path):
 
     with pytest.raises(_ConfigError, match="whole number with distill.backend=batched"):
         run(tmp_path / "bad", **{"distill.backend": "batched", "distill.epochs": 1.5})
+
+
+def test_prefix_cache_off_plays_the_same_run(reference, tmp_path):
+    plain = run(tmp_path, **{"model.prefix_cache": False, "run.generations": 1})
+    ref = [json.loads(x) for x in lines(RunLayout(reference.run_dir).transcripts(0))]
+    other = [json.loads(x) for x in lines(RunLayout(plain.run_dir).transcripts(0))]
+    assert [d["action"] for d in other] == [d["action"] for d in ref]
+    for a, b in zip(ref, other, strict=True):
+        assert a["option_probs"] == pytest.approx(b["option_probs"], abs=1e-5)
+    with pytest.raises(ConfigError, match="model.prefix_cache=true needs model.engine=multi_lora"):
+        run(tmp_path / "bad", **{"model.prefix_cache": True, "model.engine": "peft"})

@@ -141,3 +141,17 @@ def test_engine_errors_name_the_value(tiny_model_path):
         PopulationModel(tiny_model_path, ["a"], LoraSpec(), engine="vllm")
     with pytest.raises(ValueError, match="no folder for"):
         PopulationModel(tiny_model_path, ["a"], LoraSpec(), engine="multi_lora")
+
+
+def test_prefix_cache_scores_equal_the_uncached_path(population, tiny_model_path, tmp_path):
+    dirs = {a: population.save_adapter(a, tmp_path / a) for a in AGENTS}
+    cached = PopulationModel(tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), adapter_dirs=dirs, engine="multi_lora", prefix_cache=True)
+    plain = PopulationModel(tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), adapter_dirs=dirs, engine="multi_lora")
+    # two "rounds" (the second reuses the cache) and a probe-like batch repeating one agent
+    batches = [requests_for(AGENTS), requests_for(AGENTS[::-1], lengths=(4, 1, 0)), requests_for(["agent_01"] * 3)]
+    for batch in batches:
+        for a, b in zip(cached.score(batch), plain.score(batch), strict=True):
+            assert np.allclose(a.probs, b.probs, atol=1e-5)
+    assert len(cached.prefix_cache) == 3  # one cached head per agent, encoded once
+    with pytest.raises(ValueError, match="needs engine='multi_lora'"):
+        PopulationModel(tiny_model_path, ["a"], LoraSpec(), prefix_cache=True)

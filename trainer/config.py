@@ -83,8 +83,16 @@ class ModelConfig:
     'peft' (PEFT mixed-adapter batch; the slower reference)."""
     threads: int | None = None
     """torch intra-op threads; default: torch's choice."""
+    prefix_cache: bool | None = None
+    """Reuse each agent's system-message KV cache across rounds (multi_lora engine only);
+    null: on with multi_lora, off with peft."""
 
     def __post_init__(self) -> None:
+        if self.prefix_cache and self.engine is not Engine.MULTI_LORA:
+            raise ConfigError(
+                f"model.prefix_cache=true needs model.engine=multi_lora (got {self.engine.value!r}); "
+                "set model.prefix_cache=false or null"
+            )
         _require(self.batch_size >= 1, "model.batch_size", self.batch_size, "an integer >= 1")
         _require(
             self.threads is None or self.threads >= 1, "model.threads", self.threads, "null or >= 1"
@@ -232,6 +240,12 @@ class ExperimentConfig:
             self.metrics.window,
             f"1..{self.game.rounds} (game.rounds)",
         )
+
+    @property
+    def use_prefix_cache(self) -> bool:
+        if self.model.prefix_cache is None:
+            return self.model.engine is Engine.MULTI_LORA
+        return self.model.prefix_cache
 
     @property
     def probe_orders(self) -> int:

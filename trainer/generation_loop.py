@@ -140,6 +140,7 @@ class Experiment:
             adapter_dirs=adapter_dirs,
             batch_size=self.config.model.batch_size,
             engine=self.config.model.engine,
+            prefix_cache=self.config.use_prefix_cache,
         )
 
     def start_adapters(self, g: int) -> dict[str, Path]:
