@@ -25,176 +25,39 @@ so nothing else in the project needs to know about the stacked layout.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from societies.decoding import greedy_or_sampled_decode, left_padded_positions
+from societies.lora_folders import (
+    PEFT_PREFIX,
+    lora_scaling,
+    read_adapter_folder,
+    write_adapter_folder,
+)
+from societies.stacked_lora_linear import (
+    AdapterShape,
+    StackedLoraLinear,
+    get_submodule_or_none,
+    linear_layer_paths,
+    set_submodule,
+    with_zero_slot,
+)
+
+__all__ = [
+    "NO_ADAPTER",
+    "AdapterShape",
+    "MultiLoraEngine",
+    "StackedLoraLinear",
+    "greedy_or_sampled_decode",
+    "left_padded_positions",
+]
+
 NO_ADAPTER = -1
 """Row index meaning "base model only" (PEFT's ``"__base__"``)."""
-
-_PEFT_PREFIX = "base_model.model."
-
-
-@dataclass(frozen=True)
-class AdapterShape:
-    """What every stacked adapter shares: the rank the stacks are padded to.
-
-    Attributes:
-        rank: the largest LoRA rank among the adapters; smaller ranks are zero-padded
-            (exact: the padded columns contribute 0).
-        target_modules: module paths (relative to the base model) that carry LoRA.
-    """
-
-    rank: int
-    target_modules: tuple[str, ...]
-
-
-class StackedLoraLinear(nn.Module):
-    """An ``nn.Linear`` plus N stacked LoRA adapters, one chosen per batch row.
-
-    Args:
-        base: the frozen base linear layer (kept as is; its weights are shared).
-        num_adapters: N, the number of stacked adapters.
-        rank: the (padded) LoRA rank.
-
-    With no selection active (:meth:`MultiLoraEngine.select` not entered) the layer
-    returns exactly ``base(x)``, so the wrapped model still works as the base model.
-    """
-
-    def __init__(self, base: nn.Linear, num_adapters: int, rank: int) -> None:
-        super().__init__()
-        self.base = base
-        dtype, device = base.weight.dtype, base.weight.device
-        self.lora_A = nn.Parameter(
-            torch.zeros(num_adapters, base.in_features, rank, dtype=dtype, device=device),
-            requires_grad=False,
-        )
-        self.lora_B = nn.Parameter(
-            torch.zeros(num_adapters, rank, base.out_features, dtype=dtype, device=device),
-            requires_grad=False,
-        )
-        self.dropout = 0.0
-        # Per-call working set: the rows' A and B, set by MultiLoraEngine.select.
-        self._rows_A: torch.Tensor | None = None
-        self._rows_B: torch.Tensor | None = None
-        self._group = 1
-        self._scale: float | torch.Tensor = 1.0
-
-    def set_rows(
-        self,
-        rows_A: torch.Tensor | None,
-        rows_B: torch.Tensor | None,
-        group: int = 1,
-        scale: float | torch.Tensor = 1.0,
-    ) -> None:
-        """Install (or clear, with ``None``) the per-row factors for the next forwards.
-
-        ``group`` > 1 means each factor serves ``group`` consecutive batch rows (rows
-        grouped by adapter): those rows are folded into one bmm operand, no gather.
-        ``scale`` is the LoRA scaling: one float for all rows, or ``[slots, 1, 1]``.
-        """
-        self._rows_A, self._rows_B, self._group, self._scale = rows_A, rows_B, group, scale
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.base(x)
-        if self._rows_A is None:
-            return out
-        slots = self._rows_A.shape[0]
-        if x.shape[0] != slots * self._group:
-            raise ValueError(
-                f"batch has {x.shape[0]} rows but the active adapter selection has "
-                f"{slots * self._group}; call the model inside engine.select(...) with one "
-                "index per row"
-            )
-        # [rows, T, in] -> [slots, group * T, in]: rows sharing an adapter are contiguous.
-        x3 = x.reshape(slots, -1, x.shape[-1])
-        if self.dropout and self.training:
-            x3 = nn.functional.dropout(x3, p=self.dropout)
-        # One bmm for the down-projection of all rows, one baddbmm that adds the
-        # up-projection onto the base output in place of a separate add. The scaling is
-        # not folded into B: training must see PEFT's parametrisation (Adam's step size
-        # and gradient clipping are not invariant to rescaling B).
-        hidden = torch.bmm(x3, self._rows_A)
-        base3 = out.reshape(slots, -1, out.shape[-1])
-        if isinstance(self._scale, torch.Tensor):
-            out3 = torch.baddbmm(base3, hidden * self._scale, self._rows_B)
-        else:
-            out3 = torch.baddbmm(base3, hidden, self._rows_B, alpha=self._scale)
-        return out3.reshape(out.shape)
-
-
-def _set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
-    parent_path, _, name = path.rpartition(".")
-    parent = root.get_submodule(parent_path) if parent_path else root
-    setattr(parent, name, module)
-
-
-def _linear_paths(model: nn.Module, suffixes: set[str] | None) -> list[str]:
-    """Paths of the nn.Linear layers to wrap: all but the output head, or those named."""
-    paths = []
-    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
-    for path, module in model.named_modules():
-        if not isinstance(module, nn.Linear) or module is output:
-            continue
-        if suffixes is None or path in suffixes or path.rsplit(".", 1)[-1] in suffixes:
-            paths.append(path)
-    return paths
-
-
-@dataclass(frozen=True)
-class _LoadedAdapter:
-    scaling: float
-    rank: int
-    dropout: float
-    config: dict
-    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # path -> (A [r,in], B [out,r])
-
-
-def _read_adapter_dir(path: str | Path) -> _LoadedAdapter:
-    """Read a PEFT LoRA folder (``adapter_config.json`` + ``adapter_model.safetensors``)."""
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    config_file, weights_file = path / "adapter_config.json", path / "adapter_model.safetensors"
-    if not config_file.is_file() or not weights_file.is_file():
-        raise FileNotFoundError(
-            f"adapter folder {str(path)!r} must hold adapter_config.json and "
-            "adapter_model.safetensors (as PeftModel.save_pretrained writes)"
-        )
-    config = json.loads(config_file.read_text())
-    if config.get("peft_type", "LORA") != "LORA":
-        raise ValueError(f"{path}: peft_type={config.get('peft_type')!r}; only 'LORA' is accepted")
-    for flag in ("use_dora", "fan_in_fan_out"):
-        if config.get(flag):
-            raise ValueError(f"{path}: {flag}=True is not supported by the stacked engine")
-    if config.get("rank_pattern") or config.get("alpha_pattern"):
-        raise ValueError(f"{path}: rank_pattern/alpha_pattern are not supported (one r, one alpha)")
-    rank, alpha = int(config["r"]), float(config["lora_alpha"])
-    scaling = alpha / rank**0.5 if config.get("use_rslora") else alpha / rank
-    tensors = load_file(str(weights_file))
-    factors: dict[str, list] = {}
-    for key, value in tensors.items():
-        for part, slot in ((".lora_A.weight", 0), (".lora_B.weight", 1)):
-            if key.endswith(part):
-                module = key[: -len(part)].removeprefix(_PEFT_PREFIX)
-                factors.setdefault(module, [None, None])[slot] = value
-                break
-        else:
-            raise ValueError(
-                f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported"
-            )
-    return _LoadedAdapter(
-        scaling,
-        rank,
-        float(config.get("lora_dropout", 0.0)),
-        config,
-        {k: tuple(v) for k, v in factors.items()},
-    )
-
 
 class MultiLoraEngine:
     """A base causal LM whose target linears carry N stacked LoRA adapters.
@@ -230,7 +93,7 @@ class MultiLoraEngine:
                     f"target module {path!r} is {type(module).__name__}, expected nn.Linear"
                 )
             wrapper = StackedLoraLinear(module, len(self.names), shape.rank)
-            _set_submodule(model, path, wrapper)
+            set_submodule(model, path, wrapper)
             self.layers[path] = wrapper
 
     # ----- construction --------------------------------------------------------------
@@ -245,9 +108,9 @@ class MultiLoraEngine:
         """
         if not adapter_dirs:
             raise ValueError("from_adapter_dirs needs at least one adapter folder")
-        loaded = {name: _read_adapter_dir(path) for name, path in adapter_dirs.items()}
+        loaded = {name: read_adapter_folder(path) for name, path in adapter_dirs.items()}
         modules = sorted({m for adapter in loaded.values() for m in adapter.factors})
-        missing = [m for m in modules if _get_or_none(base_model, m) is None]
+        missing = [m for m in modules if get_submodule_or_none(base_model, m) is None]
         if missing:
             raise ValueError(
                 f"adapter modules {missing[:3]}... are not in the base model; the folders were "
@@ -279,7 +142,7 @@ class MultiLoraEngine:
         """
         if rank < 1:
             raise ValueError(f"rank must be >= 1, got {rank}")
-        paths = _linear_paths(
+        paths = linear_layer_paths(
             base_model, set(target_modules) if target_modules is not None else None
         )
         if not paths:
@@ -315,7 +178,7 @@ class MultiLoraEngine:
         for path, module in peft_model.named_modules():
             if not isinstance(module, LoraLayer):
                 continue
-            base_path = path.removeprefix(_PEFT_PREFIX) + ".base_layer"
+            base_path = path.removeprefix(PEFT_PREFIX) + ".base_layer"
             present = [n for n in names if n in module.lora_A]
             if not present:
                 continue
@@ -385,8 +248,6 @@ class MultiLoraEngine:
                 defaults to the config the adapter was loaded with. Its ``r`` and
                 ``lora_alpha`` must give the scaling this adapter was stacked with.
         """
-        from safetensors.torch import save_file
-
         i = self._index_of(name)
         config = config if config is not None else self.configs.get(name)
         if config is None:
@@ -394,26 +255,12 @@ class MultiLoraEngine:
                 f"adapter {name!r} was not loaded from a PEFT folder or PeftModel: pass its "
                 "LoraConfig as a dict (config=LoraConfig(...).to_dict())"
             )
-        config = dict(config)
-        r = int(config["r"])
-        scaling = config["lora_alpha"] / (r**0.5 if config.get("use_rslora") else r)
+        scaling = lora_scaling(config)
         if abs(scaling - self.scalings[i]) > 1e-9 * max(1.0, scaling):
             raise ValueError(
                 f"config gives scaling {scaling} but adapter {name!r} was stacked with {self.scalings[i]}"
             )
-        tensors = {}
-        for path, (a, b) in self.adapter_factors(name).items():
-            key = _PEFT_PREFIX + path.removesuffix(".base_layer")
-            tensors[key + ".lora_A.weight"] = a[:r].contiguous()
-            tensors[key + ".lora_B.weight"] = b[:, :r].contiguous()
-        out_dir = Path(out_dir)
-        out_dir.mkdir(parents=True, exist_ok=True)
-        config.setdefault("peft_type", "LORA")
-        (out_dir / "adapter_config.json").write_text(
-            json.dumps(_jsonable(config), indent=2, sort_keys=True)
-        )
-        save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
-        return out_dir
+        return write_adapter_folder(out_dir, self.adapter_factors(name), config)
 
     def _index_of(self, name: str) -> int:
         if name not in self.index:
@@ -459,8 +306,8 @@ class MultiLoraEngine:
                     rows_B = layer.lora_B[start : start + count]
                 elif bool((idx == NO_ADAPTER).any()):
                     # A zero slot at the end for base rows: adds exactly 0.
-                    rows_A = _with_zero_slot(layer.lora_A)[idx]
-                    rows_B = _with_zero_slot(layer.lora_B)[idx]
+                    rows_A = with_zero_slot(layer.lora_A)[idx]
+                    rows_B = with_zero_slot(layer.lora_B)[idx]
                     group = 1
                 else:
                     rows_A, rows_B, group = layer.lora_A[idx], layer.lora_B[idx], 1
@@ -586,72 +433,6 @@ class MultiLoraEngine:
             )
 
 
-def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Position ids counting real tokens only, so a left-padded row sees the same
-    rotary positions as the same prompt alone."""
-    return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
-
-
-def greedy_or_sampled_decode(
-    model: nn.Module,
-    input_ids: torch.Tensor,
-    attention_mask: torch.Tensor,
-    max_new_tokens: int,
-    *,
-    temperature: float = 0.0,
-    generator: torch.Generator | None = None,
-    eos_token_id: int | None = None,
-    **model_kwargs,
-) -> torch.Tensor:
-    """A plain KV-cached decode loop for left-padded prompts (any HF causal LM).
-
-    Used for every path in the benchmarks so that they differ only in the model call.
-    ``model_kwargs`` are passed to every forward (e.g. PEFT's ``adapter_names``).
-
-    Returns:
-        the new tokens, ``[B, max_new_tokens]``.
-    """
-    from transformers import DynamicCache
-
-    if max_new_tokens < 1:
-        raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0, got {temperature}")
-    cache = DynamicCache(config=getattr(model, "config", None))
-    mask = attention_mask.long()
-    positions = left_padded_positions(mask)
-    step_ids = input_ids
-    finished = torch.zeros(input_ids.shape[0], dtype=torch.bool)
-    new_tokens = []
-    for _ in range(max_new_tokens):
-        out = model(
-            input_ids=step_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-            **model_kwargs,
-        )
-        logits = out.logits[:, -1, :].float()
-        if temperature == 0:
-            token = logits.argmax(-1)
-        else:
-            probs = torch.softmax(logits / temperature, dim=-1)
-            token = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-        if eos_token_id is not None:
-            token = torch.where(finished, torch.full_like(token, eos_token_id), token)
-            finished |= token == eos_token_id
-        new_tokens.append(token)
-        step_ids = token[:, None]
-        positions = positions[:, -1:] + 1
-        mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=-1)
-        if eos_token_id is not None and bool(finished.all()):
-            pad = torch.full((token.shape[0], max_new_tokens - len(new_tokens)), eos_token_id)
-            return torch.cat([torch.stack(new_tokens, dim=1), pad], dim=1)
-    return torch.stack(new_tokens, dim=1)
-
-
 def _layout(idx: torch.Tensor) -> tuple[int, int, int] | None:
     """``(start, count, group)`` if ``idx`` is ``start..start+count-1`` each repeated
     ``group`` times consecutively, else ``None``."""
@@ -664,25 +445,3 @@ def _layout(idx: torch.Tensor) -> tuple[int, int, int] | None:
     count = len(idx) // group
     expected = torch.arange(start, start + count).repeat_interleave(group)
     return (start, count, group) if torch.equal(idx, expected) else None
-
-
-def _with_zero_slot(stack: torch.Tensor) -> torch.Tensor:
-    return torch.cat([stack, stack.new_zeros(1, *stack.shape[1:])], dim=0)
-
-
-def _get_or_none(model: nn.Module, path: str) -> nn.Module | None:
-    try:
-        return model.get_submodule(path)
-    except AttributeError:
-        return None
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (set, tuple, list)):
-        items = [_jsonable(v) for v in value]
-        return sorted(items) if isinstance(value, set) else items
-    if hasattr(value, "value"):  # enums
-        return value.value
-    return value

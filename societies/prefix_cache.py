@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
-from societies.multi_lora import MultiLoraEngine, left_padded_positions
+from societies.decoding import left_padded_positions
+from societies.multi_lora import MultiLoraEngine
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,109 @@
+"""Standard PEFT LoRA folders: read them into factors, write factors back into them.
+
+A folder is ``adapter_config.json`` + ``adapter_model.safetensors`` as
+``PeftModel.save_pretrained`` writes it, so adapters trained by the stacked engine
+load with plain PEFT and released adapters need nothing from folkways.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+PEFT_PREFIX = "base_model.model."
+
+
+def lora_scaling(config: Mapping) -> float:
+    """The LoRA output scale: alpha / r, or alpha / sqrt(r) with rsLoRA."""
+    r = int(config["r"])
+    return float(config["lora_alpha"]) / (r**0.5 if config.get("use_rslora") else r)
+
+
+@dataclass(frozen=True)
+class LoadedAdapter:
+    scaling: float
+    rank: int
+    dropout: float
+    config: dict
+    factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # path -> (A [r,in], B [out,r])
+
+
+def read_adapter_folder(path: str | Path) -> LoadedAdapter:
+    """Read a PEFT LoRA folder (``adapter_config.json`` + ``adapter_model.safetensors``)."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    config_file, weights_file = path / "adapter_config.json", path / "adapter_model.safetensors"
+    if not config_file.is_file() or not weights_file.is_file():
+        raise FileNotFoundError(
+            f"adapter folder {str(path)!r} must hold adapter_config.json and "
+            "adapter_model.safetensors (as PeftModel.save_pretrained writes)"
+        )
+    config = json.loads(config_file.read_text())
+    if config.get("peft_type", "LORA") != "LORA":
+        raise ValueError(f"{path}: peft_type={config.get('peft_type')!r}; only 'LORA' is accepted")
+    for flag in ("use_dora", "fan_in_fan_out"):
+        if config.get(flag):
+            raise ValueError(f"{path}: {flag}=True is not supported by the stacked engine")
+    if config.get("rank_pattern") or config.get("alpha_pattern"):
+        raise ValueError(f"{path}: rank_pattern/alpha_pattern are not supported (one r, one alpha)")
+    rank = int(config["r"])
+    scaling = lora_scaling(config)
+    tensors = load_file(str(weights_file))
+    factors: dict[str, list] = {}
+    for key, value in tensors.items():
+        for part, slot in ((".lora_A.weight", 0), (".lora_B.weight", 1)):
+            if key.endswith(part):
+                module = key[: -len(part)].removeprefix(PEFT_PREFIX)
+                factors.setdefault(module, [None, None])[slot] = value
+                break
+        else:
+            raise ValueError(
+                f"{path}: unexpected tensor {key!r}; only lora_A/lora_B weights are supported"
+            )
+    return LoadedAdapter(
+        scaling,
+        rank,
+        float(config.get("lora_dropout", 0.0)),
+        config,
+        {k: tuple(v) for k, v in factors.items()},
+    )
+
+
+def write_adapter_folder(
+    out_dir: str | Path, factors: Mapping[str, tuple[torch.Tensor, torch.Tensor]], config: Mapping
+) -> Path:
+    """Write ``{module path: (A [r, in], B [out, r])}`` and ``config`` as a PEFT folder.
+
+    Factors wider than ``config["r"]`` (zero-padded stacks) are cut back to ``r``.
+    """
+    from safetensors.torch import save_file
+
+    config = dict(config)
+    r = int(config["r"])
+    tensors = {}
+    for path, (a, b) in factors.items():
+        key = PEFT_PREFIX + path.removesuffix(".base_layer")
+        tensors[key + ".lora_A.weight"] = a[:r].contiguous()
+        tensors[key + ".lora_B.weight"] = b[:, :r].contiguous()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    config.setdefault("peft_type", "LORA")
+    (out_dir / "adapter_config.json").write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True))
+    save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
+    return out_dir
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (set, tuple, list)):
+        items = [_jsonable(v) for v in value]
+        return sorted(items) if isinstance(value, set) else items
+    if hasattr(value, "value"):  # enums
+        return value.value
+    return value

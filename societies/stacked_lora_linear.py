@@ -1,0 +1,129 @@
+"""One linear layer carrying N stacked LoRA adapters, one chosen per batch row.
+
+Part of the batched multi-LoRA engine (:mod:`societies.multi_lora`): the layer math
+and the helpers that find and replace a model's linear layers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class AdapterShape:
+    """What every stacked adapter shares: the rank the stacks are padded to.
+
+    Attributes:
+        rank: the largest LoRA rank among the adapters; smaller ranks are zero-padded
+            (exact: the padded columns contribute 0).
+        target_modules: module paths (relative to the base model) that carry LoRA.
+    """
+
+    rank: int
+    target_modules: tuple[str, ...]
+
+
+class StackedLoraLinear(nn.Module):
+    """An ``nn.Linear`` plus N stacked LoRA adapters, one chosen per batch row.
+
+    Args:
+        base: the frozen base linear layer (kept as is; its weights are shared).
+        num_adapters: N, the number of stacked adapters.
+        rank: the (padded) LoRA rank.
+
+    With no selection active (:meth:`MultiLoraEngine.select` not entered) the layer
+    returns exactly ``base(x)``, so the wrapped model still works as the base model.
+    """
+
+    def __init__(self, base: nn.Linear, num_adapters: int, rank: int) -> None:
+        super().__init__()
+        self.base = base
+        dtype, device = base.weight.dtype, base.weight.device
+        self.lora_A = nn.Parameter(
+            torch.zeros(num_adapters, base.in_features, rank, dtype=dtype, device=device),
+            requires_grad=False,
+        )
+        self.lora_B = nn.Parameter(
+            torch.zeros(num_adapters, rank, base.out_features, dtype=dtype, device=device),
+            requires_grad=False,
+        )
+        self.dropout = 0.0
+        # Per-call working set: the rows' A and B, set by MultiLoraEngine.select.
+        self._rows_A: torch.Tensor | None = None
+        self._rows_B: torch.Tensor | None = None
+        self._group = 1
+        self._scale: float | torch.Tensor = 1.0
+
+    def set_rows(
+        self,
+        rows_A: torch.Tensor | None,
+        rows_B: torch.Tensor | None,
+        group: int = 1,
+        scale: float | torch.Tensor = 1.0,
+    ) -> None:
+        """Install (or clear, with ``None``) the per-row factors for the next forwards.
+
+        ``group`` > 1 means each factor serves ``group`` consecutive batch rows (rows
+        grouped by adapter): those rows are folded into one bmm operand, no gather.
+        ``scale`` is the LoRA scaling: one float for all rows, or ``[slots, 1, 1]``.
+        """
+        self._rows_A, self._rows_B, self._group, self._scale = rows_A, rows_B, group, scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self._rows_A is None:
+            return out
+        slots = self._rows_A.shape[0]
+        if x.shape[0] != slots * self._group:
+            raise ValueError(
+                f"batch has {x.shape[0]} rows but the active adapter selection has "
+                f"{slots * self._group}; call the model inside engine.select(...) with one "
+                "index per row"
+            )
+        # [rows, T, in] -> [slots, group * T, in]: rows sharing an adapter are contiguous.
+        x3 = x.reshape(slots, -1, x.shape[-1])
+        if self.dropout and self.training:
+            x3 = nn.functional.dropout(x3, p=self.dropout)
+        # One bmm for the down-projection of all rows, one baddbmm that adds the
+        # up-projection onto the base output in place of a separate add. The scaling is
+        # not folded into B: training must see PEFT's parametrisation (Adam's step size
+        # and gradient clipping are not invariant to rescaling B).
+        hidden = torch.bmm(x3, self._rows_A)
+        base3 = out.reshape(slots, -1, out.shape[-1])
+        if isinstance(self._scale, torch.Tensor):
+            out3 = torch.baddbmm(base3, hidden * self._scale, self._rows_B)
+        else:
+            out3 = torch.baddbmm(base3, hidden, self._rows_B, alpha=self._scale)
+        return out3.reshape(out.shape)
+
+
+def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
+    parent_path, _, name = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, name, module)
+
+
+def linear_layer_paths(model: nn.Module, suffixes: set[str] | None) -> list[str]:
+    """Paths of the nn.Linear layers to wrap: all but the output head, or those named."""
+    paths = []
+    output = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for path, module in model.named_modules():
+        if not isinstance(module, nn.Linear) or module is output:
+            continue
+        if suffixes is None or path in suffixes or path.rsplit(".", 1)[-1] in suffixes:
+            paths.append(path)
+    return paths
+
+
+def with_zero_slot(stack: torch.Tensor) -> torch.Tensor:
+    return torch.cat([stack, stack.new_zeros(1, *stack.shape[1:])], dim=0)
+
+
+def get_submodule_or_none(model: nn.Module, path: str) -> nn.Module | None:
+    try:
+        return model.get_submodule(path)
+    except AttributeError:
+        return None
