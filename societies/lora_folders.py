@@ -93,7 +93,9 @@ def write_adapter_folder(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     config.setdefault("peft_type", "LORA")
-    (out_dir / "adapter_config.json").write_text(json.dumps(_jsonable(config), indent=2, sort_keys=True))
+    (out_dir / "adapter_config.json").write_text(
+        json.dumps(_jsonable(config), indent=2, sort_keys=True)
+    )
     save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
     return out_dir
 

@@ -59,6 +59,7 @@ __all__ = [
 NO_ADAPTER = -1
 """Row index meaning "base model only" (PEFT's ``"__base__"``)."""
 
+
 class MultiLoraEngine:
     """A base causal LM whose target linears carry N stacked LoRA adapters.
 

@@ -167,13 +167,17 @@ class PopulationModel:
                     f"engine 'multi_lora' loads adapters from folders; no folder for {missing[:3]} "
                     "(create fresh adapters with engine='peft' and save them first)"
                 )
-            self.multi_lora = MultiLoraEngine.from_adapter_dirs(base, {a: adapter_dirs[a] for a in self.agents})
+            self.multi_lora = MultiLoraEngine.from_adapter_dirs(
+                base, {a: adapter_dirs[a] for a in self.agents}
+            )
             self.model = self.multi_lora.model
             self.prefix_cache = None
             if prefix_cache:
                 from societies.prefix_cache import PrefixCache
 
-                self.prefix_cache = PrefixCache(self.multi_lora, pad_token_id=self.tokenizer.pad_token_id)
+                self.prefix_cache = PrefixCache(
+                    self.multi_lora, pad_token_id=self.tokenizer.pad_token_id
+                )
             self._head_ids: dict[str, list[int]] = {}
             return
 
@@ -259,7 +263,8 @@ class PopulationModel:
         from societies.prefix_cache import static_prefix_ids
 
         full_ids = [
-            self.tokenizer(self.render(r.messages), add_special_tokens=False).input_ids for r in requests
+            self.tokenizer(self.render(r.messages), add_special_tokens=False).input_ids
+            for r in requests
         ]
         stale: dict[str, list[int]] = {}
         for request in requests:
@@ -306,7 +311,9 @@ class PopulationModel:
     ) -> list[tuple[OptionScores, str]]:
         """Score all requests in one batched call and sample one option per row."""
         if len(uniforms) != len(requests):
-            raise ValueError(f"need one uniform draw per request: {len(uniforms)} != {len(requests)}")
+            raise ValueError(
+                f"need one uniform draw per request: {len(uniforms)} != {len(requests)}"
+            )
         scores = self.score(requests)
         return [
             (s, r.options[sample_index(s.logprobs, temperature, u)])
@@ -321,7 +328,9 @@ class PopulationModel:
             with atomic_directory(out_dir) as tmp:
                 self.multi_lora.save_adapter(agent, tmp)
             return out_dir
-        with tempfile.TemporaryDirectory(dir=out_dir.parent if out_dir.parent.exists() else None) as scratch:
+        with tempfile.TemporaryDirectory(
+            dir=out_dir.parent if out_dir.parent.exists() else None
+        ) as scratch:
             self.model.save_pretrained(scratch, selected_adapters=[agent])
             # PEFT writes a non-"default" adapter into a sub-folder named after it.
             written = Path(scratch) / agent if (Path(scratch) / agent).is_dir() else Path(scratch)
@@ -336,9 +345,14 @@ class PopulationModel:
         from peft import get_peft_model_state_dict
 
         if self.multi_lora is not None:
-            raise NotImplementedError("adapter_state reads PEFT models; use multi_lora.adapter_factors")
+            raise NotImplementedError(
+                "adapter_state reads PEFT models; use multi_lora.adapter_factors"
+            )
 
-        return {k: v.detach().clone() for k, v in get_peft_model_state_dict(self.model, adapter_name=agent).items()}
+        return {
+            k: v.detach().clone()
+            for k, v in get_peft_model_state_dict(self.model, adapter_name=agent).items()
+        }
 
 
 @contextlib.contextmanager

@@ -18,7 +18,9 @@ from societies.population import ChoiceRequest, PopulationModel
 from societies.records import AgentPrior
 
 
-def probe_orders(names: Sequence[str], orders: int, rng: np.random.Generator) -> list[tuple[str, ...]]:
+def probe_orders(
+    names: Sequence[str], orders: int, rng: np.random.Generator
+) -> list[tuple[str, ...]]:
     """``orders`` evenly spaced cyclic rotations of a shuffled ``names``."""
     if not 1 <= orders <= len(names):
         raise ValueError(f"orders={orders}; expected 1..{len(names)}")

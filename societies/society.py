@@ -59,7 +59,9 @@ def play_round(
     rebuilds or extends memory from it.
     """
     g, r, seed = spec.generation, spec.round, spec.root_seed
-    pairs = sample_pairs(spec.topology, agents, spec.pairs_per_round, seeding.rng(seed, Stream.PAIRING, g, r))
+    pairs = sample_pairs(
+        spec.topology, agents, spec.pairs_per_round, seeding.rng(seed, Stream.PAIRING, g, r)
+    )
     requests: list[ChoiceRequest] = []
     for agent, _partner in _seats(pairs):
         options = game.shuffled_options(seeding.rng(seed, Stream.OPTIONS, g, r, agent))

@@ -10,7 +10,11 @@ from trainer.config import ExperimentConfig, load_experiment
 from trainer.config_loader import ConfigError
 from trainer.datasets import Selection
 
-CONFIGS = sorted(p for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml") if "accelerate" not in p.parts)
+CONFIGS = sorted(
+    p
+    for p in (Path(__file__).parents[1] / "configs").rglob("*.yaml")
+    if "accelerate" not in p.parts
+)
 
 
 def test_configs_are_shipped():
@@ -27,12 +31,25 @@ def test_every_shipped_config_loads(path):
 
 def test_ashery2025_matches_the_paper():
     c = load_experiment(Path(__file__).parents[1] / "configs/naming_game/ashery2025.yaml")
-    assert (c.population.size, c.game.num_names, c.game.memory, c.game.temperature) == (24, 10, 5, 0.5)
+    assert (c.population.size, c.game.num_names, c.game.memory, c.game.temperature) == (
+        24,
+        10,
+        5,
+        0.5,
+    )
     assert (c.game.payoff_match, c.game.payoff_mismatch) == (100.0, -50.0)
 
 
 def test_overrides_are_typed():
-    c = load_experiment(None, ["population.size=8", "game.temperature=1", "distill.selection=own_successes", "game.names=[A, B, C]"])
+    c = load_experiment(
+        None,
+        [
+            "population.size=8",
+            "game.temperature=1",
+            "distill.selection=own_successes",
+            "game.names=[A, B, C]",
+        ],
+    )
     assert c.population.size == 8
     assert c.game.temperature == 1.0 and isinstance(c.game.temperature, float)
     assert c.distill.selection is Selection.OWN_SUCCESSES
@@ -47,7 +64,10 @@ def test_overrides_are_typed():
         (["population.size=1"], ["population.size=1", "2 <= size <= 4096"]),
         (["population.size=eight"], ["population.size='eight'", "not int"]),
         (["game.temperature=-0.5"], ["game.temperature=-0.5", ">= 0"]),
-        (["distill.selection=best"], ["distill.selection='best'", "'own_successes', 'community_successes'"]),
+        (
+            ["distill.selection=best"],
+            ["distill.selection='best'", "'own_successes', 'community_successes'"],
+        ),
         (["game.pairs_per_round=4"], ["game.pairs_per_round=4", "1..3", "population.size=6"]),
         (["probe.orders=11"], ["probe.orders=11", "1..10"]),
         (["game.names=[A, A]"], ["game.names", "distinct"]),
@@ -68,7 +88,11 @@ def test_unknown_key_in_file_names_the_file(tmp_path):
     path.write_text("population:\n  size: 4\ngame:\n  rouns: 3\n")
     with pytest.raises(ConfigError) as err:
         load_experiment(path)
-    assert str(path) in str(err.value) and "game.rouns" in str(err.value) and "rounds" in str(err.value)
+    assert (
+        str(path) in str(err.value)
+        and "game.rouns" in str(err.value)
+        and "rounds" in str(err.value)
+    )
 
 
 def test_missing_file_and_non_mapping(tmp_path):

@@ -32,11 +32,15 @@ def examples_for(name: str, count: int) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def start_adapter(tiny_model_path, tmp_path_factory):
-    population = PopulationModel(tiny_model_path, ["a"], LoraSpec(r=8, alpha=16), init_seeds={"a": 1})
+    population = PopulationModel(
+        tiny_model_path, ["a"], LoraSpec(r=8, alpha=16), init_seeds={"a": 1}
+    )
     return population.save_adapter("a", tmp_path_factory.mktemp("start") / "a")
 
 
-def test_sft_changes_adapter_not_base_and_raises_target_prior(tiny_model_path, start_adapter, tmp_path, monkeypatch):
+def test_sft_changes_adapter_not_base_and_raises_target_prior(
+    tiny_model_path, start_adapter, tmp_path, monkeypatch
+):
     from transformers import AutoModelForCausalLM
 
     # Capture the base weights as they are inside the training process after training.
@@ -65,7 +69,10 @@ def test_sft_changes_adapter_not_base_and_raises_target_prior(tiny_model_path, s
     assert read_outcome(out) == outcome
 
     # adapter changed: every LoRA B moved away from zero, A matrices moved too
-    before, after = load_file(start_adapter / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    before, after = (
+        load_file(start_adapter / "adapter_model.safetensors"),
+        load_file(out / "adapter_model.safetensors"),
+    )
     assert before.keys() == after.keys()
     assert all(not torch.equal(before[k], after[k]) for k in before if "lora_B" in k)
     assert all(torch.count_nonzero(before[k]) == 0 for k in before if "lora_B" in k)
@@ -92,9 +99,17 @@ def test_sft_changes_adapter_not_base_and_raises_target_prior(tiny_model_path, s
 def test_no_examples_carries_the_adapter_over(tiny_model_path, start_adapter, tmp_path):
     out = tmp_path / "kept"
     outcome = distill_sft(
-        agent="a", model_path=tiny_model_path, start_adapter=start_adapter, examples=[],
-        out_dir=out, settings=SftSettings(), seed=0,
+        agent="a",
+        model_path=tiny_model_path,
+        start_adapter=start_adapter,
+        examples=[],
+        out_dir=out,
+        settings=SftSettings(),
+        seed=0,
     )
     assert outcome.operation == "carried_over" and outcome.examples == 0
-    a, b = load_file(start_adapter / "adapter_model.safetensors"), load_file(out / "adapter_model.safetensors")
+    a, b = (
+        load_file(start_adapter / "adapter_model.safetensors"),
+        load_file(out / "adapter_model.safetensors"),
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)

@@ -76,7 +76,9 @@ def test_seeded_run_repeats_exactly(reference, tmp_path):
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert [s.to_dict() for s in again.summaries] == [s.to_dict() for s in reference.summaries]
     other_seed = run(tmp_path / "seed1", **{"run.seed": 1})
-    assert lines(RunLayout(other_seed.run_dir).transcripts(0)) != lines(RunLayout(reference.run_dir).transcripts(0))
+    assert lines(RunLayout(other_seed.run_dir).transcripts(0)) != lines(
+        RunLayout(reference.run_dir).transcripts(0)
+    )
 
 
 def test_resume_from_a_torn_generation_recomputes_only_what_is_missing(reference, tmp_path):
@@ -117,7 +119,9 @@ def test_finished_run_does_nothing_and_says_so(reference, tmp_path):
     assert marker.stat().st_mtime_ns == mtime
 
 
-def test_changed_config_on_an_existing_run_is_refused_but_more_generations_extend_it(reference, tmp_path):
+def test_changed_config_on_an_existing_run_is_refused_but_more_generations_extend_it(
+    reference, tmp_path
+):
     out = tmp_path / "out"
     shutil.copytree(reference.run_dir.parent, out)
     with pytest.raises(ConfigError, match=r"game.rounds: 4 \(run dir\) vs 5 \(now\)"):
@@ -130,9 +134,16 @@ def test_agents_without_selected_turns_keep_their_adapter(tiny_model_path, tmp_p
     logs: list[str] = []
     # one pair plays one round: the two agents who sat out have no own turns
     result = run(
-        tmp_path, logs,
-        **{"run.generations": 1, "game.rounds": 1, "game.pairs_per_round": 1, "metrics.window": 1,
-           "distill.selection": "own_successes", "game.temperature": 0},
+        tmp_path,
+        logs,
+        **{
+            "run.generations": 1,
+            "game.rounds": 1,
+            "game.pairs_per_round": 1,
+            "metrics.window": 1,
+            "distill.selection": "own_successes",
+            "game.temperature": 0,
+        },
     )
     layout = RunLayout(result.run_dir)
     played = {json.loads(x)["agent"] for x in lines(layout.transcripts(0))}
@@ -149,9 +160,19 @@ def test_agents_without_selected_turns_keep_their_adapter(tiny_model_path, tmp_p
 def test_killed_process_resumes_to_the_same_run(reference, tmp_path):
     """A real SIGKILL during generation 0's distillation, then the same command again."""
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "trainer.cli", "run", str(QUICKSTART), *tiny_overrides(out), "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "trainer.cli",
+        "run",
+        str(QUICKSTART),
+        *tiny_overrides(out),
+        "--no-progress",
+    ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     layout = RunLayout(out / "t")
     deadline = time.time() + 240
     while time.time() < deadline and not (layout.adapter(0, "agent_01") / "training.json").exists():
@@ -161,7 +182,9 @@ def test_killed_process_resumes_to_the_same_run(reference, tmp_path):
     proc.wait()
     assert not layout.is_complete(0)
 
-    finished = subprocess.run(cmd + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    finished = subprocess.run(
+        cmd + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert finished.returncode == 0, finished.stderr[-2000:]
     report = json.loads(finished.stdout)
     assert report["skipped"] == []
@@ -175,10 +198,16 @@ def test_killed_process_resumes_to_the_same_run(reference, tmp_path):
 def test_cli_reports_bad_config_with_exit_code_2(tmp_path):
     finished = subprocess.run(
         [sys.executable, "-m", "trainer.cli", "run", str(QUICKSTART), "population.szie=3"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert finished.returncode == 2
-    assert "unknown key 'population.szie'" in finished.stderr and "known keys under 'population': size" in finished.stderr
+    assert (
+        "unknown key 'population.szie'" in finished.stderr
+        and "known keys under 'population': size" in finished.stderr
+    )
 
 
 def test_peft_engine_plays_the_same_run(reference, tmp_path):

@@ -28,10 +28,20 @@ def dominated_transcript(game: NamingGame, name: str, rounds: int) -> list[Decis
             options = game.shuffled_options(rng)
             decisions.append(
                 Decision(
-                    run="integration", generation=0, round=r, pair=0, agent=agent, partner=partner,
-                    game=game.name, messages=game.prompt(memory, options), options=options,
-                    option_probs=tuple(1 / len(options) for _ in options), option_mass=0.1,
-                    action=name, partner_action=name, payoff=100.0,
+                    run="integration",
+                    generation=0,
+                    round=r,
+                    pair=0,
+                    agent=agent,
+                    partner=partner,
+                    game=game.name,
+                    messages=game.prompt(memory, options),
+                    options=options,
+                    option_probs=tuple(1 / len(options) for _ in options),
+                    option_mass=0.1,
+                    action=name,
+                    partner_action=name,
+                    payoff=100.0,
                 )
             )
         memory.append(Interaction(name, name, 100.0))
@@ -44,7 +54,9 @@ def test_distilled_convention_raises_the_prior_on_it(embedded_model_path, tmp_pa
     lora = LoraSpec(r=config.lora.r, alpha=config.lora.alpha)
     orders = probe_orders(game.options, 5, np.random.default_rng(0))
 
-    start = PopulationModel(embedded_model_path, AGENTS, lora, init_seeds={a: i for i, a in enumerate(AGENTS)})
+    start = PopulationModel(
+        embedded_model_path, AGENTS, lora, init_seeds={a: i for i, a in enumerate(AGENTS)}
+    )
     before = prior_probe(start, game, AGENTS, orders)
     for agent in AGENTS:
         start.save_adapter(agent, tmp_path / "start" / agent)
@@ -55,16 +67,25 @@ def test_distilled_convention_raises_the_prior_on_it(embedded_model_path, tmp_pa
 
     decisions = dominated_transcript(game, target, rounds=config.distill.max_examples // 2)
     for agent in AGENTS:
-        examples = sft_examples(select_turns(decisions, agent, Selection.COMMUNITY_SUCCESSES), config.distill.max_examples)
+        examples = sft_examples(
+            select_turns(decisions, agent, Selection.COMMUNITY_SUCCESSES),
+            config.distill.max_examples,
+        )
         assert len(examples) == config.distill.max_examples
         outcome = distill_sft(
-            agent=agent, model_path=embedded_model_path, start_adapter=tmp_path / "start" / agent,
-            examples=examples, out_dir=tmp_path / "after" / agent,
-            settings=settings_from_config(config.distill), seed=0,
+            agent=agent,
+            model_path=embedded_model_path,
+            start_adapter=tmp_path / "start" / agent,
+            examples=examples,
+            out_dir=tmp_path / "after" / agent,
+            settings=settings_from_config(config.distill),
+            seed=0,
         )
         assert outcome.losses[-1] < outcome.losses[0]
 
-    after_pop = PopulationModel(embedded_model_path, AGENTS, lora, adapter_dirs={a: tmp_path / "after" / a for a in AGENTS})
+    after_pop = PopulationModel(
+        embedded_model_path, AGENTS, lora, adapter_dirs={a: tmp_path / "after" / a for a in AGENTS}
+    )
     after = prior_probe(after_pop, game, AGENTS, orders)
     for agent in AGENTS:
         print(agent, target, before[agent].probs[target], "->", after[agent].probs[target])

@@ -21,13 +21,25 @@ NAMES = ("A", "B", "C")
 
 def pair(round_, index, a_action, b_action, a="x", b="y"):
     """Both decisions of one interaction, with the naming game's payoffs."""
+
     def one(agent, partner, mine, theirs):
         return Decision(
-            run="r", generation=0, round=round_, pair=index, agent=agent, partner=partner,
-            game="naming_game", messages=(Message("user", "pick"),), options=NAMES,
-            option_probs=(0.5, 0.25, 0.25), option_mass=0.1, action=mine,
-            partner_action=theirs, payoff=100.0 if mine == theirs else -50.0,
+            run="r",
+            generation=0,
+            round=round_,
+            pair=index,
+            agent=agent,
+            partner=partner,
+            game="naming_game",
+            messages=(Message("user", "pick"),),
+            options=NAMES,
+            option_probs=(0.5, 0.25, 0.25),
+            option_mass=0.1,
+            action=mine,
+            partner_action=theirs,
+            payoff=100.0 if mine == theirs else -50.0,
         )
+
     return [one(a, b, a_action, b_action), one(b, a, b_action, a_action)]
 
 
@@ -73,4 +85,14 @@ def test_records_round_trip_and_validate():
     with pytest.raises(ValueError, match="schema_version=99"):
         Decision.from_dict(bad)
     with pytest.raises(ValueError, match="not one of"):
-        Decision(**(d.to_dict() | {"messages": d.messages, "options": NAMES, "option_probs": (1, 0, 0), "action": "Z"}))
+        Decision(
+            **(
+                d.to_dict()
+                | {
+                    "messages": d.messages,
+                    "options": NAMES,
+                    "option_probs": (1, 0, 0),
+                    "action": "Z",
+                }
+            )
+        )

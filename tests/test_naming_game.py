@@ -69,8 +69,16 @@ def test_pairs_are_disjoint_and_cover_everyone_over_time():
 
 
 def test_seed_streams_are_independent_and_stable():
-    assert seeding.stream_seed(0, Stream.PAIRING, 1, 2) == seeding.stream_seed(0, Stream.PAIRING, 1, 2)
-    assert seeding.stream_seed(0, Stream.PAIRING, 1, 2) != seeding.stream_seed(0, Stream.SAMPLING, 1, 2)
-    assert seeding.stream_seed(0, Stream.PAIRING, 1, 2) != seeding.stream_seed(0, Stream.PAIRING, 2, 1)
+    assert seeding.stream_seed(0, Stream.PAIRING, 1, 2) == seeding.stream_seed(
+        0, Stream.PAIRING, 1, 2
+    )
+    assert seeding.stream_seed(0, Stream.PAIRING, 1, 2) != seeding.stream_seed(
+        0, Stream.SAMPLING, 1, 2
+    )
+    assert seeding.stream_seed(0, Stream.PAIRING, 1, 2) != seeding.stream_seed(
+        0, Stream.PAIRING, 2, 1
+    )
     # Pinned value: a change here silently changes every run's randomness.
-    assert seeding.stream_seed(0, Stream.PAIRING, 0, 0) == seeding.stream_seed(0, "pairing", "0", "0")
+    assert seeding.stream_seed(0, Stream.PAIRING, 0, 0) == seeding.stream_seed(
+        0, "pairing", "0", "0"
+    )

@@ -16,7 +16,12 @@ GAME = NamingGame(NamingGameRules(names=tuple("RKTBQ"), memory=3))
 
 @pytest.fixture(scope="module")
 def population(tiny_model_path):
-    model = PopulationModel(tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), init_seeds={a: i for i, a in enumerate(AGENTS)})
+    model = PopulationModel(
+        tiny_model_path,
+        AGENTS,
+        LoraSpec(r=4, alpha=8),
+        init_seeds={a: i for i, a in enumerate(AGENTS)},
+    )
     # Fresh adapters equal the base (B = 0); give each agent a distinct non-zero B so
     # the per-row adapter choice visibly matters.
     generator = torch.Generator().manual_seed(0)
@@ -57,7 +62,9 @@ def test_mixed_batch_equals_per_agent_calls(population):
         assert np.allclose(b.probs, s.probs, atol=1e-5)
         assert b.option_mass == pytest.approx(s.option_mass, rel=1e-4)
     u = [0.1, 0.5, 0.9]
-    assert [c for _, c in population.choose(reqs, 0.5, u)] == [population.choose([r], 0.5, [x])[0][1] for r, x in zip(reqs, u, strict=True)]
+    assert [c for _, c in population.choose(reqs, 0.5, u)] == [
+        population.choose([r], 0.5, [x])[0][1] for r, x in zip(reqs, u, strict=True)
+    ]
 
 
 def test_rows_use_their_own_adapter(population):
@@ -97,7 +104,9 @@ def test_multi_token_options_are_rejected(population):
 def test_adapters_round_trip_through_peft_folders(population, tiny_model_path, tmp_path):
     path = population.save_adapter("agent_01", tmp_path / "agent_01")
     assert (path / "adapter_model.safetensors").is_file()
-    reloaded = PopulationModel(tiny_model_path, ["agent_01"], LoraSpec(r=4, alpha=8), adapter_dirs={"agent_01": path})
+    reloaded = PopulationModel(
+        tiny_model_path, ["agent_01"], LoraSpec(r=4, alpha=8), adapter_dirs={"agent_01": path}
+    )
     req = requests_for(["agent_01"], lengths=(2,))
     assert reloaded.score(req)[0].probs == population.score(req)[0].probs
     original, loaded = population.adapter_state("agent_01"), reloaded.adapter_state("agent_01")
@@ -121,18 +130,25 @@ def test_fresh_adapters_start_equal_to_the_base(tiny_model_path):
 
 def test_multi_lora_engine_equals_the_peft_engine(population, tiny_model_path, tmp_path):
     dirs = {a: population.save_adapter(a, tmp_path / a) for a in AGENTS}
-    stacked = PopulationModel(tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), adapter_dirs=dirs, engine="multi_lora")
+    stacked = PopulationModel(
+        tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), adapter_dirs=dirs, engine="multi_lora"
+    )
     reqs = requests_for(AGENTS) + requests_for(AGENTS[::-1])
     for a, b in zip(stacked.score(reqs), population.score(reqs), strict=True):
         assert np.allclose(a.probs, b.probs, atol=1e-5)
         assert a.option_mass == pytest.approx(b.option_mass, rel=1e-4)
     u = np.random.default_rng(3).random(len(reqs)).tolist()
-    assert [c for _, c in stacked.choose(reqs, 0.5, u)] == [c for _, c in population.choose(reqs, 0.5, u)]
+    assert [c for _, c in stacked.choose(reqs, 0.5, u)] == [
+        c for _, c in population.choose(reqs, 0.5, u)
+    ]
     # saving from the stacked engine gives the same PEFT folder contents
     from safetensors.torch import load_file
 
     stacked.save_adapter("agent_02", tmp_path / "again")
-    first, again = load_file(dirs["agent_02"] / "adapter_model.safetensors"), load_file(tmp_path / "again" / "adapter_model.safetensors")
+    first, again = (
+        load_file(dirs["agent_02"] / "adapter_model.safetensors"),
+        load_file(tmp_path / "again" / "adapter_model.safetensors"),
+    )
     assert first.keys() == again.keys() and all(torch.allclose(first[k], again[k]) for k in first)
 
 
@@ -145,10 +161,23 @@ def test_engine_errors_name_the_value(tiny_model_path):
 
 def test_prefix_cache_scores_equal_the_uncached_path(population, tiny_model_path, tmp_path):
     dirs = {a: population.save_adapter(a, tmp_path / a) for a in AGENTS}
-    cached = PopulationModel(tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), adapter_dirs=dirs, engine="multi_lora", prefix_cache=True)
-    plain = PopulationModel(tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), adapter_dirs=dirs, engine="multi_lora")
+    cached = PopulationModel(
+        tiny_model_path,
+        AGENTS,
+        LoraSpec(r=4, alpha=8),
+        adapter_dirs=dirs,
+        engine="multi_lora",
+        prefix_cache=True,
+    )
+    plain = PopulationModel(
+        tiny_model_path, AGENTS, LoraSpec(r=4, alpha=8), adapter_dirs=dirs, engine="multi_lora"
+    )
     # two "rounds" (the second reuses the cache) and a probe-like batch repeating one agent
-    batches = [requests_for(AGENTS), requests_for(AGENTS[::-1], lengths=(4, 1, 0)), requests_for(["agent_01"] * 3)]
+    batches = [
+        requests_for(AGENTS),
+        requests_for(AGENTS[::-1], lengths=(4, 1, 0)),
+        requests_for(["agent_01"] * 3),
+    ]
     for batch in batches:
         for a, b in zip(cached.score(batch), plain.score(batch), strict=True):
             assert np.allclose(a.probs, b.probs, atol=1e-5)

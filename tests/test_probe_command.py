@@ -27,7 +27,9 @@ def test_probe_reproduces_the_recorded_priors(reference):
 
 def test_probe_with_more_orders_and_bad_requests(reference):
     _, priors = probe_run(reference.run_dir, generation=1, orders=4)
-    assert all(p.orders == 4 and sum(p.probs.values()) == pytest.approx(1.0) for p in priors.values())
+    assert all(
+        p.orders == 4 and sum(p.probs.values()) == pytest.approx(1.0) for p in priors.values()
+    )
     with pytest.raises(FileNotFoundError, match="generations with adapters: -1, 0, 1"):
         probe_run(reference.run_dir, generation=7)
     with pytest.raises(ValueError, match="accepted: 1..4"):

@@ -26,8 +26,20 @@ def test_report_writes_a_figure_and_the_table(reference, tmp_path):
 
 def test_report_json_matches_the_run(reference, tmp_path):
     out = subprocess.run(
-        [sys.executable, "-m", "trainer.cli", "report", str(reference.run_dir), "--out", str(tmp_path), "--json"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "trainer.cli",
+            "report",
+            str(reference.run_dir),
+            "--out",
+            str(tmp_path),
+            "--json",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["generations"] == [s.to_dict() for s in reference.summaries]

@@ -21,11 +21,20 @@ def test_auto_mode_is_offline_without_credentials(monkeypatch, tmp_path):
         resolve_mode("sometimes")
 
 
-def test_offline_run_records_metrics_tables_and_adapter_lineage(tiny_model_path, tmp_path, monkeypatch):
+def test_offline_run_records_metrics_tables_and_adapter_lineage(
+    tiny_model_path, tmp_path, monkeypatch
+):
     monkeypatch.setenv("WANDB_SILENT", "true")
     result = run_experiment(
         "configs/naming_game/quickstart.yaml",
-        tiny_overrides(tmp_path, **{"run.generations": 1, "tracking.wandb": "offline", "tracking.project": "folkways-test"}),
+        tiny_overrides(
+            tmp_path,
+            **{
+                "run.generations": 1,
+                "tracking.wandb": "offline",
+                "tracking.project": "folkways-test",
+            },
+        ),
         progress=False,
         log=lambda _: None,
     )
@@ -50,7 +59,14 @@ def test_offline_run_records_metrics_tables_and_adapter_lineage(tiny_model_path,
     # re-running a finished run starts no new W&B run
     run_experiment(
         "configs/naming_game/quickstart.yaml",
-        tiny_overrides(tmp_path, **{"run.generations": 1, "tracking.wandb": "offline", "tracking.project": "folkways-test"}),
+        tiny_overrides(
+            tmp_path,
+            **{
+                "run.generations": 1,
+                "tracking.wandb": "offline",
+                "tracking.project": "folkways-test",
+            },
+        ),
         progress=False,
         log=lambda _: None,
     )

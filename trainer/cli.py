@@ -14,8 +14,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
     result = run_experiment(args.config, args.overrides, progress=not args.no_progress)
     if args.json:
-        print(json.dumps({"run_dir": str(result.run_dir), "skipped": result.skipped,
-                          "generations": [s.to_dict() for s in result.summaries]}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "run_dir": str(result.run_dir),
+                    "skipped": result.skipped,
+                    "generations": [s.to_dict() for s in result.summaries],
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"\nrun directory: {result.run_dir}")
         print(format_table(result.summaries))
@@ -27,7 +35,12 @@ def _cmd_probe(args: argparse.Namespace) -> int:
 
     generation, priors = probe_run(Path(args.run_dir), args.generation, args.orders)
     if args.json:
-        print(json.dumps({"generation": generation, "priors": {a: p.to_dict() for a, p in priors.items()}}, indent=2))
+        print(
+            json.dumps(
+                {"generation": generation, "priors": {a: p.to_dict() for a, p in priors.items()}},
+                indent=2,
+            )
+        )
     else:
         print(format_priors(generation, priors))
     return 0
@@ -53,7 +66,11 @@ def _cmd_model_prepare(args: argparse.Namespace) -> int:
     paths = {"embedded": str(prepare_embedded(cache))}
     if args.tiny:
         paths["tiny-random"] = str(prepare_tiny_random(cache))
-    print(json.dumps(paths, indent=2) if args.json else "\n".join(f"{k}: {v}" for k, v in paths.items()))
+    print(
+        json.dumps(paths, indent=2)
+        if args.json
+        else "\n".join(f"{k}: {v}" for k, v in paths.items())
+    )
     return 0
 
 
@@ -70,8 +87,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     probe = sub.add_parser("probe", help="(re)measure the priors of a run's saved adapters")
     probe.add_argument("run_dir")
-    probe.add_argument("--generation", type=int, default=None, help="adapters after this generation (default: last complete; -1: initial)")
-    probe.add_argument("--orders", type=int, default=None, help="option orders to average (default: the run's probe.orders)")
+    probe.add_argument(
+        "--generation",
+        type=int,
+        default=None,
+        help="adapters after this generation (default: last complete; -1: initial)",
+    )
+    probe.add_argument(
+        "--orders",
+        type=int,
+        default=None,
+        help="option orders to average (default: the run's probe.orders)",
+    )
     probe.add_argument("--json", action="store_true")
     probe.set_defaults(func=_cmd_probe)
 
@@ -83,7 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     model = sub.add_parser("model", help="manage base models")
     model_sub = model.add_subparsers(dest="model_command", required=True)
-    prepare = model_sub.add_parser("prepare", help="build the embedded model cache (and the tiny test model)")
+    prepare = model_sub.add_parser(
+        "prepare", help="build the embedded model cache (and the tiny test model)"
+    )
     prepare.add_argument("--cache-dir", default=None)
     prepare.add_argument("--tiny", action="store_true", default=True, help=argparse.SUPPRESS)
     prepare.add_argument("--json", action="store_true")

@@ -111,7 +111,12 @@ class LoraConfig:
         _require(self.r >= 1, "lora.r", self.r, "an integer >= 1")
         _require(self.alpha >= 1, "lora.alpha", self.alpha, "an integer >= 1")
         _require(0.0 <= self.dropout < 1.0, "lora.dropout", self.dropout, "0 <= dropout < 1")
-        _require(len(self.target_modules) >= 1, "lora.target_modules", self.target_modules, "a non-empty list")
+        _require(
+            len(self.target_modules) >= 1,
+            "lora.target_modules",
+            self.target_modules,
+            "a non-empty list",
+        )
 
 
 @dataclass(frozen=True)
@@ -143,13 +148,25 @@ class GameConfig:
 
     def __post_init__(self) -> None:
         if self.names:
-            _require(len(set(self.names)) == len(self.names), "game.names", self.names, "distinct names")
+            _require(
+                len(set(self.names)) == len(self.names), "game.names", self.names, "distinct names"
+            )
             _require(len(self.names) >= 2, "game.names", self.names, "at least 2 names")
         else:
-            _require(2 <= self.num_names <= 26, "game.num_names", self.num_names, "2 <= num_names <= 26 (capital letters)")
+            _require(
+                2 <= self.num_names <= 26,
+                "game.num_names",
+                self.num_names,
+                "2 <= num_names <= 26 (capital letters)",
+            )
         _require(self.memory >= 0, "game.memory", self.memory, "an integer >= 0")
         _require(self.rounds >= 1, "game.rounds", self.rounds, "an integer >= 1")
-        _require(self.pairs_per_round >= 1, "game.pairs_per_round", self.pairs_per_round, "an integer >= 1")
+        _require(
+            self.pairs_per_round >= 1,
+            "game.pairs_per_round",
+            self.pairs_per_round,
+            "an integer >= 1",
+        )
         _require(self.temperature >= 0, "game.temperature", self.temperature, "a number >= 0")
 
     @property
@@ -165,7 +182,12 @@ class ProbeConfig:
     which cancels position bias exactly."""
 
     def __post_init__(self) -> None:
-        _require(self.orders is None or self.orders >= 1, "probe.orders", self.orders, "null or an integer >= 1")
+        _require(
+            self.orders is None or self.orders >= 1,
+            "probe.orders",
+            self.orders,
+            "null or an integer >= 1",
+        )
 
 
 @dataclass(frozen=True)
@@ -182,13 +204,22 @@ class DistillConfig:
     max_length: int = 512
 
     def __post_init__(self) -> None:
-        _require(self.max_examples >= 1, "distill.max_examples", self.max_examples, "an integer >= 1")
+        _require(
+            self.max_examples >= 1, "distill.max_examples", self.max_examples, "an integer >= 1"
+        )
         _require(self.epochs > 0, "distill.epochs", self.epochs, "a number > 0")
-        _require(0 < self.learning_rate < 1, "distill.learning_rate", self.learning_rate, "0 < lr < 1")
+        _require(
+            0 < self.learning_rate < 1, "distill.learning_rate", self.learning_rate, "0 < lr < 1"
+        )
         _require(self.batch_size >= 1, "distill.batch_size", self.batch_size, "an integer >= 1")
         _require(self.max_length >= 16, "distill.max_length", self.max_length, "an integer >= 16")
         if self.backend is DistillBackend.BATCHED:
-            _require(self.epochs == int(self.epochs), "distill.epochs", self.epochs, "a whole number with distill.backend=batched")
+            _require(
+                self.epochs == int(self.epochs),
+                "distill.epochs",
+                self.epochs,
+                "a whole number with distill.backend=batched",
+            )
 
 
 @dataclass(frozen=True)
@@ -259,6 +290,8 @@ class ExperimentConfig:
         return config_loader.to_dict(self)
 
 
-def load_experiment(path: str | Path | None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_experiment(
+    path: str | Path | None, overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Load an experiment config from YAML with ``key=value`` overrides."""
     return config_loader.load(ExperimentConfig, path, overrides)

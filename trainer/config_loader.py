@@ -33,7 +33,9 @@ def _type_name(tp: Any) -> str:
         (inner, *_) = typing.get_args(tp)
         return f"a list of {_type_name(inner)}"
     if origin in (typing.Union, types.UnionType):
-        return " or ".join("null" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+        return " or ".join(
+            "null" if a is type(None) else _type_name(a) for a in typing.get_args(tp)
+        )
     return getattr(tp, "__name__", str(tp))
 
 
@@ -129,7 +131,9 @@ def to_dict(config: Any) -> Any:
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``'population.size=8'`` -> (['population', 'size'], 8); the value is read as YAML."""
     if "=" not in text:
-        raise ConfigError(f"override {text!r} is not of the form key=value (e.g. population.size=8)")
+        raise ConfigError(
+            f"override {text!r} is not of the form key=value (e.g. population.size=8)"
+        )
     key, raw = text.split("=", 1)
     if not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r} has an empty key")
@@ -174,7 +178,9 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({err})") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of sections, got {type(data).__name__}"
+        )
     return data
 
 

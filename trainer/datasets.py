@@ -18,7 +18,9 @@ class Selection(str, Enum):
     COMMUNITY_SUCCESSES = "community_successes"
 
 
-def select_turns(decisions: Iterable[Decision], agent: str, rule: Selection | str) -> list[Decision]:
+def select_turns(
+    decisions: Iterable[Decision], agent: str, rule: Selection | str
+) -> list[Decision]:
     """The turns ``agent`` is distilled on, in transcript order.
 
     - ``own_successes``: the agent's own turns in which it matched its partner.

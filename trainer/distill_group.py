@@ -11,13 +11,12 @@ separate training (tested to 1e-5). It writes the same PEFT folders and
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
 
 from societies.atomic import atomic_directory
-from trainer.distill_sft import TRAINING_RECORD, DistillOutcome, SftSettings
+from trainer.distill_sft import TRAINING_RECORD, DistillOutcome, SftSettings, carry_over
 
 
 def distill_group(
@@ -40,18 +39,14 @@ def distill_group(
     from trainer.distill_batched import BatchedSftConfig, sft_example_from_chat, train_batched_sft
 
     if settings.epochs != int(settings.epochs):
-        raise ValueError(f"distill.epochs={settings.epochs}; the batched backend takes whole epochs")
+        raise ValueError(
+            f"distill.epochs={settings.epochs}; the batched backend takes whole epochs"
+        )
     agents = list(out_dirs)
     outcomes: dict[str, DistillOutcome] = {}
     for agent in agents:
         if not examples.get(agent):
-            with atomic_directory(out_dirs[agent]) as tmp:
-                for item in Path(start_adapters[agent]).iterdir():
-                    if item.name != TRAINING_RECORD:
-                        shutil.copy2(item, tmp / item.name)
-                outcome = DistillOutcome(agent, "carried_over", 0, parent=str(start_adapters[agent]))
-                (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
-            outcomes[agent] = outcome
+            outcomes[agent] = carry_over(agent, Path(start_adapters[agent]), Path(out_dirs[agent]))
     training = [a for a in agents if a not in outcomes]
     if training:
         started = time.perf_counter()
@@ -59,7 +54,10 @@ def distill_group(
         base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
         engine = MultiLoraEngine.from_adapter_dirs(base, {a: start_adapters[a] for a in training})
         data = {
-            a: [sft_example_from_chat(tokenizer, row["prompt"], row["completion"]) for row in examples[a]]
+            a: [
+                sft_example_from_chat(tokenizer, row["prompt"], row["completion"])
+                for row in examples[a]
+            ]
             for a in training
         }
         config = BatchedSftConfig(
@@ -76,7 +74,8 @@ def distill_group(
                 operation="sft",
                 examples=len(data[agent]),
                 losses=list(result.losses[agent]),
-                train_tokens=sum(len(e.prompt_ids) + len(e.completion_ids) for e in data[agent]) * int(settings.epochs),
+                train_tokens=sum(len(e.prompt_ids) + len(e.completion_ids) for e in data[agent])
+                * int(settings.epochs),
                 seconds=seconds,
                 parent=str(start_adapters[agent]),
             )

@@ -68,14 +68,21 @@ def distill_sft(
     With no examples the adapter is copied unchanged ("carried_over"). The output
     folder appears whole (renamed into place) with ``training.json`` inside.
     """
+    if not examples:
+        return carry_over(agent, Path(start_adapter), Path(out_dir))
     with atomic_directory(Path(out_dir)) as tmp:
-        if not examples:
-            for item in Path(start_adapter).iterdir():
-                if item.name != TRAINING_RECORD:
-                    shutil.copy2(item, tmp / item.name)
-            outcome = DistillOutcome(agent, "carried_over", 0, parent=str(start_adapter))
-        else:
-            outcome = _train(agent, model_path, Path(start_adapter), examples, tmp, settings, seed)
+        outcome = _train(agent, model_path, Path(start_adapter), examples, tmp, settings, seed)
+        (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
+    return outcome
+
+
+def carry_over(agent: str, start_adapter: Path, out_dir: Path) -> DistillOutcome:
+    """Copy an agent's adapter unchanged into ``out_dir`` (it had nothing to learn from)."""
+    outcome = DistillOutcome(agent, "carried_over", 0, parent=str(start_adapter))
+    with atomic_directory(out_dir) as tmp:
+        for item in start_adapter.iterdir():
+            if item.name != TRAINING_RECORD:
+                shutil.copy2(item, tmp / item.name)
         (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
     return outcome
 

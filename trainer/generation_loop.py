@@ -83,7 +83,13 @@ class RunResult:
 class Experiment:
     """Everything fixed for the whole run: config, names, agents, model location."""
 
-    def __init__(self, config: ExperimentConfig, *, progress: bool = True, log: Callable[[str], None] = _stderr):
+    def __init__(
+        self,
+        config: ExperimentConfig,
+        *,
+        progress: bool = True,
+        log: Callable[[str], None] = _stderr,
+    ):
         self.config = config
         self.layout = RunLayout(config.run_dir)
         self.progress = progress
@@ -107,7 +113,9 @@ class Experiment:
             dropout=config.lora.dropout,
             target_modules=tuple(config.lora.target_modules),
         )
-        self.probe_orders = probe_orders(names, config.probe_orders, seeding.rng(seed, Stream.PROBE))
+        self.probe_orders = probe_orders(
+            names, config.probe_orders, seeding.rng(seed, Stream.PROBE)
+        )
         self._resolved_model = None
         self.tracker = WandbTracker("disabled", "", "", self.layout.root, {})
 
@@ -124,13 +132,17 @@ class Experiment:
     def _resolved(self):
         if self._resolved_model is None:
             cfg = self.config.model
-            self._resolved_model = resolve_model(cfg.name_or_path, Path(cfg.cache_dir) if cfg.cache_dir else None)
+            self._resolved_model = resolve_model(
+                cfg.name_or_path, Path(cfg.cache_dir) if cfg.cache_dir else None
+            )
         return self._resolved_model
 
     def _bar(self, iterable, **kwargs):
         from tqdm import tqdm
 
-        return tqdm(iterable, disable=not self.progress, file=sys.stderr, dynamic_ncols=True, **kwargs)
+        return tqdm(
+            iterable, disable=not self.progress, file=sys.stderr, dynamic_ncols=True, **kwargs
+        )
 
     def _population(self, adapter_dirs: dict[str, Path]) -> PopulationModel:
         return PopulationModel(
@@ -154,7 +166,9 @@ class Experiment:
         total = self.config.run.generations
         skipped = [g for g in range(total) if self.layout.is_complete(g)]
         if len(skipped) == total:
-            self.log(f"run {self.layout.root} is already complete ({total} generations); nothing to do")
+            self.log(
+                f"run {self.layout.root} is already complete ({total} generations); nothing to do"
+            )
         elif skipped:
             self.log(f"resuming {self.layout.root}: generations {skipped} are complete and kept")
         if self.config.model.threads:
@@ -240,7 +254,9 @@ class Experiment:
         del population
         gc.collect()
 
-        self.log(f"generation {g}: distillation ({cfg.distill.method.value}, {cfg.distill.selection.value})")
+        self.log(
+            f"generation {g}: distillation ({cfg.distill.method.value}, {cfg.distill.selection.value})"
+        )
         outcomes = self._distill(g, decisions)
 
         after_population = self._population({a: layout.adapter(g, a) for a in self.agents})
@@ -317,7 +333,12 @@ class Experiment:
             self.log(f"generation {g}: resuming at round {first} ({len(done)} decisions kept)")
         memory = memories_from_transcript(done, self.agents)
         decisions = list(done)
-        bar = self._bar(range(first, cfg.game.rounds), desc=f"gen {g} rounds", initial=first, total=cfg.game.rounds)
+        bar = self._bar(
+            range(first, cfg.game.rounds),
+            desc=f"gen {g} rounds",
+            initial=first,
+            total=cfg.game.rounds,
+        )
         for r in bar:
             spec = RoundSpec(
                 run=cfg.run.name,
@@ -360,9 +381,13 @@ class Experiment:
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g, agent) % (2**31),
             )
             if outcome.operation == "carried_over":
-                self.log(f"generation {g}: {agent} had no selected turns ({cfg.distill.selection.value}); adapter carried over unchanged")
+                self.log(
+                    f"generation {g}: {agent} had no selected turns ({cfg.distill.selection.value}); adapter carried over unchanged"
+                )
             else:
-                bar.set_postfix(agent=agent, loss=f"{outcome.losses[0]:.3f}->{outcome.losses[-1]:.3f}")
+                bar.set_postfix(
+                    agent=agent, loss=f"{outcome.losses[0]:.3f}->{outcome.losses[-1]:.3f}"
+                )
             outcomes.append(outcome)
         return outcomes
 
@@ -373,12 +398,16 @@ class Experiment:
         if todo:
             self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
             examples = {
-                a: sft_examples(select_turns(decisions, a, cfg.distill.selection), cfg.distill.max_examples)
+                a: sft_examples(
+                    select_turns(decisions, a, cfg.distill.selection), cfg.distill.max_examples
+                )
                 for a in todo
             }
             for a in todo:
                 if not examples[a]:
-                    self.log(f"generation {g}: {a} had no selected turns ({cfg.distill.selection.value}); adapter carried over unchanged")
+                    self.log(
+                        f"generation {g}: {a} had no selected turns ({cfg.distill.selection.value}); adapter carried over unchanged"
+                    )
             distill_group(
                 model_path=self.model_path,
                 start_adapters={a: self.start_adapters(g)[a] for a in todo},
@@ -413,14 +442,30 @@ class Experiment:
         ]
         for phase, priors in (("probe_before", before), ("probe_after", after)):
             for agent, prior in priors.items():
-                records.append(MetricRecord(g, "prior_entropy_bits", entropy_bits(prior.probs), phase, agent=agent))
-                records.append(MetricRecord(g, "prior_on_majority", prior.probs.get(name, 0.0), phase, agent=agent))
-                records.append(MetricRecord(g, "prior_option_mass", prior.option_mass, phase, agent=agent))
+                records.append(
+                    MetricRecord(
+                        g, "prior_entropy_bits", entropy_bits(prior.probs), phase, agent=agent
+                    )
+                )
+                records.append(
+                    MetricRecord(
+                        g, "prior_on_majority", prior.probs.get(name, 0.0), phase, agent=agent
+                    )
+                )
+                records.append(
+                    MetricRecord(g, "prior_option_mass", prior.option_mass, phase, agent=agent)
+                )
         for o in outcomes:
-            records.append(MetricRecord(g, "distill_examples", o.examples, "distill", agent=o.agent))
+            records.append(
+                MetricRecord(g, "distill_examples", o.examples, "distill", agent=o.agent)
+            )
             if o.losses:
-                records.append(MetricRecord(g, "distill_loss_first", o.losses[0], "distill", agent=o.agent))
-                records.append(MetricRecord(g, "distill_loss_last", o.losses[-1], "distill", agent=o.agent))
+                records.append(
+                    MetricRecord(g, "distill_loss_first", o.losses[0], "distill", agent=o.agent)
+                )
+                records.append(
+                    MetricRecord(g, "distill_loss_last", o.losses[-1], "distill", agent=o.agent)
+                )
         summary = GenerationSummary(
             generation=g,
             rounds=cfg.game.rounds,

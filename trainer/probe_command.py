@@ -19,7 +19,9 @@ from trainer.generation_loop import Experiment
 from trainer.run_dir import RunLayout, adapter_is_saved
 
 
-def probe_run(run_dir: Path, generation: int | None = None, orders: int | None = None) -> tuple[int, dict[str, AgentPrior]]:
+def probe_run(
+    run_dir: Path, generation: int | None = None, orders: int | None = None
+) -> tuple[int, dict[str, AgentPrior]]:
     """Priors of the adapters after ``generation`` (default: the last complete one; -1: initial).
 
     Returns the generation probed and each agent's prior.
@@ -32,7 +34,11 @@ def probe_run(run_dir: Path, generation: int | None = None, orders: int | None =
         generation = completed[-1] if completed else -1
     config = load_experiment(layout.config, [f"run.output_dir={layout.root.parent}"])
     experiment = Experiment(config, progress=False)
-    adapters = experiment.start_adapters(generation + 1) if generation >= 0 else experiment.start_adapters(0)
+    adapters = (
+        experiment.start_adapters(generation + 1)
+        if generation >= 0
+        else experiment.start_adapters(0)
+    )
     missing = [a for a, path in adapters.items() if not adapter_is_saved(path)]
     if missing:
         available = ", ".join(map(str, [-1, *completed]))
@@ -43,15 +49,23 @@ def probe_run(run_dir: Path, generation: int | None = None, orders: int | None =
     count = orders or config.probe_orders
     if not 1 <= count <= len(experiment.game.options):
         raise ValueError(f"--orders={count}; accepted: 1..{len(experiment.game.options)}")
-    order_list = probe_orders(experiment.game.options, count, seeding.rng(config.run.seed, Stream.PROBE))
+    order_list = probe_orders(
+        experiment.game.options, count, seeding.rng(config.run.seed, Stream.PROBE)
+    )
     population = experiment._population(adapters)
     return generation, prior_probe(population, experiment.game, experiment.agents, order_list)
 
 
 def format_priors(generation: int, priors: dict[str, AgentPrior], top: int = 3) -> str:
-    lines = [f"priors after generation {generation}" if generation >= 0 else "priors of the initial adapters"]
+    lines = [
+        f"priors after generation {generation}"
+        if generation >= 0
+        else "priors of the initial adapters"
+    ]
     for agent, prior in priors.items():
         best = sorted(prior.probs.items(), key=lambda kv: -kv[1])[:top]
         shown = "  ".join(f"{name} {p:.3f}" for name, p in best)
-        lines.append(f"{agent}: {shown}   entropy {entropy_bits(prior.probs):.2f} bits, option mass {prior.option_mass:.3g}")
+        lines.append(
+            f"{agent}: {shown}   entropy {entropy_bits(prior.probs):.2f} bits, option mass {prior.option_mass:.3g}"
+        )
     return "\n".join(lines)

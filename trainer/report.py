@@ -33,7 +33,10 @@ def load_summaries(run_dir: Path) -> list[GenerationSummary]:
     layout = RunLayout(run_dir)
     if not layout.config.exists():
         raise FileNotFoundError(f"{run_dir} is not a folkways run directory (no config.yaml)")
-    return [GenerationSummary.from_dict(read_json(layout.summary(g))) for g in layout.completed_generations()]
+    return [
+        GenerationSummary.from_dict(read_json(layout.summary(g)))
+        for g in layout.completed_generations()
+    ]
 
 
 def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
@@ -69,30 +72,83 @@ def _plot(layout: RunLayout, summaries: list[GenerationSummary], path: Path) -> 
     ax = axes[0]
     offset = 0
     for s in summaries:
-        rounds = sorted((m.round, m.value) for m in metrics if m.generation == s.generation and m.name == "success_rate")
-        ax.plot([offset + r for r, _ in rounds], [v for _, v in rounds], marker=".", label=f"gen {s.generation}")
+        rounds = sorted(
+            (m.round, m.value)
+            for m in metrics
+            if m.generation == s.generation and m.name == "success_rate"
+        )
+        ax.plot(
+            [offset + r for r, _ in rounds],
+            [v for _, v in rounds],
+            marker=".",
+            label=f"gen {s.generation}",
+        )
         offset += s.rounds
         ax.axvline(offset - 0.5, color="0.85", lw=0.8)
     ax.axhline(chance, color="0.5", ls="--", lw=0.8, label=f"chance (1/{len(names)})")
-    ax.set(title="Coordination success per round", xlabel="round (generations in sequence)", ylabel="success rate", ylim=(-0.02, 1.02))
+    ax.set(
+        title="Coordination success per round",
+        xlabel="round (generations in sequence)",
+        ylabel="success rate",
+        ylim=(-0.02, 1.02),
+    )
     ax.legend(fontsize=8)
 
     # 2. prior mass on the generation's majority name, before vs after distillation
     ax = axes[1]
     gens = [s.generation for s in summaries]
-    for phase, colour, shift in (("probe_before", "tab:gray", -0.12), ("probe_after", "tab:blue", 0.12)):
+    for phase, colour, shift in (
+        ("probe_before", "tab:gray", -0.12),
+        ("probe_after", "tab:blue", 0.12),
+    ):
         for s in summaries:
-            values = [m.value for m in metrics if m.generation == s.generation and m.name == "prior_on_majority" and m.phase == phase]
+            values = [
+                m.value
+                for m in metrics
+                if m.generation == s.generation
+                and m.name == "prior_on_majority"
+                and m.phase == phase
+            ]
             ax.scatter([s.generation + shift] * len(values), values, color=colour, alpha=0.5, s=14)
     for i, s in enumerate(summaries):
-        ax.annotate("", xy=(s.generation + 0.12, s.prior_on_majority_after), xytext=(s.generation - 0.12, s.prior_on_majority_before),
-                    arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 1.5})
-        ax.scatter([s.generation - 0.12], [s.prior_on_majority_before], color="tab:gray", s=40, zorder=3, label="mean before distillation" if i == 0 else None)
-        ax.scatter([s.generation + 0.12], [s.prior_on_majority_after], color="tab:blue", s=40, zorder=3, label="mean after distillation" if i == 0 else None)
+        ax.annotate(
+            "",
+            xy=(s.generation + 0.12, s.prior_on_majority_after),
+            xytext=(s.generation - 0.12, s.prior_on_majority_before),
+            arrowprops={"arrowstyle": "->", "color": "tab:blue", "lw": 1.5},
+        )
+        ax.scatter(
+            [s.generation - 0.12],
+            [s.prior_on_majority_before],
+            color="tab:gray",
+            s=40,
+            zorder=3,
+            label="mean before distillation" if i == 0 else None,
+        )
+        ax.scatter(
+            [s.generation + 0.12],
+            [s.prior_on_majority_after],
+            color="tab:blue",
+            s=40,
+            zorder=3,
+            label="mean after distillation" if i == 0 else None,
+        )
     ax.axhline(chance, color="0.5", ls="--", lw=0.8, label="uniform prior")
     for s in summaries:
-        ax.annotate(s.majority_name or "", (s.generation, max(s.prior_on_majority_after, s.prior_on_majority_before)), textcoords="offset points", xytext=(0, 6), ha="center")
-    ax.set(title="Empty-memory prior on the majority name", xlabel="generation", ylabel="P(majority name)", ylim=(-0.02, 1.12), xticks=gens)
+        ax.annotate(
+            s.majority_name or "",
+            (s.generation, max(s.prior_on_majority_after, s.prior_on_majority_before)),
+            textcoords="offset points",
+            xytext=(0, 6),
+            ha="center",
+        )
+    ax.set(
+        title="Empty-memory prior on the majority name",
+        xlabel="generation",
+        ylabel="P(majority name)",
+        ylim=(-0.02, 1.12),
+        xticks=gens,
+    )
     ax.legend(fontsize=8)
 
     # 3. mean prior over names after each generation's distillation
@@ -102,7 +158,15 @@ def _plot(layout: RunLayout, summaries: list[GenerationSummary], path: Path) -> 
         for p in probes
     ]
     image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
-    ax.set(title="Mean prior after distillation", xlabel="name", ylabel="generation", xticks=range(len(names)), xticklabels=names, yticks=range(len(gens)), yticklabels=gens)
+    ax.set(
+        title="Mean prior after distillation",
+        xlabel="name",
+        ylabel="generation",
+        xticks=range(len(names)),
+        xticklabels=names,
+        yticks=range(len(gens)),
+        yticklabels=gens,
+    )
     fig.colorbar(image, ax=ax, fraction=0.046)
 
     fig.suptitle(f"folkways run {layout.root.name}")

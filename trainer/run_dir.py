@@ -95,4 +95,6 @@ class RunLayout:
 
 def adapter_is_saved(path: Path) -> bool:
     """A finished adapter folder (adapter folders are renamed into place whole)."""
-    return (path / "adapter_config.json").is_file() and (path / "adapter_model.safetensors").is_file()
+    return (path / "adapter_config.json").is_file() and (
+        path / "adapter_model.safetensors"
+    ).is_file()

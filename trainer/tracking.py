@@ -41,13 +41,17 @@ class MetricRecord:
 
 
 def write_generation_metrics(path: Path, records: list[MetricRecord]) -> None:
-    atomic_write_text(path, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in records))
+    atomic_write_text(
+        path, "".join(json.dumps(r.to_dict(), sort_keys=True) + "\n" for r in records)
+    )
 
 
 def read_metrics(path: Path) -> list[MetricRecord]:
     if not path.exists():
         return []
-    return [MetricRecord.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line]
+    return [
+        MetricRecord.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line
+    ]
 
 
 def rebuild_run_metrics(layout: RunLayout) -> None:

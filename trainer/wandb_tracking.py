@@ -45,7 +45,9 @@ def resolve_mode(mode: str) -> str:
 class WandbTracker:
     """Logs a run's generations to W&B; a no-op when the mode is ``disabled``."""
 
-    def __init__(self, mode: str, project: str, run_name: str, run_dir: Path, config: dict[str, Any]):
+    def __init__(
+        self, mode: str, project: str, run_name: str, run_dir: Path, config: dict[str, Any]
+    ):
         self.mode = resolve_mode(mode)
         self.run = None
         if self.mode == "disabled":
@@ -93,7 +95,9 @@ class WandbTracker:
             "option_mass_mean",
         ):
             row[key] = getattr(summary, key)
-        row["convergence_round"] = summary.convergence_round if summary.convergence_round is not None else -1
+        row["convergence_round"] = (
+            summary.convergence_round if summary.convergence_round is not None else -1
+        )
         for r in records:
             if r.agent is not None:
                 row[f"agents/{r.agent}/{r.phase}/{r.name}"] = r.value
@@ -105,7 +109,9 @@ class WandbTracker:
         row["transcript"] = _transcript_table(decisions)
         self.run.log(row)
 
-    def log_adapter(self, *, agent: str, generation: int, path: Path, metadata: dict[str, Any]) -> None:
+    def log_adapter(
+        self, *, agent: str, generation: int, path: Path, metadata: dict[str, Any]
+    ) -> None:
         """An adapter as an artifact referencing its folder in the run directory (no copy)."""
         if not self.enabled:
             return
@@ -129,11 +135,30 @@ def _transcript_table(decisions: list[Decision]):
     import wandb
 
     table = wandb.Table(
-        columns=["generation", "round", "pair", "agent", "partner", "action", "partner_action", "payoff", "p_action", "option_mass"]
+        columns=[
+            "generation",
+            "round",
+            "pair",
+            "agent",
+            "partner",
+            "action",
+            "partner_action",
+            "payoff",
+            "p_action",
+            "option_mass",
+        ]
     )
     for d in decisions:
         table.add_data(
-            d.generation, d.round, d.pair, d.agent, d.partner, d.action, d.partner_action,
-            d.payoff, d.prob_of(d.action), d.option_mass,
+            d.generation,
+            d.round,
+            d.pair,
+            d.agent,
+            d.partner,
+            d.action,
+            d.partner_action,
+            d.payoff,
+            d.prob_of(d.action),
+            d.option_mass,
         )
     return table
