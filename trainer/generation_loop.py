@@ -21,16 +21,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
 from societies import seeding
 from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
 from societies.metrics import (
-    convergence_round,
-    entropy_bits,
     majority,
     success_rate,
-    success_rate_by_round,
 )
 from societies.model_store import resolve_model
 from societies.population import Engine, LoraSpec, PopulationModel
@@ -47,10 +42,11 @@ from societies.transcripts import (
 )
 from trainer import lineage
 from trainer.config import DistillBackend, ExperimentConfig, load_experiment
-from trainer.config_loader import ConfigError
 from trainer.datasets import select_turns, sft_examples
 from trainer.distill_group import distill_group
 from trainer.distill_sft import DistillOutcome, distill_sft, read_outcome, settings_from_config
+from trainer.measure_generation import measure_generation
+from trainer.run_config_check import check_or_write_config
 from trainer.run_dir import (
     RunLayout,
     adapter_is_saved,
@@ -59,12 +55,8 @@ from trainer.run_dir import (
     read_json,
 )
 from trainer.summary import GenerationSummary
-from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
+from trainer.tracking import rebuild_run_metrics, write_generation_metrics
 from trainer.wandb_tracking import WandbTracker
-
-# Keys that may change between invocations on the same run directory: more generations
-# extend a run; output_dir only says where the directory lives (it may be moved).
-RESUMABLE_CHANGES = {"run.generations", "run.output_dir"}
 
 
 def _stderr(message: str) -> None:
@@ -162,7 +154,7 @@ class Experiment:
 
     # ----- run -----------------------------------------------------------------------
     def run(self) -> RunResult:
-        self._check_or_write_config()
+        check_or_write_config(self.layout, self.config.to_dict())
         total = self.config.run.generations
         skipped = [g for g in range(total) if self.layout.is_complete(g)]
         if len(skipped) == total:
@@ -194,26 +186,6 @@ class Experiment:
             GenerationSummary.from_dict(read_json(self.layout.summary(g))) for g in range(total)
         ]
         return RunResult(self.layout.root, summaries, skipped)
-
-    def _check_or_write_config(self) -> None:
-        resolved = self.config.to_dict()
-        path = self.layout.config
-        if path.exists():
-            previous = yaml.safe_load(path.read_text())
-            differences = sorted(
-                key for key in _flat_diff(previous, resolved) if key not in RESUMABLE_CHANGES
-            )
-            if differences:
-                shown = ", ".join(
-                    f"{k}: {_lookup(previous, k)!r} (run dir) vs {_lookup(resolved, k)!r} (now)"
-                    for k in differences[:5]
-                )
-                raise ConfigError(
-                    f"{self.layout.root} was started with a different config ({shown}); "
-                    "re-run with the same config to resume, or set run.name to start a new run"
-                )
-        header = "# Resolved config, as run. Re-run `folkways run` with this file to resume.\n"
-        atomic_write_text(path, header + yaml.safe_dump(resolved, sort_keys=False))
 
     def _ensure_initial_adapters(self) -> None:
         missing = [a for a in self.agents if not adapter_is_saved(self.layout.initial_adapter(a))]
@@ -264,7 +236,16 @@ class Experiment:
         del after_population
         gc.collect()
 
-        summary, records = self._measure(g, decisions, before, after, outcomes)
+        summary, records = measure_generation(
+            g,
+            decisions,
+            before,
+            after,
+            outcomes,
+            rounds=cfg.game.rounds,
+            window=cfg.metrics.window,
+            population_size=cfg.population.size,
+        )
         atomic_write_json(
             layout.probes(g),
             {
@@ -417,97 +398,6 @@ class Experiment:
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
             )
         return [read_outcome(self.layout.adapter(g, a)) for a in self.agents]
-
-    def _measure(
-        self,
-        g: int,
-        decisions: list[Decision],
-        before: dict[str, AgentPrior],
-        after: dict[str, AgentPrior],
-        outcomes: list[DistillOutcome],
-    ) -> tuple[GenerationSummary, list[MetricRecord]]:
-        cfg = self.config
-        window_start = cfg.game.rounds - cfg.metrics.window
-        last = [d for d in decisions if d.round >= window_start]
-        name, share = majority(last)
-        records: list[MetricRecord] = []
-        for r, rate in success_rate_by_round(decisions).items():
-            records.append(MetricRecord(g, "success_rate", rate, "rollout", round=r))
-        conv = convergence_round(decisions, streak=3 * cfg.population.size)
-        records += [
-            MetricRecord(g, "success_rate_last", success_rate(last), "rollout"),
-            MetricRecord(g, "majority_share", share, "rollout"),
-            MetricRecord(g, "convergence_round", float("nan") if conv is None else conv, "rollout"),
-            MetricRecord(g, "option_mass_mean", _mean(d.option_mass for d in decisions), "rollout"),
-        ]
-        for phase, priors in (("probe_before", before), ("probe_after", after)):
-            for agent, prior in priors.items():
-                records.append(
-                    MetricRecord(
-                        g, "prior_entropy_bits", entropy_bits(prior.probs), phase, agent=agent
-                    )
-                )
-                records.append(
-                    MetricRecord(
-                        g, "prior_on_majority", prior.probs.get(name, 0.0), phase, agent=agent
-                    )
-                )
-                records.append(
-                    MetricRecord(g, "prior_option_mass", prior.option_mass, phase, agent=agent)
-                )
-        for o in outcomes:
-            records.append(
-                MetricRecord(g, "distill_examples", o.examples, "distill", agent=o.agent)
-            )
-            if o.losses:
-                records.append(
-                    MetricRecord(g, "distill_loss_first", o.losses[0], "distill", agent=o.agent)
-                )
-                records.append(
-                    MetricRecord(g, "distill_loss_last", o.losses[-1], "distill", agent=o.agent)
-                )
-        summary = GenerationSummary(
-            generation=g,
-            rounds=cfg.game.rounds,
-            window=cfg.metrics.window,
-            success_rate=success_rate(decisions),
-            success_rate_last=success_rate(last),
-            majority_name=name,
-            majority_share=share,
-            convergence_round=conv,
-            prior_on_majority_before=_mean(p.probs.get(name, 0.0) for p in before.values()),
-            prior_on_majority_after=_mean(p.probs.get(name, 0.0) for p in after.values()),
-            prior_entropy_before=_mean(entropy_bits(p.probs) for p in before.values()),
-            prior_entropy_after=_mean(entropy_bits(p.probs) for p in after.values()),
-            option_mass_mean=_mean(d.option_mass for d in decisions),
-            distilled=sum(o.operation == "sft" for o in outcomes),
-            carried_over=sum(o.operation == "carried_over" for o in outcomes),
-        )
-        return summary, records
-
-
-def _mean(values) -> float:
-    values = list(values)
-    return sum(values) / len(values) if values else float("nan")
-
-
-def _flat_diff(a, b, prefix: str = "") -> list[str]:
-    keys = set(a or {}) | set(b or {})
-    diffs = []
-    for key in keys:
-        left, right = (a or {}).get(key), (b or {}).get(key)
-        path = prefix + key
-        if isinstance(left, dict) and isinstance(right, dict):
-            diffs += _flat_diff(left, right, path + ".")
-        elif left != right:
-            diffs.append(path)
-    return diffs
-
-
-def _lookup(data, dotted: str):
-    for part in dotted.split("."):
-        data = (data or {}).get(part) if isinstance(data, dict) else None
-    return data
 
 
 def run_experiment(

@@ -1,0 +1,59 @@
+"""A run directory remembers its config; resuming with a different one is refused."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from societies.atomic import atomic_write_text
+from trainer.config_loader import ConfigError
+from trainer.run_dir import RunLayout
+
+# Keys that may change between invocations on the same run directory: more generations
+# extend a run; output_dir only says where the directory lives (it may be moved).
+RESUMABLE_CHANGES = {"run.generations", "run.output_dir"}
+
+
+def check_or_write_config(layout: RunLayout, resolved: dict[str, Any]) -> None:
+    """Save ``resolved`` as the run's config, or refuse if the run started with another.
+
+    Raises:
+        ConfigError: naming up to five differing keys with both values.
+    """
+    path = layout.config
+    if path.exists():
+        previous = yaml.safe_load(path.read_text())
+        differences = sorted(
+            key for key in _flat_diff(previous, resolved) if key not in RESUMABLE_CHANGES
+        )
+        if differences:
+            shown = ", ".join(
+                f"{k}: {_lookup(previous, k)!r} (run dir) vs {_lookup(resolved, k)!r} (now)"
+                for k in differences[:5]
+            )
+            raise ConfigError(
+                f"{layout.root} was started with a different config ({shown}); "
+                "re-run with the same config to resume, or set run.name to start a new run"
+            )
+    header = "# Resolved config, as run. Re-run `folkways run` with this file to resume.\n"
+    atomic_write_text(path, header + yaml.safe_dump(resolved, sort_keys=False))
+
+
+def _flat_diff(a, b, prefix: str = "") -> list[str]:
+    keys = set(a or {}) | set(b or {})
+    diffs = []
+    for key in keys:
+        left, right = (a or {}).get(key), (b or {}).get(key)
+        path = prefix + key
+        if isinstance(left, dict) and isinstance(right, dict):
+            diffs += _flat_diff(left, right, path + ".")
+        elif left != right:
+            diffs.append(path)
+    return diffs
+
+
+def _lookup(data, dotted: str):
+    for part in dotted.split("."):
+        data = (data or {}).get(part) if isinstance(data, dict) else None
+    return data
