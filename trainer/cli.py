@@ -59,6 +59,21 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_release(args: argparse.Namespace) -> int:
+    from trainer.release import release_adapter
+
+    release = release_adapter(Path(args.run_dir), args.agent, Path(args.out), args.generation)
+    if args.json:
+        print(json.dumps(release.to_dict(), indent=2))
+    else:
+        steps = " -> ".join(f"{e.operation}" for e in release.lineage)
+        print(
+            f"released {release.agent} (generation {release.generation}, base {release.base_model}) to {release.path}"
+        )
+        print(f"lineage: {steps}")
+    return 0
+
+
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
     from societies.model_store import prepare_embedded, prepare_tiny_random
 
@@ -107,6 +122,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--out", default=None, help="output directory (default: the run directory)")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=_cmd_report)
+
+    release = sub.add_parser(
+        "release", help="export one agent's adapter as a PEFT folder with a model card"
+    )
+    release.add_argument("run_dir")
+    release.add_argument("--agent", required=True, help="agent id, e.g. agent_03")
+    release.add_argument(
+        "--generation", type=int, default=None, help="default: the last complete generation"
+    )
+    release.add_argument("--out", required=True, help="output folder")
+    release.add_argument("--json", action="store_true")
+    release.set_defaults(func=_cmd_release)
 
     model = sub.add_parser("model", help="manage base models")
     model_sub = model.add_subparsers(dest="model_command", required=True)

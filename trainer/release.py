@@ -1,0 +1,144 @@
+"""``folkways release``: one evolved adapter as a self-contained PEFT folder.
+
+A release is what ``PeftModel.from_pretrained(base, folder)`` loads with no folkways
+installed (DESIGN.md, decision 10): the adapter weights, its ``adapter_config.json``
+with ``base_model_name_or_path`` rewritten from the local cache path to the base
+model's hub id, and a model card (``README.md``) naming the base model, the adapter's
+lineage back to its initial weights, and its measured prior.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from societies.atomic import atomic_directory
+from societies.metrics import entropy_bits
+from trainer.config import load_experiment
+from trainer.distill_sft import TRAINING_RECORD
+from trainer.generation_loop import Experiment
+from trainer.lineage import LineageEntry, read_lineage
+from trainer.run_dir import RunLayout, adapter_is_saved, read_json
+from trainer.summary import GenerationSummary
+
+
+@dataclass(frozen=True)
+class Release:
+    path: Path
+    agent: str
+    generation: int
+    base_model: str
+    lineage: list[LineageEntry]
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "agent": self.agent,
+            "generation": self.generation,
+            "base_model": self.base_model,
+            "lineage": [e.to_dict() for e in self.lineage],
+        }
+
+
+def release_adapter(
+    run_dir: Path, agent: str, out_dir: Path, generation: int | None = None
+) -> Release:
+    """Write ``agent``'s adapter after ``generation`` (default: the last complete) to ``out_dir``."""
+    layout = RunLayout(Path(run_dir))
+    if not layout.config.exists():
+        raise FileNotFoundError(f"{run_dir} is not a folkways run directory (no config.yaml)")
+    completed = layout.completed_generations()
+    if not completed:
+        raise FileNotFoundError(f"{run_dir} has no completed generation to release")
+    generation = completed[-1] if generation is None else generation
+    if generation not in completed:
+        raise FileNotFoundError(
+            f"generation {generation} of {run_dir} is not complete; complete generations: {completed}"
+        )
+    source = layout.adapter(generation, agent)
+    if not adapter_is_saved(source):
+        agents = sorted(p.name for p in (layout.generation(generation) / "adapters").iterdir())
+        raise FileNotFoundError(
+            f"no adapter for agent {agent!r} in generation {generation}; agents: {agents}"
+        )
+
+    config = load_experiment(layout.config, [f"run.output_dir={layout.root.parent}"])
+    base_model = Experiment(config, progress=False).base_model_id
+    chain = _lineage_chain(read_lineage(layout), agent, generation)
+    summary = GenerationSummary.from_dict(read_json(layout.summary(generation)))
+    prior = read_json(layout.probes(generation))["after"][agent]
+
+    with atomic_directory(Path(out_dir)) as tmp:
+        shutil.copy2(source / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
+        adapter_config = json.loads((source / "adapter_config.json").read_text())
+        adapter_config["base_model_name_or_path"] = base_model
+        (tmp / "adapter_config.json").write_text(
+            json.dumps(adapter_config, indent=2, sort_keys=True)
+        )
+        if (source / TRAINING_RECORD).exists():
+            shutil.copy2(source / TRAINING_RECORD, tmp / TRAINING_RECORD)
+        (tmp / "lineage.json").write_text(json.dumps([e.to_dict() for e in chain], indent=2))
+        (tmp / "README.md").write_text(
+            _model_card(agent, generation, base_model, config.run.name, chain, summary, prior)
+        )
+    return Release(Path(out_dir), agent, generation, base_model, chain)
+
+
+def _lineage_chain(entries: list[LineageEntry], agent: str, generation: int) -> list[LineageEntry]:
+    """The adapter's ancestry, oldest first: initial adapter, then each generation's step."""
+    by_path = {e.adapter: e for e in entries}
+    current = next((e for e in entries if e.agent == agent and e.generation == generation), None)
+    chain = []
+    while current is not None:
+        chain.append(current)
+        current = by_path.get(current.parents[0]) if current.parents else None
+    return chain[::-1]
+
+
+def _model_card(agent, generation, base_model, run_name, chain, summary, prior) -> str:
+    probs = sorted(prior["probs"].items(), key=lambda kv: -kv[1])
+    steps = "\n".join(
+        f"| {e.generation if e.generation >= 0 else 'initial'} | `{e.adapter}` | {e.operation} | {e.examples} |"
+        for e in chain
+    )
+    top = "\n".join(f"| {name} | {p:.3f} |" for name, p in probs[:5])
+    return f"""---
+base_model: {base_model}
+library_name: peft
+tags: [folkways, lora, naming-game, multi-agent]
+---
+
+# folkways agent `{agent}` after generation {generation} of run `{run_name}`
+
+A LoRA adapter for `{base_model}`, evolved by folkways: the agent played the naming
+game (Ashery, Aiello & Baronchelli, Sci. Adv. 2025) with its society in context, and
+after each generation the community's successful turns were distilled into its
+weights.
+
+```python
+from peft import PeftModel
+from transformers import AutoModelForCausalLM
+
+base = AutoModelForCausalLM.from_pretrained("{base_model}")
+model = PeftModel.from_pretrained(base, "<this folder>")
+```
+
+## Lineage
+
+| generation | adapter (in the run directory) | operation | distilled turns |
+|---|---|---|---|
+{steps}
+
+## Measured prior (empty memory, averaged over {prior["orders"]} option orders)
+
+| name | probability |
+|---|---|
+{top}
+
+Entropy {entropy_bits(prior["probs"]):.2f} bits; the options held {prior["option_mass"]:.3g} of the
+next-token mass. In generation {generation} the society's majority name was
+{summary.majority_name} ({summary.majority_share:.0%} of choices in the last {summary.window} rounds, success
+{summary.success_rate_last:.0%}).
+"""
