@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import tiny_overrides
-from trainer.generation_loop import run_experiment
+from tests.conftest import run_tiny
 from trainer.wandb_tracking import resolve_mode
+
+OFFLINE = {"run.generations": 1, "tracking.wandb": "offline", "tracking.project": "folkways-test"}
 
 
 def test_auto_mode_is_offline_without_credentials(monkeypatch, tmp_path):
@@ -25,19 +26,7 @@ def test_offline_run_records_metrics_tables_and_adapter_lineage(
     tiny_model_path, tmp_path, monkeypatch
 ):
     monkeypatch.setenv("WANDB_SILENT", "true")
-    result = run_experiment(
-        "configs/naming_game/quickstart.yaml",
-        tiny_overrides(
-            tmp_path,
-            **{
-                "run.generations": 1,
-                "tracking.wandb": "offline",
-                "tracking.project": "folkways-test",
-            },
-        ),
-        progress=False,
-        log=lambda _: None,
-    )
+    result = run_tiny(tmp_path, **OFFLINE)
     runs = sorted((result.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(runs) == 1
     # The offline log is a record stream; logged keys, artifact names, types and
@@ -57,17 +46,5 @@ def test_offline_run_records_metrics_tables_and_adapter_lineage(
     ):
         assert needle in data, needle
     # re-running a finished run starts no new W&B run
-    run_experiment(
-        "configs/naming_game/quickstart.yaml",
-        tiny_overrides(
-            tmp_path,
-            **{
-                "run.generations": 1,
-                "tracking.wandb": "offline",
-                "tracking.project": "folkways-test",
-            },
-        ),
-        progress=False,
-        log=lambda _: None,
-    )
+    run_tiny(tmp_path, **OFFLINE)
     assert len(sorted((result.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
