@@ -62,8 +62,18 @@ def test_probe_before_of_a_generation_is_the_previous_after(reference):
     layout = RunLayout(reference.run_dir)
     after0 = json.loads(layout.probes(0).read_text())["after"]
     before1 = json.loads(layout.probes(1).read_text())["before"]
-    for agent in AGENTS:
-        assert before1[agent]["probs"] == pytest.approx(after0[agent]["probs"], abs=1e-9)
+    assert before1 == after0  # the same adapters: measured once, reused
+
+
+def test_each_adapter_set_is_probed_once(tiny_model_path, tmp_path, monkeypatch):
+    """G generations probe G + 1 adapter sets: the initial ones and each generation's output."""
+    import trainer.generation_loop as loop
+
+    calls = []
+    real = loop.prior_probe
+    monkeypatch.setattr(loop, "prior_probe", lambda *a, **k: calls.append(1) or real(*a, **k))
+    run(tmp_path, **{"run.generations": 3, "game.rounds": 2, "metrics.window": 1})
+    assert len(calls) == 4
 
 
 def test_seeded_run_repeats_exactly(reference, tmp_path):

@@ -36,7 +36,7 @@ def test_release_is_a_loadable_peft_folder_with_card(reference, tmp_path, tiny_m
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), str(out))
     config = load_experiment(layout.config, [f"run.output_dir={layout.root.parent}"])
     experiment = Experiment(config, progress=False)
-    population = experiment._population(
+    population = experiment.population(
         {a: (out if a == "agent_01" else p) for a, p in experiment.start_adapters(2).items()}
     )
     probed = prior_probe(population, experiment.game, ["agent_01"], experiment.probe_orders)[

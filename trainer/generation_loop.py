@@ -136,7 +136,8 @@ class Experiment:
             iterable, disable=not self.progress, file=sys.stderr, dynamic_ncols=True, **kwargs
         )
 
-    def _population(self, adapter_dirs: dict[str, Path]) -> PopulationModel:
+    def population(self, adapter_dirs: dict[str, Path]) -> PopulationModel:
+        """The run's population model with the given adapter folders."""
         return PopulationModel(
             self.model_path,
             self.agents,
@@ -220,8 +221,8 @@ class Experiment:
         cfg, layout = self.config, self.layout
         layout.generation(g).mkdir(parents=True, exist_ok=True)
         self.log(f"generation {g}/{cfg.run.generations - 1}: interaction phase")
-        population = self._population(self.start_adapters(g))
-        before = self._probe(population, layout.probe_before(g))
+        population = self.population(self.start_adapters(g))
+        before = self._probe_before(population, g)
         decisions = self._rollout(population, g)
         del population
         gc.collect()
@@ -231,8 +232,8 @@ class Experiment:
         )
         outcomes = self._distill(g, decisions)
 
-        after_population = self._population({a: layout.adapter(g, a) for a in self.agents})
-        after = self._probe(after_population, None)
+        after_population = self.population({a: layout.adapter(g, a) for a in self.agents})
+        after = self._probe(after_population)
         del after_population
         gc.collect()
 
@@ -295,13 +296,25 @@ class Experiment:
         )
         return summary
 
-    def _probe(self, population: PopulationModel, cache: Path | None) -> dict[str, AgentPrior]:
-        if cache is not None and cache.exists():
+    def _probe_before(self, population: PopulationModel, g: int) -> dict[str, AgentPrior]:
+        """Priors of the adapters generation ``g`` starts with, measured once.
+
+        For g > 0 these adapters are generation g-1's output, whose priors that
+        generation already measured with the same option orders: they are reused.
+        """
+        cache = self.layout.probe_before(g)
+        if cache.exists():
             return {a: AgentPrior.from_dict(p) for a, p in read_json(cache).items()}
-        priors = prior_probe(population, self.game, self.agents, self.probe_orders)
-        if cache is not None:
-            atomic_write_json(cache, {a: p.to_dict() for a, p in priors.items()})
+        if g > 0:
+            previous = read_json(self.layout.probes(g - 1))["after"]
+            priors = {a: AgentPrior.from_dict(previous[a]) for a in self.agents}
+        else:
+            priors = self._probe(population)
+        atomic_write_json(cache, {a: p.to_dict() for a, p in priors.items()})
         return priors
+
+    def _probe(self, population: PopulationModel) -> dict[str, AgentPrior]:
+        return prior_probe(population, self.game, self.agents, self.probe_orders)
 
     def _rollout(self, population: PopulationModel, g: int) -> list[Decision]:
         cfg = self.config

@@ -52,7 +52,7 @@ def probe_run(
     order_list = probe_orders(
         experiment.game.options, count, seeding.rng(config.run.seed, Stream.PROBE)
     )
-    population = experiment._population(adapters)
+    population = experiment.population(adapters)
     return generation, prior_probe(population, experiment.game, experiment.agents, order_list)
 
 
