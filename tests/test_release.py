@@ -7,7 +7,6 @@ import json
 import pytest
 
 from societies.probes import prior_probe
-from trainer.config import load_experiment
 from trainer.generation_loop import Experiment
 from trainer.release import release_adapter
 from trainer.run_dir import RunLayout
@@ -34,8 +33,7 @@ def test_release_is_a_loadable_peft_folder_with_card(reference, tmp_path, tiny_m
     from transformers import AutoModelForCausalLM
 
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), str(out))
-    config = load_experiment(layout.config, [f"run.output_dir={layout.root.parent}"])
-    experiment = Experiment(config, progress=False)
+    experiment = Experiment.from_run_dir(reference.run_dir, progress=False)
     population = experiment.population(
         {a: (out if a == "agent_01" else p) for a, p in experiment.start_adapters(2).items()}
     )

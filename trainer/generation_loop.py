@@ -52,6 +52,7 @@ from trainer.run_dir import (
     adapter_is_saved,
     atomic_write_json,
     atomic_write_text,
+    open_run_dir,
     read_json,
 )
 from trainer.summary import GenerationSummary
@@ -110,6 +111,13 @@ class Experiment:
         )
         self._resolved_model = None
         self.tracker = WandbTracker("disabled", "", "", self.layout.root, {})
+
+    @classmethod
+    def from_run_dir(cls, run_dir: str | Path, **kwargs) -> Experiment:
+        """The experiment an existing run directory was made by, wherever it now lies."""
+        layout = open_run_dir(run_dir)
+        where = [f"run.output_dir={layout.root.parent}", f"run.name={layout.root.name}"]
+        return cls(load_experiment(layout.config, where), **kwargs)
 
     # ----- helpers -------------------------------------------------------------------
     @property

@@ -14,9 +14,8 @@ from societies.metrics import entropy_bits
 from societies.probes import prior_probe, probe_orders
 from societies.records import AgentPrior
 from societies.seeding import Stream
-from trainer.config import load_experiment
 from trainer.generation_loop import Experiment
-from trainer.run_dir import RunLayout, adapter_is_saved
+from trainer.run_dir import adapter_is_saved
 
 
 def probe_run(
@@ -26,19 +25,11 @@ def probe_run(
 
     Returns the generation probed and each agent's prior.
     """
-    layout = RunLayout(Path(run_dir))
-    if not layout.config.exists():
-        raise FileNotFoundError(f"{run_dir} is not a folkways run directory (no config.yaml)")
-    completed = layout.completed_generations()
+    experiment = Experiment.from_run_dir(run_dir, progress=False)
+    completed = experiment.layout.completed_generations()
     if generation is None:
         generation = completed[-1] if completed else -1
-    config = load_experiment(layout.config, [f"run.output_dir={layout.root.parent}"])
-    experiment = Experiment(config, progress=False)
-    adapters = (
-        experiment.start_adapters(generation + 1)
-        if generation >= 0
-        else experiment.start_adapters(0)
-    )
+    adapters = experiment.start_adapters(generation + 1)  # -1 -> the initial adapters
     missing = [a for a, path in adapters.items() if not adapter_is_saved(path)]
     if missing:
         available = ", ".join(map(str, [-1, *completed]))
@@ -46,11 +37,11 @@ def probe_run(
             f"generation {generation} of {run_dir} has no saved adapters for {missing[:3]}; "
             f"generations with adapters: {available}"
         )
-    count = orders or config.probe_orders
+    count = orders or experiment.config.probe_orders
     if not 1 <= count <= len(experiment.game.options):
         raise ValueError(f"--orders={count}; accepted: 1..{len(experiment.game.options)}")
     order_list = probe_orders(
-        experiment.game.options, count, seeding.rng(config.run.seed, Stream.PROBE)
+        experiment.game.options, count, seeding.rng(experiment.config.run.seed, Stream.PROBE)
     )
     population = experiment.population(adapters)
     return generation, prior_probe(population, experiment.game, experiment.agents, order_list)

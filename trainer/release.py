@@ -16,11 +16,10 @@ from pathlib import Path
 
 from societies.atomic import atomic_directory
 from societies.metrics import entropy_bits
-from trainer.config import load_experiment
 from trainer.distill_sft import TRAINING_RECORD
 from trainer.generation_loop import Experiment
 from trainer.lineage import LineageEntry, read_lineage
-from trainer.run_dir import RunLayout, adapter_is_saved, read_json
+from trainer.run_dir import adapter_is_saved, read_json
 from trainer.summary import GenerationSummary
 
 
@@ -46,9 +45,8 @@ def release_adapter(
     run_dir: Path, agent: str, out_dir: Path, generation: int | None = None
 ) -> Release:
     """Write ``agent``'s adapter after ``generation`` (default: the last complete) to ``out_dir``."""
-    layout = RunLayout(Path(run_dir))
-    if not layout.config.exists():
-        raise FileNotFoundError(f"{run_dir} is not a folkways run directory (no config.yaml)")
+    experiment = Experiment.from_run_dir(run_dir, progress=False)
+    layout = experiment.layout
     completed = layout.completed_generations()
     if not completed:
         raise FileNotFoundError(f"{run_dir} has no completed generation to release")
@@ -64,8 +62,8 @@ def release_adapter(
             f"no adapter for agent {agent!r} in generation {generation}; agents: {agents}"
         )
 
-    config = load_experiment(layout.config, [f"run.output_dir={layout.root.parent}"])
-    base_model = Experiment(config, progress=False).base_model_id
+    config = experiment.config
+    base_model = experiment.base_model_id
     chain = _lineage_chain(read_lineage(layout), agent, generation)
     summary = GenerationSummary.from_dict(read_json(layout.summary(generation)))
     prior = read_json(layout.probes(generation))["after"][agent]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.run_dir import RunLayout, read_json
+from trainer.run_dir import RunLayout, open_run_dir, read_json
 from trainer.summary import GenerationSummary, format_table
 from trainer.tracking import read_metrics
 
@@ -30,9 +30,7 @@ class Report:
 
 
 def load_summaries(run_dir: Path) -> list[GenerationSummary]:
-    layout = RunLayout(run_dir)
-    if not layout.config.exists():
-        raise FileNotFoundError(f"{run_dir} is not a folkways run directory (no config.yaml)")
+    layout = open_run_dir(run_dir)
     return [
         GenerationSummary.from_dict(read_json(layout.summary(g)))
         for g in layout.completed_generations()

@@ -8,7 +8,14 @@ from typing import Any
 
 from societies.atomic import atomic_write_json, atomic_write_text
 
-__all__ = ["RunLayout", "adapter_is_saved", "atomic_write_json", "atomic_write_text", "read_json"]
+__all__ = [
+    "RunLayout",
+    "adapter_is_saved",
+    "open_run_dir",
+    "atomic_write_json",
+    "atomic_write_text",
+    "read_json",
+]
 
 COMPLETE = "COMPLETE"
 
@@ -91,6 +98,14 @@ class RunLayout:
             if self.is_complete(g):
                 found.append(g)
         return found
+
+
+def open_run_dir(run_dir: str | Path) -> RunLayout:
+    """The layout of an existing run directory; a clear error if ``run_dir`` is not one."""
+    layout = RunLayout(Path(run_dir))
+    if not layout.config.is_file():
+        raise FileNotFoundError(f"{run_dir} is not a folkways run directory (no config.yaml)")
+    return layout
 
 
 def adapter_is_saved(path: Path) -> bool:
