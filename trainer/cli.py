@@ -78,9 +78,11 @@ def _cmd_model_prepare(args: argparse.Namespace) -> int:
     from societies.model_store import prepare_embedded, prepare_tiny_random
 
     cache = Path(args.cache_dir) if args.cache_dir else None
-    paths = {"embedded": str(prepare_embedded(cache))}
-    if args.tiny:
-        paths["tiny-random"] = str(prepare_tiny_random(cache))
+    # The tiny random model (tests, smoke runs) costs 0.2 s once the embedded one exists.
+    paths = {
+        "embedded": str(prepare_embedded(cache)),
+        "tiny-random": str(prepare_tiny_random(cache)),
+    }
     print(
         json.dumps(paths, indent=2)
         if args.json
@@ -141,7 +143,6 @@ def build_parser() -> argparse.ArgumentParser:
         "prepare", help="build the embedded model cache (and the tiny test model)"
     )
     prepare.add_argument("--cache-dir", default=None)
-    prepare.add_argument("--tiny", action="store_true", default=True, help=argparse.SUPPRESS)
     prepare.add_argument("--json", action="store_true")
     prepare.set_defaults(func=_cmd_model_prepare)
     return parser

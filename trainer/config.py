@@ -14,6 +14,7 @@ from enum import Enum
 from pathlib import Path
 
 from societies.population import Engine
+from societies.topology import Topology
 from trainer import config_loader
 from trainer.config_loader import ConfigError
 from trainer.datasets import Selection
@@ -23,10 +24,6 @@ __all__ = ["ConfigError", "ExperimentConfig", "load_experiment"]
 
 class GameName(str, Enum):
     NAMING_GAME = "naming_game"
-
-
-class TopologyName(str, Enum):
-    COMPLETE = "complete"
 
 
 class DistillMethod(str, Enum):
@@ -144,7 +141,7 @@ class GameConfig:
     pairs_per_round: int = 3
     temperature: float = 0.5
     """Sampling temperature over the renormalised option probabilities (0 = greedy)."""
-    topology: TopologyName = TopologyName.COMPLETE
+    topology: Topology = Topology.COMPLETE
 
     def __post_init__(self) -> None:
         if self.names:

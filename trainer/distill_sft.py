@@ -132,7 +132,13 @@ def _train(
         trainer.remove_callback(PrinterCallback)  # our own progress bar reports the loss
         trainer.train()
         losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
-        tokens = int(trainer.state.num_input_tokens_seen or 0) or _count_tokens(trainer)
+        # TRL logs the running count of tokens trained on; the last entry is the total.
+        tokens = int(
+            next(
+                (h["num_tokens"] for h in reversed(trainer.state.log_history) if "num_tokens" in h),
+                0,
+            )
+        )
     model.save_pretrained(out_dir)  # the adapter is "default": written at the top level
     return DistillOutcome(
         agent=agent,
@@ -143,11 +149,6 @@ def _train(
         seconds=time.perf_counter() - started,
         parent=str(start_adapter),
     )
-
-
-def _count_tokens(trainer) -> int:
-    history = [h.get("num_tokens") for h in trainer.state.log_history if "num_tokens" in h]
-    return int(history[-1]) if history else 0
 
 
 def settings_from_config(distill_config) -> SftSettings:

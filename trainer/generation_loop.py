@@ -33,11 +33,9 @@ from societies.probes import prior_probe, probe_orders
 from societies.records import AgentPrior, Decision
 from societies.seeding import Stream
 from societies.society import RoundSpec, interaction_of, memories_from_transcript, play_round
-from societies.topology import Topology
 from societies.transcripts import (
     append_decisions,
     read_complete_rounds,
-    read_decisions,
     truncate_to,
 )
 from trainer import lineage
@@ -349,7 +347,7 @@ class Experiment:
                 root_seed=cfg.run.seed,
                 pairs_per_round=cfg.game.pairs_per_round,
                 temperature=cfg.game.temperature,
-                topology=Topology(cfg.game.topology.value),
+                topology=cfg.game.topology,
             )
             new = play_round(population, self.game, self.agents, memory, spec)
             append_decisions(path, new)
@@ -371,27 +369,32 @@ class Experiment:
             if adapter_is_saved(out_dir):
                 outcomes.append(read_outcome(out_dir))
                 continue
-            turns = select_turns(decisions, agent, cfg.distill.selection)
-            examples = sft_examples(turns, cfg.distill.max_examples)
             outcome = distill_sft(
                 agent=agent,
                 model_path=self.model_path,
                 start_adapter=self.start_adapters(g)[agent],
-                examples=examples,
+                examples=self._examples(g, agent, decisions),
                 out_dir=out_dir,
                 settings=settings,
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g, agent) % (2**31),
             )
-            if outcome.operation == "carried_over":
-                self.log(
-                    f"generation {g}: {agent} had no selected turns ({cfg.distill.selection.value}); adapter carried over unchanged"
-                )
-            else:
+            if outcome.losses:
                 bar.set_postfix(
                     agent=agent, loss=f"{outcome.losses[0]:.3f}->{outcome.losses[-1]:.3f}"
                 )
             outcomes.append(outcome)
         return outcomes
+
+    def _examples(self, g: int, agent: str, decisions: list[Decision]) -> list[dict]:
+        """The SFT rows ``agent`` learns from; says so when there are none."""
+        rule = self.config.distill.selection
+        rows = sft_examples(select_turns(decisions, agent, rule), self.config.distill.max_examples)
+        if not rows:
+            self.log(
+                f"generation {g}: {agent} had no selected turns ({rule.value}); "
+                "adapter carried over unchanged"
+            )
+        return rows
 
     def _distill_batched(self, g: int, decisions: list[Decision], settings) -> list[DistillOutcome]:
         """All agents in one pass; agents whose adapter is already saved are kept."""
@@ -399,17 +402,7 @@ class Experiment:
         todo = [a for a in self.agents if not adapter_is_saved(self.layout.adapter(g, a))]
         if todo:
             self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
-            examples = {
-                a: sft_examples(
-                    select_turns(decisions, a, cfg.distill.selection), cfg.distill.max_examples
-                )
-                for a in todo
-            }
-            for a in todo:
-                if not examples[a]:
-                    self.log(
-                        f"generation {g}: {a} had no selected turns ({cfg.distill.selection.value}); adapter carried over unchanged"
-                    )
+            examples = {a: self._examples(g, a, decisions) for a in todo}
             distill_group(
                 model_path=self.model_path,
                 start_adapters={a: self.start_adapters(g)[a] for a in todo},
@@ -431,7 +424,3 @@ def run_experiment(
     """Run or resume the experiment ``config_path`` with ``key=value`` overrides."""
     config = load_experiment(config_path, overrides)
     return Experiment(config, progress=progress, log=log).run()
-
-
-def load_transcripts(run_dir: Path, g: int) -> list[Decision]:
-    return read_decisions(RunLayout(run_dir).transcripts(g))
