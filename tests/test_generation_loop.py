@@ -40,7 +40,7 @@ def test_run_directory_has_everything(reference):
         assert layout.is_complete(g)
         records = [json.loads(x) for x in lines(layout.transcripts(g))]
         assert len(records) == 4 * 2 * 2  # rounds x pairs x 2 seats
-        assert {(r["round"], r["pair"], r["agent"]) for r in records}.__len__() == len(records)
+        assert len({(r["round"], r["pair"], r["agent"]) for r in records}) == len(records)
         for agent in AGENTS:
             assert (layout.adapter(g, agent) / "adapter_model.safetensors").is_file()
         probes = json.loads(layout.probes(g).read_text())

@@ -59,7 +59,7 @@ class WandbTracker:
             project=project,
             group=run_name,
             job_type="generations",
-            name=f"{run_name}",
+            name=run_name,
             dir=str(run_dir),
             config=config,
             mode=self.mode,
