@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import QUICKSTART, run_tiny, tiny_overrides
+from tests.float32 import PROB_ATOL, assert_close
 from trainer.config_loader import ConfigError
 from trainer.lineage import read_lineage
 from trainer.run_dir import RunLayout
@@ -227,7 +228,7 @@ def test_peft_engine_plays_the_same_run(reference, tmp_path):
     other = [json.loads(x) for x in lines(RunLayout(peft_run.run_dir).transcripts(0))]
     assert [d["action"] for d in other] == [d["action"] for d in ref]
     for a, b in zip(ref, other, strict=True):
-        assert a["option_probs"] == pytest.approx(b["option_probs"], abs=1e-5)
+        assert_close(a["option_probs"], b["option_probs"], PROB_ATOL, "option probabilities")
 
 
 def test_batched_distillation_backend(reference, tmp_path):
@@ -259,6 +260,6 @@ def test_prefix_cache_off_plays_the_same_run(reference, tmp_path):
     other = [json.loads(x) for x in lines(RunLayout(plain.run_dir).transcripts(0))]
     assert [d["action"] for d in other] == [d["action"] for d in ref]
     for a, b in zip(ref, other, strict=True):
-        assert a["option_probs"] == pytest.approx(b["option_probs"], abs=1e-5)
+        assert_close(a["option_probs"], b["option_probs"], PROB_ATOL, "option probabilities")
     with pytest.raises(ConfigError, match="model.prefix_cache=true needs model.engine=multi_lora"):
         run(tmp_path / "bad", **{"model.prefix_cache": True, "model.engine": "peft"})

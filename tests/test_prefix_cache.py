@@ -1,4 +1,4 @@
-"""Prefix reuse gives the same next-token logits as the uncached engine (atol 1e-5, fp32)."""
+"""Prefix reuse gives the same next-token logits as the uncached engine (TINY_LOGITS_ATOL)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import torch
 from societies.model_store import prepare_tiny_random
 from societies.multi_lora import MultiLoraEngine
 from societies.prefix_cache import PrefixCache, static_prefix_ids
+from tests.float32 import TINY_LOGITS_ATOL
 
-ATOL = 1e-5
+ATOL = TINY_LOGITS_ATOL
 AGENTS = ["ann", "bob", "cy"]
 
 
