@@ -23,6 +23,7 @@ from pathlib import Path
 
 from societies import seeding
 from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
+from societies.lora_targets import check_target_modules
 from societies.metrics import (
     majority,
     success_rate,
@@ -161,7 +162,8 @@ class Experiment:
 
     # ----- run -----------------------------------------------------------------------
     def run(self) -> RunResult:
-        check_or_write_config(self.layout, self.config.to_dict())
+        self.check_before_start()
+        check_or_write_config(self.layout, self.config.to_dict(), log=self.log)
         total = self.config.run.generations
         skipped = [g for g in range(total) if self.layout.is_complete(g)]
         if len(skipped) == total:
@@ -193,6 +195,15 @@ class Experiment:
             GenerationSummary.from_dict(read_json(self.layout.summary(g))) for g in range(total)
         ]
         return RunResult(self.layout.root, summaries, skipped)
+
+    def check_before_start(self) -> None:
+        """Check what config validation cannot, before the run directory is written.
+
+        The model must resolve and every ``lora.target_modules`` name must match one of
+        its linear layers; a mistake here then leaves nothing behind that would block
+        the corrected command.
+        """
+        check_target_modules(self.model_path, self.config.lora.target_modules)
 
     def _ensure_initial_adapters(self) -> None:
         missing = [a for a in self.agents if not adapter_is_saved(self.layout.initial_adapter(a))]

@@ -2,21 +2,30 @@
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from societies.atomic import atomic_write_text
 from trainer.config_loader import ConfigError
-from trainer.run_dir import RunLayout
+from trainer.run_dir import COMPLETE, RunLayout, adapter_is_saved
 
 # Keys that may change between invocations on the same run directory: more generations
 # extend a run; output_dir only says where the directory lives (it may be moved).
 RESUMABLE_CHANGES = {"run.generations", "run.output_dir"}
 
 
-def check_or_write_config(layout: RunLayout, resolved: dict[str, Any]) -> None:
+def check_or_write_config(
+    layout: RunLayout, resolved: dict[str, Any], log: Callable[[str], None] = lambda _: None
+) -> None:
     """Save ``resolved`` as the run's config, or refuse if the run started with another.
+
+    A run directory whose start failed before any work completed (no transcript line,
+    no trained adapter) is not a started run: what it holds depends only on its config
+    (the seeded initial adapters, the first probe), so it is cleared and the new
+    config written, and the corrected command is never refused because of a typo.
 
     Raises:
         ConfigError: naming up to five differing keys with both values.
@@ -27,7 +36,13 @@ def check_or_write_config(layout: RunLayout, resolved: dict[str, Any]) -> None:
         differences = sorted(
             key for key in _flat_diff(previous, resolved) if key not in RESUMABLE_CHANGES
         )
-        if differences:
+        if differences and not has_completed_work(layout):
+            log(
+                f"{layout.root} holds no completed work (a failed start); "
+                f"starting it afresh with the new config ({', '.join(differences[:5])} changed)"
+            )
+            clear_unstarted(layout)
+        elif differences:
             shown = ", ".join(
                 f"{k}: {_lookup(previous, k)!r} (run dir) vs {_lookup(resolved, k)!r} (now)"
                 for k in differences[:5]
@@ -38,6 +53,30 @@ def check_or_write_config(layout: RunLayout, resolved: dict[str, Any]) -> None:
             )
     header = "# Resolved config, as run. Re-run `folkways run` with this file to resume.\n"
     atomic_write_text(path, header + yaml.safe_dump(resolved, sort_keys=False))
+
+
+def has_completed_work(layout: RunLayout) -> bool:
+    """Whether any interaction or training has completed in the run directory."""
+    for generation in layout.root.glob("generation_*"):
+        transcripts = generation / "transcripts.jsonl"
+        if (generation / COMPLETE).exists() or (
+            transcripts.exists() and transcripts.stat().st_size > 0
+        ):
+            return True
+        if any(adapter_is_saved(p) for p in (generation / "adapters").glob("*")):
+            return True
+    return False
+
+
+def clear_unstarted(layout: RunLayout) -> None:
+    """Remove what a failed start wrote (everything derived from its config alone).
+
+    A W&B folder, if any, is kept: it is a record of the failed attempt, not state.
+    """
+    for path in [layout.root / "initial_adapters", *layout.root.glob("generation_*")]:
+        shutil.rmtree(path, ignore_errors=True)
+    for path in (layout.config, layout.lineage, layout.metrics):
+        path.unlink(missing_ok=True)
 
 
 def _flat_diff(a, b, prefix: str = "") -> list[str]:
