@@ -8,6 +8,7 @@ one, never half a file — the basis of resuming without lost or duplicated work
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -16,24 +17,56 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from societies import faults
 
-def atomic_write_text(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".tmp-", dir=path.parent)
+# Temporary siblings are named "<final name>.tmp-<random>"; a kill can leave one behind.
+TEMP_MARK = ".tmp-"
+
+
+@contextlib.contextmanager
+def naming_the_file_on_full_disk(path: Path) -> Iterator[None]:
+    """Re-raise "no space left on device" with the file that could not be written.
+
+    The operating system's ENOSPC names no file; the command line's message does, and
+    says that re-running resumes once there is space again.
+    """
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield
+    except OSError as err:
+        if err.errno == errno.ENOSPC and err.filename is None:
+            raise OSError(
+                errno.ENOSPC, err.strerror or os.strerror(errno.ENOSPC), str(path)
+            ) from err
+        raise
+
+
+def atomic_write_text(path: Path, text: str, *, moment: str = "") -> None:
+    """Write ``text`` to ``path`` whole or not at all.
+
+    ``moment`` tells apart, in fault-point names (societies.faults), writes of a file
+    that is rewritten during a run (e.g. "after generation 2" for lineage.json).
+    """
+    path = Path(path)
+    where = faults.short(path, 2) + (f" ({moment})" if moment else "")
+    tmp = None
+    try:
+        with naming_the_file_on_full_disk(path):
+            faults.point(f"write:{where}", write=True)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=path.name + TEMP_MARK, dir=path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(text)
+                handle.flush()
+                os.fsync(handle.fileno())
+        faults.point(f"rename:{where}")  # a kill here leaves the temporary file
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def atomic_write_json(path: Path, data: Any) -> None:
-    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+def atomic_write_json(path: Path, data: Any, *, moment: str = "") -> None:
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n", moment=moment)
 
 
 @contextlib.contextmanager
@@ -47,14 +80,41 @@ def atomic_directory(final: Path, *, replace: bool = True) -> Iterator[Path]:
     On an exception nothing appears and the temporary directory is removed.
     """
     final = Path(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=final.name + ".tmp-", dir=final.parent))
+    tmp = None
     try:
-        yield tmp
+        with naming_the_file_on_full_disk(final):
+            faults.point(f"write:{faults.short(final, 3)}/", write=True)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=final.name + TEMP_MARK, dir=final.parent))
+            yield tmp
+        faults.point(f"rename:{faults.short(final, 3)}/")  # a kill here leaves the folder
         if final.exists():
             if not replace:
                 return
             shutil.rmtree(final)
         os.replace(tmp, final)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def remove_stale_temporaries(root: Path) -> list[Path]:
+    """Delete the temporary siblings a killed writer left anywhere under ``root``.
+
+    Only call this when no other process writes under ``root`` (one run, one writer):
+    a live writer's temporary file looks the same as a dead one's.
+
+    Returns:
+        the paths removed.
+    """
+    stale = [p for p in Path(root).rglob(f"*{TEMP_MARK}*") if TEMP_MARK in p.name]
+    removed = []
+    for path in sorted(stale, key=lambda p: len(p.parts)):
+        if not path.exists() and not path.is_symlink():
+            continue  # inside a temporary folder removed just before
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed

@@ -84,6 +84,8 @@ def write_adapter_folder(
     from safetensors.torch import save_file
 
     config = dict(config)
+    if isinstance(config.get("target_modules"), (list, tuple, set)):
+        config["target_modules"] = sorted(config["target_modules"])
     r = int(config["r"])
     tensors = {}
     for path, (a, b) in factors.items():
@@ -98,6 +100,20 @@ def write_adapter_folder(
     )
     save_file(tensors, str(out_dir / "adapter_model.safetensors"), metadata={"format": "pt"})
     return out_dir
+
+
+def canonicalize_adapter_config(folder: str | Path) -> None:
+    """Rewrite ``folder/adapter_config.json`` with sorted keys and ``target_modules``.
+
+    PEFT keeps ``target_modules`` as a set and writes it in hash order, which changes
+    with every process (PYTHONHASHSEED): the same adapter saved by a resumed run would
+    differ from the uninterrupted run's.
+    """
+    path = Path(folder) / "adapter_config.json"
+    config = json.loads(path.read_text())
+    if isinstance(config.get("target_modules"), list):
+        config["target_modules"] = sorted(config["target_modules"])
+    path.write_text(json.dumps(config, indent=2, sort_keys=True))
 
 
 def _jsonable(value):

@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from societies.atomic import atomic_directory
+from societies.atomic import TEMP_MARK, atomic_directory
+from societies.lora_folders import canonicalize_adapter_config
 from societies.records import Message
 
 
@@ -329,11 +330,12 @@ class PopulationModel:
                 self.multi_lora.save_adapter(agent, tmp)
             return out_dir
         with tempfile.TemporaryDirectory(
-            dir=out_dir.parent if out_dir.parent.exists() else None
+            prefix=out_dir.name + TEMP_MARK, dir=out_dir.parent if out_dir.parent.exists() else None
         ) as scratch:
             self.model.save_pretrained(scratch, selected_adapters=[agent])
             # PEFT writes a non-"default" adapter into a sub-folder named after it.
             written = Path(scratch) / agent if (Path(scratch) / agent).is_dir() else Path(scratch)
+            canonicalize_adapter_config(written)
             with atomic_directory(out_dir) as tmp:
                 for item in written.iterdir():
                     if item.is_file():

@@ -13,13 +13,22 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from societies import faults
+from societies.atomic import naming_the_file_on_full_disk
 from societies.records import Decision
 
 
 def append_decisions(path: Path, decisions: Sequence[Decision]) -> None:
     """Append ``decisions`` as one write, flushed to disk."""
     text = "".join(json.dumps(d.to_dict(), sort_keys=True) + "\n" for d in decisions)
-    with open(path, "a", encoding="utf-8") as handle:
+    where = f"{faults.short(path, 2)} round {decisions[0].round}" if decisions else path.name
+    with naming_the_file_on_full_disk(path), open(path, "a", encoding="utf-8") as handle:
+        faults.point(f"write:{where}", write=True)
+        if faults.armed():  # fault injection: a kill between the halves leaves a torn line
+            handle.write(text[: len(text) // 2])
+            handle.flush()
+            faults.point(f"torn write:{where}")
+            text = text[len(text) // 2 :]
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())

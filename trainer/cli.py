@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import sys
 from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+EXIT_DISK_FULL = 75  # EX_TEMPFAIL: retry once the disk has room
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -176,6 +180,16 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, ModelNotFoundError, FileNotFoundError, ValueError) as err:
         print(f"folkways: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        # EX_TEMPFAIL (sysexits.h): not bad input; the same command succeeds later.
+        print(
+            f"folkways: error: no space left on device writing {err.filename or 'a file'}; "
+            "free some space, then re-run the same command to resume (completed work is kept)",
+            file=sys.stderr,
+        )
+        return EXIT_DISK_FULL
     except KeyboardInterrupt:
         print("folkways: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130

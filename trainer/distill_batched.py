@@ -31,6 +31,7 @@ from enum import Enum
 import torch
 from torch import nn
 
+from societies import faults
 from societies.multi_lora import MultiLoraEngine
 
 
@@ -242,6 +243,7 @@ def train_batched_sft(
     data: Mapping[str, Sequence[SftExample]],
     config: BatchedSftConfig,
     pad_token_id: int,
+    label: str = "batched",
 ) -> BatchedSftResult:
     """Train the adapters of all agents in ``data`` together (in place in ``engine``).
 
@@ -303,6 +305,7 @@ def train_batched_sft(
             ):
                 result.losses[a].append(value)
                 result.grad_norms[a].append(float(norms[engine.index[a]]))
+            faults.point(f"distill: {label} step {step}")
     finally:
         for p in params:
             p.requires_grad_(False)

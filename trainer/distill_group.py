@@ -16,7 +16,13 @@ from pathlib import Path
 from typing import Any
 
 from societies.atomic import atomic_directory
-from trainer.distill_sft import TRAINING_RECORD, DistillOutcome, SftSettings, carry_over
+from trainer.distill_sft import (
+    TRAINING_RECORD,
+    DistillOutcome,
+    SftSettings,
+    carry_over,
+    parent_label,
+)
 
 
 def distill_group(
@@ -27,10 +33,12 @@ def distill_group(
     out_dirs: dict[str, Path],
     settings: SftSettings,
     seed: int,
+    label: str = "",
 ) -> list[DistillOutcome]:
     """Train every agent in ``out_dirs`` on its ``examples``; write each adapter folder.
 
-    Agents with no examples keep their adapter ("carried_over").
+    Agents with no examples keep their adapter ("carried_over"). ``label`` names this
+    pass in fault points (societies.faults), e.g. "generation 3".
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -66,7 +74,9 @@ def distill_group(
             num_epochs=int(settings.epochs),
             shuffle_seed=seed,
         )
-        result = train_batched_sft(engine, data, config, pad_token_id=tokenizer.pad_token_id)
+        result = train_batched_sft(
+            engine, data, config, pad_token_id=tokenizer.pad_token_id, label=label
+        )
         seconds = (time.perf_counter() - started) / len(training)
         for agent in training:
             outcome = DistillOutcome(
@@ -77,7 +87,7 @@ def distill_group(
                 train_tokens=sum(len(e.prompt_ids) + len(e.completion_ids) for e in data[agent])
                 * int(settings.epochs),
                 seconds=seconds,
-                parent=str(start_adapters[agent]),
+                parent=parent_label(start_adapters[agent], out_dirs[agent]),
             )
             with atomic_directory(out_dirs[agent]) as tmp:
                 engine.save_adapter(agent, tmp)

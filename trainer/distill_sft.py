@@ -9,14 +9,17 @@ CPU settings from FACTS.md: ``use_cpu=True, bf16=False``.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from societies import faults
 from societies.atomic import atomic_directory
+from societies.lora_folders import canonicalize_adapter_config
 
 TRAINING_RECORD = "training.json"
 
@@ -71,14 +74,25 @@ def distill_sft(
     if not examples:
         return carry_over(agent, Path(start_adapter), Path(out_dir))
     with atomic_directory(Path(out_dir)) as tmp:
-        outcome = _train(agent, model_path, Path(start_adapter), examples, tmp, settings, seed)
+        label = faults.short(Path(out_dir), 3)  # e.g. generation_000/adapters/agent_01
+        outcome = _train(
+            agent, model_path, Path(start_adapter), examples, tmp, settings, seed, label
+        )
+        outcome = replace(outcome, parent=parent_label(start_adapter, out_dir))
         (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
     return outcome
 
 
+def parent_label(start_adapter: Path, out_dir: Path) -> str:
+    """Where the parent adapter lies, relative to the folder holding both (the run
+    directory), so a record does not change when the run directory moves."""
+    start, out = Path(start_adapter).absolute(), Path(out_dir).absolute()
+    return str(start.relative_to(os.path.commonpath([start, out])))
+
+
 def carry_over(agent: str, start_adapter: Path, out_dir: Path) -> DistillOutcome:
     """Copy an agent's adapter unchanged into ``out_dir`` (it had nothing to learn from)."""
-    outcome = DistillOutcome(agent, "carried_over", 0, parent=str(start_adapter))
+    outcome = DistillOutcome(agent, "carried_over", 0, parent=parent_label(start_adapter, out_dir))
     with atomic_directory(out_dir) as tmp:
         for item in start_adapter.iterdir():
             if item.name != TRAINING_RECORD:
@@ -95,6 +109,7 @@ def _train(
     out_dir: Path,
     settings: SftSettings,
     seed: int,
+    label: str,
 ) -> DistillOutcome:
     import torch
     from datasets import Dataset
@@ -130,6 +145,7 @@ def _train(
             processing_class=tokenizer,
         )
         trainer.remove_callback(PrinterCallback)  # our own progress bar reports the loss
+        trainer.add_callback(_fault_point_callback(label))
         trainer.train()
         losses = [float(h["loss"]) for h in trainer.state.log_history if "loss" in h]
         # TRL logs the running count of tokens trained on; the last entry is the total.
@@ -140,6 +156,7 @@ def _train(
             )
         )
     model.save_pretrained(out_dir)  # the adapter is "default": written at the top level
+    canonicalize_adapter_config(out_dir)
     return DistillOutcome(
         agent=agent,
         operation="sft",
@@ -147,8 +164,19 @@ def _train(
         losses=losses,
         train_tokens=tokens,
         seconds=time.perf_counter() - started,
-        parent=str(start_adapter),
     )
+
+
+def _fault_point_callback(label: str):
+    from transformers import TrainerCallback
+
+    class FaultPointPerStep(TrainerCallback):
+        """A fault point after every optimizer step (societies.faults; no-op unless armed)."""
+
+        def on_step_end(self, args, state, control, **kwargs):
+            faults.point(f"distill: {label} step {state.global_step}")
+
+    return FaultPointPerStep()
 
 
 def settings_from_config(distill_config) -> SftSettings:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from societies import seeding
+from societies import faults, seeding
+from societies.atomic import remove_stale_temporaries
 from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
 from societies.lora_targets import check_target_modules
 from societies.metrics import (
@@ -109,7 +110,6 @@ class Experiment:
             names, config.probe_orders, seeding.rng(seed, Stream.PROBE)
         )
         self._resolved_model = None
-        self.tracker = WandbTracker("disabled", "", "", self.layout.root, {})
 
     @classmethod
     def from_run_dir(cls, run_dir: str | Path, **kwargs) -> Experiment:
@@ -163,6 +163,9 @@ class Experiment:
     # ----- run -----------------------------------------------------------------------
     def run(self) -> RunResult:
         self.check_before_start()
+        if self.layout.root.is_dir():
+            for path in remove_stale_temporaries(self.layout.root):
+                self.log(f"removed {path.relative_to(self.layout.root)}, left by a killed write")
         check_or_write_config(self.layout, self.config.to_dict(), log=self.log)
         total = self.config.run.generations
         skipped = [g for g in range(total) if self.layout.is_complete(g)]
@@ -177,20 +180,10 @@ class Experiment:
 
             torch.set_num_threads(self.config.model.threads)
         self._ensure_initial_adapters()
+        rebuild_run_metrics(self.layout)  # a kill may have come before the last rebuild
         pending = [g for g in range(total) if not self.layout.is_complete(g)]
-        if pending:
-            self.tracker = WandbTracker(
-                self.config.tracking.wandb.value,
-                self.config.tracking.project,
-                self.config.run.name,
-                self.layout.root,
-                self.config.to_dict(),
-            )
-            try:
-                for g in pending:
-                    self.run_generation(g)
-            finally:
-                self.tracker.finish()
+        for g in pending:
+            self.run_generation(g)
         summaries = [
             GenerationSummary.from_dict(read_json(self.layout.summary(g))) for g in range(total)
         ]
@@ -206,20 +199,29 @@ class Experiment:
         check_target_modules(self.model_path, self.config.lora.target_modules)
 
     def _ensure_initial_adapters(self) -> None:
+        """Create the seeded initial adapters and their lineage, whichever is missing.
+
+        Both are checked: a kill after the last adapter was saved and before lineage.json
+        was written leaves adapters without lineage.
+        """
         missing = [a for a in self.agents if not adapter_is_saved(self.layout.initial_adapter(a))]
-        if not missing:
+        recorded = {(e.agent, e.generation) for e in lineage.read_lineage(self.layout)}
+        if not missing and all((a, -1) in recorded for a in self.agents):
             return
-        seed = self.config.run.seed
-        population = PopulationModel(
-            self.model_path,
-            self.agents,
-            self.lora,
-            init_seeds={a: seeding.stream_seed(seed, Stream.ADAPTER_INIT, a) for a in self.agents},
-            batch_size=self.config.model.batch_size,
-            engine=Engine.PEFT,  # creates fresh adapters; every later population loads folders
-        )
-        for agent in missing:
-            population.save_adapter(agent, self.layout.initial_adapter(agent))
+        if missing:
+            seed = self.config.run.seed
+            population = PopulationModel(
+                self.model_path,
+                self.agents,
+                self.lora,
+                init_seeds={
+                    a: seeding.stream_seed(seed, Stream.ADAPTER_INIT, a) for a in self.agents
+                },
+                batch_size=self.config.model.batch_size,
+                engine=Engine.PEFT,  # creates fresh adapters; later populations load folders
+            )
+            for agent in missing:
+                population.save_adapter(agent, self.layout.initial_adapter(agent))
         lineage.record(
             self.layout,
             [
@@ -250,7 +252,7 @@ class Experiment:
         outcomes = self._distill(g, decisions)
 
         after_population = self.population({a: layout.adapter(g, a) for a in self.agents})
-        after = self._probe(after_population)
+        after = self._probe(after_population, f"generation {g} after")
         del after_population
         gc.collect()
 
@@ -289,21 +291,34 @@ class Experiment:
                 for o in outcomes
             ],
         )
-        # Tracking before COMPLETE: a kill in between may log a generation twice (in two
-        # W&B runs of the same group) but never loses it.
-        self.tracker.log_generation(summary, records, decisions)
-        for o in outcomes:
-            self.tracker.log_adapter(
-                agent=o.agent,
-                generation=g,
-                path=layout.adapter(g, o.agent),
-                metadata={
-                    "operation": o.operation,
-                    "examples": o.examples,
-                    "parents": [str(self.start_adapters(g)[o.agent].relative_to(root))],
-                    "base_model": self.base_model_id,
-                },
-            )
+        # Tracking before COMPLETE, and finished (written to disk) before it: a kill in
+        # between may log a generation twice (in two W&B runs of the group), never lose it.
+        tracker = WandbTracker(
+            cfg.tracking.wandb.value,
+            cfg.tracking.project,
+            cfg.run.name,
+            root,
+            cfg.to_dict(),
+            generation=g,
+        )
+        try:
+            faults.point(f"tracking: generation {g}")
+            tracker.log_generation(summary, records, decisions)
+            for o in outcomes:
+                faults.point(f"tracking: generation {g} {o.agent}")
+                tracker.log_adapter(
+                    agent=o.agent,
+                    generation=g,
+                    path=layout.adapter(g, o.agent),
+                    metadata={
+                        "operation": o.operation,
+                        "examples": o.examples,
+                        "parents": [str(self.start_adapters(g)[o.agent].relative_to(root))],
+                        "base_model": self.base_model_id,
+                    },
+                )
+        finally:
+            tracker.finish()
         atomic_write_text(layout.complete(g), "complete\n")  # last: marks the generation done
         rebuild_run_metrics(layout)
         self.log(
@@ -326,11 +341,12 @@ class Experiment:
             previous = read_json(self.layout.probes(g - 1))["after"]
             priors = {a: AgentPrior.from_dict(previous[a]) for a in self.agents}
         else:
-            priors = self._probe(population)
+            priors = self._probe(population, f"generation {g} before")
         atomic_write_json(cache, {a: p.to_dict() for a, p in priors.items()})
         return priors
 
-    def _probe(self, population: PopulationModel) -> dict[str, AgentPrior]:
+    def _probe(self, population: PopulationModel, when: str) -> dict[str, AgentPrior]:
+        faults.point(f"probe: {when}")
         return prior_probe(population, self.game, self.agents, self.probe_orders)
 
     def _rollout(self, population: PopulationModel, g: int) -> list[Decision]:
@@ -362,6 +378,7 @@ class Experiment:
             )
             new = play_round(population, self.game, self.agents, memory, spec)
             append_decisions(path, new)
+            faults.point(f"rollout: generation {g} round {r}")
             for d in new:
                 memory[d.agent].append(interaction_of(d))
             decisions.extend(new)
@@ -421,6 +438,7 @@ class Experiment:
                 out_dirs={a: self.layout.adapter(g, a) for a in todo},
                 settings=settings,
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
+                label=f"generation {g}",
             )
         return [read_outcome(self.layout.adapter(g, a)) for a in self.agents]
 

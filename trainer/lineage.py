@@ -42,7 +42,8 @@ def read_lineage(layout: RunLayout) -> list[LineageEntry]:
 
 def write_lineage(layout: RunLayout, entries: list[LineageEntry]) -> None:
     ordered = sorted(entries, key=lambda e: (e.generation, e.agent))
-    atomic_write_json(layout.lineage, {"adapters": [e.to_dict() for e in ordered]})
+    moment = f"up to generation {ordered[-1].generation}" if ordered else ""
+    atomic_write_json(layout.lineage, {"adapters": [e.to_dict() for e in ordered]}, moment=moment)
 
 
 def record(layout: RunLayout, new_entries: list[LineageEntry]) -> None:

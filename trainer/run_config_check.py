@@ -52,7 +52,9 @@ def check_or_write_config(
                 "re-run with the same config to resume, or set run.name to start a new run"
             )
     header = "# Resolved config, as run. Re-run `folkways run` with this file to resume.\n"
-    atomic_write_text(path, header + yaml.safe_dump(resolved, sort_keys=False))
+    text = header + yaml.safe_dump(resolved, sort_keys=False)
+    if not path.exists() or path.read_text() != text:
+        atomic_write_text(path, text)
 
 
 def has_completed_work(layout: RunLayout) -> bool:

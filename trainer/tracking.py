@@ -55,10 +55,17 @@ def read_metrics(path: Path) -> list[MetricRecord]:
 
 
 def rebuild_run_metrics(layout: RunLayout) -> None:
-    """Concatenate the completed generations' metrics into the run-level file."""
+    """Concatenate the completed generations' metrics into the run-level file.
+
+    Idempotent and cheap when nothing changed, so a resumed run calls it on start: a
+    kill between a generation's COMPLETE and this rebuild leaves the file behind.
+    """
     lines = []
-    for g in layout.completed_generations():
+    completed = layout.completed_generations()
+    for g in completed:
         path = layout.generation_metrics(g)
         if path.exists():
             lines.append(path.read_text())
-    atomic_write_text(layout.metrics, "".join(lines))
+    text = "".join(lines)
+    if not layout.metrics.exists() or layout.metrics.read_text() != text:
+        atomic_write_text(layout.metrics, text, moment=f"generations {completed}")

@@ -43,10 +43,22 @@ def resolve_mode(mode: str) -> str:
 
 
 class WandbTracker:
-    """Logs a run's generations to W&B; a no-op when the mode is ``disabled``."""
+    """Logs one generation of a run to W&B; a no-op when the mode is ``disabled``.
+
+    One W&B run per generation (grouped by the folkways run's name), finished before
+    the generation is marked complete: W&B writes asynchronously, and only ``finish``
+    waits until everything logged is on disk, so a kill after COMPLETE cannot lose a
+    generation's metrics (a kill before it re-logs the generation in a new W&B run).
+    """
 
     def __init__(
-        self, mode: str, project: str, run_name: str, run_dir: Path, config: dict[str, Any]
+        self,
+        mode: str,
+        project: str,
+        run_name: str,
+        run_dir: Path,
+        config: dict[str, Any],
+        generation: int = 0,
     ):
         self.mode = resolve_mode(mode)
         self.run = None
@@ -58,8 +70,8 @@ class WandbTracker:
         self.run = wandb.init(
             project=project,
             group=run_name,
-            job_type="generations",
-            name=run_name,
+            job_type="generation",
+            name=f"{run_name}-gen{generation:03d}",
             dir=str(run_dir),
             config=config,
             mode=self.mode,
