@@ -32,6 +32,22 @@ class LoadedAdapter:
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # path -> (A [r,in], B [out,r])
 
 
+def require_safetensors_adapter(path: str | Path) -> Path:
+    """Refuse an adapter folder without ``adapter_model.safetensors`` before PEFT loads it.
+
+    PEFT falls back to ``adapter_model.bin``, a pickle read with ``torch.load``, when the
+    safetensors file is missing (and to the hub when the folder does not exist). folkways
+    only writes safetensors, so a folder without them did not come from folkways.
+    """
+    path = Path(path)
+    if not (path / "adapter_model.safetensors").is_file():
+        raise FileNotFoundError(
+            f"adapter folder {str(path)!r} has no adapter_model.safetensors; folkways loads "
+            "adapter weights only from safetensors (pickle-based .bin files can run code)"
+        )
+    return path
+
+
 def read_adapter_folder(path: str | Path) -> LoadedAdapter:
     """Read a PEFT LoRA folder (``adapter_config.json`` + ``adapter_model.safetensors``)."""
     from safetensors.torch import load_file

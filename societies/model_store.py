@@ -177,6 +177,7 @@ def resolve_model(name_or_path: str, cache_dir: Path | None = None) -> ResolvedM
                 f"model.name_or_path={name_or_path!r} is a path but has no config.json; "
                 "expected a directory written by save_pretrained"
             )
+        _require_safetensors_weights(path, name_or_path)
         source = path / "folkways_source.json"
         hub_id = json.loads(source.read_text())["hub_id"] if source.is_file() else str(path)
         return ResolvedModel(str(path), hub_id)
@@ -185,4 +186,23 @@ def resolve_model(name_or_path: str, cache_dir: Path | None = None) -> ResolvedM
     raise ModelNotFoundError(
         f"model.name_or_path={name_or_path!r} is neither {EMBEDDED!r}, {TINY_RANDOM!r}, "
         "an existing directory, nor a hub id of the form 'org/name'"
+    )
+
+
+def _require_safetensors_weights(path: Path, name_or_path: str) -> None:
+    """Refuse a model directory whose weights are not safetensors.
+
+    ``pytorch_model.bin`` and other torch checkpoints are pickles, and unpickling can
+    run arbitrary code; folkways loads weights only from safetensors (loads also pass
+    ``use_safetensors=True``, so this check only makes the error say what to do).
+    """
+    if any(path.glob("*.safetensors")) or any(path.glob("*.safetensors.index.json")):
+        return
+    found = sorted(p.name for p in path.iterdir() if p.suffix in (".bin", ".pt", ".pth", ".pkl"))
+    raise ModelNotFoundError(
+        f"model.name_or_path={name_or_path!r} holds no safetensors weights"
+        + (f" (found {', '.join(found)})" if found else "")
+        + "; folkways loads weights only from safetensors, because pickle-based checkpoints "
+        "can run code when loaded. Convert the model once where you trust its source "
+        "(from_pretrained, then save_pretrained writes model.safetensors)"
     )

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from societies.atomic import TEMP_MARK, atomic_directory
-from societies.lora_folders import canonicalize_adapter_config
+from societies.lora_folders import canonicalize_adapter_config, require_safetensors_adapter
 from societies.records import Message
 
 
@@ -155,7 +155,10 @@ class PopulationModel:
         self.tokenizer.padding_side = "left"
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        # use_safetensors: never fall back to a pickled pytorch_model.bin.
+        base = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=torch.float32, use_safetensors=True
+        )
         base.eval()
         self._option_ids: dict[str, int] = {}
 
@@ -189,7 +192,7 @@ class PopulationModel:
         model = None
         for agent in self.agents:
             if agent in adapter_dirs:
-                path = str(adapter_dirs[agent])
+                path = str(require_safetensors_adapter(adapter_dirs[agent]))
                 if model is None:
                     model = PeftModel.from_pretrained(base, path, adapter_name=agent)
                 else:

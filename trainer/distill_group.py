@@ -59,7 +59,9 @@ def distill_group(
     if training:
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
-        base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+        base = AutoModelForCausalLM.from_pretrained(
+            model_path, dtype=torch.float32, use_safetensors=True
+        )
         engine = MultiLoraEngine.from_adapter_dirs(base, {a: start_adapters[a] for a in training})
         data = {
             a: [

@@ -19,7 +19,7 @@ from typing import Any
 
 from societies import faults
 from societies.atomic import atomic_directory
-from societies.lora_folders import canonicalize_adapter_config
+from societies.lora_folders import canonicalize_adapter_config, require_safetensors_adapter
 
 TRAINING_RECORD = "training.json"
 
@@ -117,9 +117,13 @@ def _train(
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
+    start_adapter = require_safetensors_adapter(start_adapter)  # before loading anything
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
-    base = AutoModelForCausalLM.from_pretrained(model_path, dtype=torch.float32)
+    # safetensors only: no fallback to a pickled pytorch_model.bin / adapter_model.bin.
+    base = AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=torch.float32, use_safetensors=True
+    )
     model = PeftModel.from_pretrained(base, str(start_adapter), is_trainable=True)
     with tempfile.TemporaryDirectory(prefix="folkways-sft-") as scratch:
         args = SFTConfig(

@@ -9,7 +9,10 @@ lineage (offline mode cannot ``use_artifact``, so lineage lives in metadata and 
 with ``wandb sync <run_dir>/wandb/offline-run-*``.
 
 Modes: ``disabled`` (default; nothing imported), ``offline``, ``online``, and
-``auto`` = online when credentials exist (``WANDB_API_KEY`` or a netrc entry), else offline.
+``auto`` = online when credentials exist (``WANDB_API_KEY`` or a netrc entry), else offline;
+``auto`` follows ``WANDB_MODE=offline``/``disabled`` when it is set, so a key in the
+environment never turns a run its user made offline into an upload. The key itself is
+left to wandb, which reads it from the environment: folkways never passes or writes it.
 """
 
 from __future__ import annotations
@@ -34,8 +37,15 @@ def has_wandb_credentials() -> bool:
 
 
 def resolve_mode(mode: str) -> str:
-    """``auto`` -> ``online`` with credentials, else ``offline``; other modes unchanged."""
+    """``auto`` -> ``WANDB_MODE`` if it says offline/disabled, else ``online`` with
+    credentials, else ``offline``; other modes unchanged."""
     if mode == "auto":
+        # Our explicit mode= overrides WANDB_MODE inside wandb.init, so honour it here.
+        env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
+        if env_mode in ("offline", "dryrun"):
+            return "offline"
+        if env_mode == "disabled":
+            return "disabled"
         return "online" if has_wandb_credentials() else "offline"
     if mode not in ("disabled", "offline", "online"):
         raise ValueError(f"tracking.wandb={mode!r}; accepted: disabled, offline, online, auto")

@@ -90,7 +90,9 @@ def peak_rss_mb() -> float:
 def load_base(path: str | Path):
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(path), dtype=torch.float32).eval()
+    return AutoModelForCausalLM.from_pretrained(
+        str(path), dtype=torch.float32, use_safetensors=True
+    ).eval()
 
 
 def distinct_peft_model(
