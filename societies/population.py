@@ -149,6 +149,10 @@ class PopulationModel:
         unknown = sorted(set(adapter_dirs) - set(agents))
         if unknown:
             raise ValueError(f"adapter_dirs names agents not in the population: {unknown}")
+        from societies.lora_folders import check_adapter_folder
+
+        for path in adapter_dirs.values():
+            check_adapter_folder(path)  # a damaged file is named here, before any loading
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"
