@@ -32,20 +32,50 @@ class LoadedAdapter:
     factors: dict[str, tuple[torch.Tensor, torch.Tensor]]  # path -> (A [r,in], B [out,r])
 
 
-def require_safetensors_adapter(path: str | Path) -> Path:
-    """Refuse an adapter folder without ``adapter_model.safetensors`` before PEFT loads it.
+# What to do about a damaged adapter in a run directory: resuming re-creates a missing
+# adapter from the seeds, but only in a generation that is not marked COMPLETE.
+_RECREATE = (
+    "restore it from a copy, or delete the folder and re-run `folkways run` with the run's "
+    "config.yaml to re-create it (for generation_NNN/adapters/<agent>, also delete "
+    "generation_NNN/COMPLETE)"
+)
 
-    PEFT falls back to ``adapter_model.bin``, a pickle read with ``torch.load``, when the
-    safetensors file is missing (and to the hub when the folder does not exist). folkways
-    only writes safetensors, so a folder without them did not come from folkways.
+
+def check_adapter_folder(path: str | Path) -> dict:
+    """The adapter's config, after checking the folder is whole; cheap (headers only).
+
+    Raises:
+        FileNotFoundError: a file is missing.
+        ValueError: ``adapter_config.json`` is not JSON, or ``adapter_model.safetensors``
+            is truncated or not a safetensors file (its header records every tensor's
+            byte range, so truncation is caught; a bit flip inside the data is not).
     """
+    from safetensors import SafetensorError, safe_open
+
     path = Path(path)
-    if not (path / "adapter_model.safetensors").is_file():
+    config_file, weights_file = path / "adapter_config.json", path / "adapter_model.safetensors"
+    if not config_file.is_file() or not weights_file.is_file():
         raise FileNotFoundError(
-            f"adapter folder {str(path)!r} has no adapter_model.safetensors; folkways loads "
-            "adapter weights only from safetensors (pickle-based .bin files can run code)"
+            f"adapter folder {str(path)!r} must hold adapter_config.json and "
+            "adapter_model.safetensors (as PeftModel.save_pretrained writes); folkways loads "
+            "weights only from safetensors (a pickled adapter_model.bin can run code)"
         )
-    return path
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"adapter folder {path} is corrupted: adapter_config.json is not JSON ({err}); "
+            + _RECREATE
+        ) from None
+    try:
+        with safe_open(str(weights_file), framework="pt"):
+            pass
+    except SafetensorError as err:
+        raise ValueError(
+            f"adapter folder {path} is corrupted: adapter_model.safetensors is truncated or "
+            f"not a safetensors file ({err}); " + _RECREATE
+        ) from None
+    return config
 
 
 def read_adapter_folder(path: str | Path) -> LoadedAdapter:
@@ -53,13 +83,8 @@ def read_adapter_folder(path: str | Path) -> LoadedAdapter:
     from safetensors.torch import load_file
 
     path = Path(path)
-    config_file, weights_file = path / "adapter_config.json", path / "adapter_model.safetensors"
-    if not config_file.is_file() or not weights_file.is_file():
-        raise FileNotFoundError(
-            f"adapter folder {str(path)!r} must hold adapter_config.json and "
-            "adapter_model.safetensors (as PeftModel.save_pretrained writes)"
-        )
-    config = json.loads(config_file.read_text())
+    config = check_adapter_folder(path)
+    weights_file = path / "adapter_model.safetensors"
     if config.get("peft_type", "LORA") != "LORA":
         raise ValueError(f"{path}: peft_type={config.get('peft_type')!r}; only 'LORA' is accepted")
     for flag in ("use_dora", "fan_in_fan_out"):

@@ -71,6 +71,52 @@ def find_embedded_gguf() -> Path:
     )
 
 
+def _cache_root(cache_dir: Path | None) -> Path:
+    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    if cache_dir.exists() and not cache_dir.is_dir():
+        raise ModelNotFoundError(
+            f"model cache folder {cache_dir} is not a directory; expected a folder (created "
+            "if missing), given by --cache-dir, model.cache_dir or $FOLKWAYS_CACHE"
+        )
+    return cache_dir
+
+
+def _cache_is_ready(final_dir: Path, cache_dir: Path) -> bool:
+    """True if ``final_dir`` holds a whole cached model, False if it is absent.
+
+    A cache folder appears whole (it is built aside and renamed into place), so one
+    that exists but is incomplete or unreadable was damaged later: it is an error
+    rather than a rebuild, which would keep the damaged folder (``replace=False``).
+    Only the safetensors headers are read (they record every tensor's byte range,
+    so a truncated file is caught); a bit flip inside the data is not.
+    """
+    if not final_dir.exists():
+        return False
+    fix = f"delete that folder and run `folkways model prepare --cache-dir {cache_dir}`"
+    for required in ("config.json", "tokenizer.json"):
+        if not (final_dir / required).is_file():
+            raise ModelNotFoundError(
+                f"model cache {final_dir} is incomplete (no {required}); {fix} to rebuild it"
+            )
+    weights = sorted(final_dir.glob("*.safetensors"))
+    if not weights:
+        raise ModelNotFoundError(
+            f"model cache {final_dir} is incomplete (no *.safetensors weights); {fix}"
+        )
+    from safetensors import SafetensorError, safe_open
+
+    for path in weights:
+        try:
+            with safe_open(str(path), framework="pt"):
+                pass
+        except SafetensorError as err:
+            raise ModelNotFoundError(
+                f"model cache {final_dir} is corrupted: {path.name} is truncated or not a "
+                f"safetensors file ({err}); {fix} to rebuild it"
+            ) from None
+    return True
+
+
 def _embedded_dir(cache_dir: Path) -> Path:
     return cache_dir / f"smollm2-135m-instruct-v{_CACHE_FORMAT}"
 
@@ -94,10 +140,16 @@ def prepare_embedded(cache_dir: Path | None = None) -> Path:
 
     Idempotent: returns at once when the cache exists.
     """
-    final_dir = _embedded_dir(Path(cache_dir) if cache_dir else default_cache_dir())
-    if (final_dir / "config.json").is_file():
+    cache_dir = _cache_root(cache_dir)
+    final_dir = _embedded_dir(cache_dir)
+    if _cache_is_ready(final_dir, cache_dir):
         return final_dir
-    gguf_path = find_embedded_gguf()
+    try:
+        gguf_path = find_embedded_gguf()
+    except ModelNotFoundError as err:
+        raise ModelNotFoundError(
+            f"model cache {final_dir} does not exist and cannot be built: {err}"
+        ) from None
 
     def build(tmp: Path) -> None:
         from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
@@ -127,11 +179,16 @@ def prepare_tiny_random(cache_dir: Path | None = None) -> Path:
     For tests and smoke runs: same tokenizer and chat template as the embedded model,
     so every prompt path is exercised, at a few milliseconds per forward.
     """
-    cache_dir = Path(cache_dir) if cache_dir else default_cache_dir()
+    cache_dir = _cache_root(cache_dir)
     final_dir = _tiny_dir(cache_dir)
-    if (final_dir / "config.json").is_file():
+    if _cache_is_ready(final_dir, cache_dir):
         return final_dir
-    embedded = prepare_embedded(cache_dir)
+    try:
+        embedded = prepare_embedded(cache_dir)
+    except ModelNotFoundError as err:
+        raise ModelNotFoundError(
+            f"model cache {final_dir} does not exist; building it needs the embedded model: {err}"
+        ) from None
 
     def build(tmp: Path) -> None:
         import torch

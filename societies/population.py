@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from societies.atomic import TEMP_MARK, atomic_directory
-from societies.lora_folders import canonicalize_adapter_config, require_safetensors_adapter
+from societies.lora_folders import canonicalize_adapter_config
 from societies.records import Message
 
 
@@ -150,6 +150,10 @@ class PopulationModel:
         unknown = sorted(set(adapter_dirs) - set(agents))
         if unknown:
             raise ValueError(f"adapter_dirs names agents not in the population: {unknown}")
+        from societies.lora_folders import check_adapter_folder
+
+        for path in adapter_dirs.values():
+            check_adapter_folder(path)  # a damaged file is named here, before any loading
 
         self.tokenizer = AutoTokenizer.from_pretrained(model_path)
         self.tokenizer.padding_side = "left"
@@ -192,7 +196,7 @@ class PopulationModel:
         model = None
         for agent in self.agents:
             if agent in adapter_dirs:
-                path = str(require_safetensors_adapter(adapter_dirs[agent]))
+                path = str(adapter_dirs[agent])  # checked above: safetensors, whole
                 if model is None:
                     model = PeftModel.from_pretrained(base, path, adapter_name=agent)
                 else:

@@ -8,7 +8,7 @@ run directories stay readable.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -18,16 +18,38 @@ class SchemaError(ValueError):
     """A serialized record does not match the schema this code reads."""
 
 
-def _check_schema(kind: str, data: dict[str, Any]) -> None:
-    version = data.get("schema_version")
-    if version != SCHEMA_VERSION:
+def check_record(kind: str, cls: type, data: Any, version: int) -> None:
+    """Raise :class:`SchemaError` unless ``data`` is a ``cls`` record at ``version``.
+
+    Checks the schema version first (a record from another folkways version usually
+    differs in its fields too, and the version is what the reader needs to know), then
+    unknown and missing fields. Callers add the file (and line) to the message.
+    """
+    if not isinstance(data, dict):
+        raise SchemaError(f"{kind} record is a JSON {type(data).__name__}; expected an object")
+    found = data.get("schema_version")
+    if found != version:
         raise SchemaError(
-            f"{kind} record has schema_version={version!r}; this folkways reads {SCHEMA_VERSION}"
+            f"{kind} record has schema_version={found!r}; this folkways reads schema_version "
+            f"{version} (the file was written by another folkways version)"
         )
-    known = {f.name for f in fields(_KINDS[kind])}
-    unknown = sorted(set(data) - known)
+    declared = fields(cls)
+    unknown = sorted(set(data) - {f.name for f in declared})
     if unknown:
-        raise SchemaError(f"{kind} record has unknown fields {unknown}; known: {sorted(known)}")
+        raise SchemaError(
+            f"{kind} record has unknown fields {unknown}; known: {sorted(f.name for f in declared)}"
+        )
+    missing = [
+        f.name
+        for f in declared
+        if f.name not in data and f.default is MISSING and f.default_factory is MISSING
+    ]
+    if missing:
+        raise SchemaError(f"{kind} record lacks required fields {missing}")
+
+
+def _check_schema(kind: str, data: Any) -> None:
+    check_record(kind, _KINDS[kind], data, SCHEMA_VERSION)
 
 
 @dataclass(frozen=True)

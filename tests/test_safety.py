@@ -354,7 +354,7 @@ def test_adapter_folder_with_only_pickled_weights_is_refused(
         "prompt": [{"role": "user", "content": "Pick A or B."}],
         "completion": [{"role": "assistant", "content": "A"}],
     }
-    with pytest.raises(FileNotFoundError, match="no adapter_model.safetensors"):
+    with pytest.raises(FileNotFoundError, match="only from safetensors"):
         distill_sft(
             agent="a",
             model_path=tiny_model_path,
@@ -496,11 +496,6 @@ def test_python_yaml_tags_are_refused_and_never_run(where, tmp_path, monkeypatch
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="trainer/config_loader.py puts PyYAML's multi-line message (with a caret "
-    "excerpt) into ConfigError; it should say '<problem> (line L, column C)' on one line",
-)
 @pytest.mark.parametrize("where", ["config file", "override"])
 def test_yaml_errors_are_one_line(where, tmp_path, capsys):
     from trainer.cli import main
@@ -519,7 +514,8 @@ def test_yaml_errors_are_one_line(where, tmp_path, capsys):
 def test_no_credential_in_any_file_or_output(guarded):
     files = _files(guarded.root)
     wandb_logs = [p for p in files if p.suffix == ".wandb"]
-    assert len(wandb_logs) == len(BACKENDS)  # one offline W&B run per backend was scanned
+    # one offline W&B run per generation (2) and backend was scanned
+    assert len(wandb_logs) == 2 * len(BACKENDS)
     # Strings are stored literally in the binary W&B log, so a byte search sees them.
     assert all(b"lora-adapter" in p.read_bytes() for p in wandb_logs)
     assert list((guarded.root / "home").rglob("core-debug-*.log"))  # wandb's own logs too

@@ -13,9 +13,17 @@ EXIT_DISK_FULL = 75  # EX_TEMPFAIL: retry once the disk has room
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
+    from trainer.config_loader import ConfigError
     from trainer.generation_loop import run_experiment
     from trainer.summary import format_table
 
+    config = Path(args.config)
+    if not config.is_file():
+        what = "is a directory" if config.is_dir() else "does not exist"
+        raise ConfigError(
+            f"config file {args.config!r} {what}; expected an experiment YAML file, "
+            "e.g. configs/naming_game/quickstart.yaml"
+        )
     result = run_experiment(args.config, args.overrides, progress=not args.no_progress)
     if args.json:
         print(
@@ -95,8 +103,19 @@ def _cmd_model_prepare(args: argparse.Namespace) -> int:
     return 0
 
 
+class UsageError(Exception):
+    """A command line argparse rejects; ``main`` prints it as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but an error is raised (not printed with the usage and exited)."""
+
+    def error(self, message: str):
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="folkways", description=__doc__)
+    parser = _Parser(prog="folkways", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run or resume a multi-generation experiment")
@@ -169,17 +188,45 @@ def _quiet_libraries() -> None:
     datasets.utils.logging.set_verbosity_error()
 
 
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    """Parse ``argv``; ``run``'s key=value overrides may also follow its options."""
+    args, extra = build_parser().parse_known_args(argv)
+    if extra:
+        # argparse stops filling the overrides list at the first option
+        # (`run CONFIG --no-progress population.size=8`): give it the rest.
+        options = [e for e in extra if e.startswith("-") or args.command != "run"]
+        if options:
+            prog = "folkways" + (f" {args.command}" if args.command else "")
+            raise UsageError(f"unrecognized arguments: {' '.join(options)}; see `{prog} --help`")
+        args.overrides = [*args.overrides, *extra]
+    return args
+
+
+def _one_line(err: BaseException) -> str:
+    """The error's message on one line (YAML errors, for one, span several)."""
+    return " ".join(str(err).split())
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; bad input is one ``folkways: error:`` line and exit code 2.
+
+    Every error a user's input can cause is raised as one of the types caught here,
+    with a message naming the input, the value, and what would be accepted.
+    """
     from societies.model_store import ModelNotFoundError
     from trainer.config_loader import ConfigError
 
-    args = build_parser().parse_args(argv)
+    try:
+        args = _parse(argv)
+    except UsageError as err:
+        print(f"folkways: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     _quiet_libraries()
     try:
         return args.func(args)
     except (ConfigError, ModelNotFoundError, FileNotFoundError, ValueError) as err:
-        print(f"folkways: error: {err}", file=sys.stderr)
-        return 2
+        print(f"folkways: error: {_one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except OSError as err:
         if err.errno != errno.ENOSPC:
             raise

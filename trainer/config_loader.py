@@ -140,7 +140,9 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     try:
         value = yaml.safe_load(raw) if raw != "" else ""
     except yaml.YAMLError as err:
-        raise ConfigError(f"override {text!r}: value is not valid YAML ({err})") from None
+        raise ConfigError(
+            f"override {text!r}: value is not valid YAML ({_yaml_problem(err)})"
+        ) from None
     return key.split("."), value
 
 
@@ -169,6 +171,14 @@ def _deep_copy(data: Any) -> Any:
     return data
 
 
+def _yaml_problem(err: yaml.YAMLError) -> str:
+    """PyYAML's error on one line: the problem and where (its message adds excerpts)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    return f"{problem}{where}"
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
@@ -176,7 +186,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: the top level must be a mapping of sections, got {type(data).__name__}"

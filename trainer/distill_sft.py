@@ -19,7 +19,7 @@ from typing import Any
 
 from societies import faults
 from societies.atomic import atomic_directory
-from societies.lora_folders import canonicalize_adapter_config, require_safetensors_adapter
+from societies.lora_folders import canonicalize_adapter_config, check_adapter_folder
 
 TRAINING_RECORD = "training.json"
 
@@ -117,7 +117,7 @@ def _train(
     from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
-    start_adapter = require_safetensors_adapter(start_adapter)  # before loading anything
+    check_adapter_folder(start_adapter)  # safetensors and whole, before loading anything
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     # safetensors only: no fallback to a pickled pytorch_model.bin / adapter_model.bin.

@@ -53,8 +53,8 @@ from trainer.run_dir import (
     atomic_write_json,
     atomic_write_text,
     open_run_dir,
-    read_json,
 )
+from trainer.run_records import read_priors, read_probes, read_summary
 from trainer.summary import GenerationSummary
 from trainer.tracking import rebuild_run_metrics, write_generation_metrics
 from trainer.wandb_tracking import WandbTracker
@@ -180,13 +180,11 @@ class Experiment:
 
             torch.set_num_threads(self.config.model.threads)
         self._ensure_initial_adapters()
-        rebuild_run_metrics(self.layout)  # a kill may have come before the last rebuild
         pending = [g for g in range(total) if not self.layout.is_complete(g)]
         for g in pending:
             self.run_generation(g)
-        summaries = [
-            GenerationSummary.from_dict(read_json(self.layout.summary(g))) for g in range(total)
-        ]
+        rebuild_run_metrics(self.layout)  # a kill may have come after COMPLETE, before it
+        summaries = [read_summary(self.layout, g) for g in range(total)]
         return RunResult(self.layout.root, summaries, skipped)
 
     def check_before_start(self) -> None:
@@ -336,10 +334,10 @@ class Experiment:
         """
         cache = self.layout.probe_before(g)
         if cache.exists():
-            return {a: AgentPrior.from_dict(p) for a, p in read_json(cache).items()}
+            return read_priors(cache)
         if g > 0:
-            previous = read_json(self.layout.probes(g - 1))["after"]
-            priors = {a: AgentPrior.from_dict(previous[a]) for a in self.agents}
+            previous = read_probes(self.layout, g - 1)["after"]
+            priors = {a: previous[a] for a in self.agents}
         else:
             priors = self._probe(population, f"generation {g} before")
         atomic_write_json(cache, {a: p.to_dict() for a, p in priors.items()})

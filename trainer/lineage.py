@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from societies.records import SchemaError, check_record
 from trainer.run_dir import RunLayout, atomic_write_json, read_json
 
 LINEAGE_SCHEMA_VERSION = 1
@@ -31,13 +32,21 @@ class LineageEntry:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LineageEntry:
+        check_record("lineage", cls, data, LINEAGE_SCHEMA_VERSION)
         return cls(**data)
 
 
 def read_lineage(layout: RunLayout) -> list[LineageEntry]:
+    """The run's lineage entries; a :class:`SchemaError` names the file if they do not read."""
     if not layout.lineage.exists():
         return []
-    return [LineageEntry.from_dict(e) for e in read_json(layout.lineage)["adapters"]]
+    data = read_json(layout.lineage)
+    if not isinstance(data, dict) or not isinstance(data.get("adapters"), list):
+        raise SchemaError(f'{layout.lineage}: expected {{"adapters": [lineage records]}}')
+    try:
+        return [LineageEntry.from_dict(e) for e in data["adapters"]]
+    except SchemaError as err:
+        raise SchemaError(f"{layout.lineage}: {err}") from None
 
 
 def write_lineage(layout: RunLayout, entries: list[LineageEntry]) -> None:

@@ -37,7 +37,7 @@ def probe_run(
             f"generation {generation} of {run_dir} has no saved adapters for {missing[:3]}; "
             f"generations with adapters: {available}"
         )
-    count = orders or experiment.config.probe_orders
+    count = experiment.config.probe_orders if orders is None else orders  # 0 is an error
     if not 1 <= count <= len(experiment.game.options):
         raise ValueError(f"--orders={count}; accepted: 1..{len(experiment.game.options)}")
     order_list = probe_orders(

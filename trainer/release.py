@@ -15,12 +15,24 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from societies.atomic import atomic_directory
+from societies.lora_folders import check_adapter_folder
 from societies.metrics import entropy_bits
 from trainer.distill_sft import TRAINING_RECORD
 from trainer.generation_loop import Experiment
 from trainer.lineage import LineageEntry, read_lineage
-from trainer.run_dir import adapter_is_saved, read_json
-from trainer.summary import GenerationSummary
+from trainer.run_dir import adapter_is_saved
+from trainer.run_records import read_probes, read_summary
+
+# What a release folder holds; an existing --out holding only these is a previous release.
+RELEASE_FILES = frozenset(
+    {
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        TRAINING_RECORD,
+        "lineage.json",
+        "README.md",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -44,9 +56,15 @@ class Release:
 def release_adapter(
     run_dir: Path, agent: str, out_dir: Path, generation: int | None = None
 ) -> Release:
-    """Write ``agent``'s adapter after ``generation`` (default: the last complete) to ``out_dir``."""
+    """Write ``agent``'s adapter after ``generation`` (default: the last complete) to ``out_dir``.
+
+    Everything is read and checked before ``out_dir`` is written; an existing ``out_dir``
+    is replaced only if it is empty or a previous release.
+    """
     experiment = Experiment.from_run_dir(run_dir, progress=False)
     layout = experiment.layout
+    if agent not in experiment.agents:
+        raise FileNotFoundError(f"no agent {agent!r} in {run_dir}; agents: {experiment.agents}")
     completed = layout.completed_generations()
     if not completed:
         raise FileNotFoundError(f"{run_dir} has no completed generation to release")
@@ -57,16 +75,18 @@ def release_adapter(
         )
     source = layout.adapter(generation, agent)
     if not adapter_is_saved(source):
-        agents = sorted(p.name for p in (layout.generation(generation) / "adapters").iterdir())
         raise FileNotFoundError(
-            f"no adapter for agent {agent!r} in generation {generation}; agents: {agents}"
+            f"generation {generation} of {run_dir} is marked complete but has no adapter for "
+            f"{agent!r} ({source}); the run directory is damaged: restore the folder from a copy"
         )
+    check_adapter_folder(source)
+    _check_out_dir(Path(out_dir))
 
     config = experiment.config
-    base_model = experiment.base_model_id
     chain = _lineage_chain(read_lineage(layout), agent, generation)
-    summary = GenerationSummary.from_dict(read_json(layout.summary(generation)))
-    prior = read_json(layout.probes(generation))["after"][agent]
+    summary = read_summary(layout, generation)
+    prior = read_probes(layout, generation)["after"][agent]
+    base_model = experiment.base_model_id
 
     with atomic_directory(Path(out_dir)) as tmp:
         shutil.copy2(source / "adapter_model.safetensors", tmp / "adapter_model.safetensors")
@@ -84,6 +104,26 @@ def release_adapter(
     return Release(Path(out_dir), agent, generation, base_model, chain)
 
 
+def _check_out_dir(out_dir: Path) -> None:
+    """Refuse an ``--out`` that is a file, under a file, or a folder holding other work."""
+    accepted = "expected a new folder, or a previous release (which is replaced)"
+    if out_dir.exists():
+        if not out_dir.is_dir():
+            raise ValueError(f"--out {out_dir} is a file; {accepted}")
+        others = sorted(p.name for p in out_dir.iterdir() if p.name not in RELEASE_FILES)
+        if others:
+            raise ValueError(
+                f"--out {out_dir} is not empty and not a folkways release (it holds "
+                f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); {accepted}"
+            )
+        return
+    parent = out_dir.parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ValueError(f"--out {out_dir} is inside {parent}, which is a file; {accepted}")
+
+
 def _lineage_chain(entries: list[LineageEntry], agent: str, generation: int) -> list[LineageEntry]:
     """The adapter's ancestry, oldest first: initial adapter, then each generation's step."""
     by_path = {e.adapter: e for e in entries}
@@ -96,7 +136,7 @@ def _lineage_chain(entries: list[LineageEntry], agent: str, generation: int) -> 
 
 
 def _model_card(agent, generation, base_model, run_name, chain, summary, prior) -> str:
-    probs = sorted(prior["probs"].items(), key=lambda kv: -kv[1])
+    probs = sorted(prior.probs.items(), key=lambda kv: -kv[1])
     steps = "\n".join(
         f"| {e.generation if e.generation >= 0 else 'initial'} | `{e.adapter}` | {e.operation} | {e.examples} |"
         for e in chain
@@ -129,13 +169,13 @@ model = PeftModel.from_pretrained(base, "<this folder>")
 |---|---|---|---|
 {steps}
 
-## Measured prior (empty memory, averaged over {prior["orders"]} option orders)
+## Measured prior (empty memory, averaged over {prior.orders} option orders)
 
 | name | probability |
 |---|---|
 {top}
 
-Entropy {entropy_bits(prior["probs"]):.2f} bits; the options held {prior["option_mass"]:.3g} of the
+Entropy {entropy_bits(prior.probs):.2f} bits; the options held {prior.option_mass:.3g} of the
 next-token mass. In generation {generation} the society's majority name was
 {summary.majority_name} ({summary.majority_share:.0%} of choices in the last {summary.window} rounds, success
 {summary.success_rate_last:.0%}).

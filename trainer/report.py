@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from trainer.run_dir import RunLayout, open_run_dir, read_json
+from societies.records import AgentPrior
+from trainer.run_dir import RunLayout, open_run_dir
+from trainer.run_records import read_probes, read_summary
 from trainer.summary import GenerationSummary, format_table
-from trainer.tracking import read_metrics
+from trainer.tracking import MetricRecord, read_metrics
 
 
 @dataclass(frozen=True)
@@ -31,38 +33,52 @@ class Report:
 
 def load_summaries(run_dir: Path) -> list[GenerationSummary]:
     layout = open_run_dir(run_dir)
-    return [
-        GenerationSummary.from_dict(read_json(layout.summary(g)))
-        for g in layout.completed_generations()
-    ]
+    return [read_summary(layout, g) for g in layout.completed_generations()]
 
 
 def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
-    """Write ``report.png`` and ``summary.md`` into ``out_dir`` (default: the run directory)."""
+    """Write ``report.png`` and ``summary.md`` into ``out_dir`` (default: the run directory).
+
+    Everything is read (and checked) before anything is written.
+    """
     run_dir = Path(run_dir)
     layout = RunLayout(run_dir)
     summaries = load_summaries(run_dir)
     if not summaries:
-        raise FileNotFoundError(f"{run_dir} has no completed generation yet; nothing to report")
+        raise FileNotFoundError(
+            f"{run_dir} has no completed generation yet; nothing to report "
+            "(a generation is complete when generation_NNN/COMPLETE exists)"
+        )
     out_dir = Path(out_dir) if out_dir else run_dir
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(
+            f"--out {out_dir} is a file; expected a folder (created if missing) for "
+            "report.png and summary.md"
+        )
+    metrics = read_metrics(layout.metrics)
+    probes = [read_probes(layout, s.generation) for s in summaries]
     out_dir.mkdir(parents=True, exist_ok=True)
     figure = out_dir / "report.png"
-    _plot(layout, summaries, figure)
+    _plot(layout, summaries, metrics, probes, figure)
     (out_dir / "summary.md").write_text(
         f"# {run_dir.name}\n\n![report](report.png)\n\n```\n{format_table(summaries)}\n```\n"
     )
     return Report(run_dir, summaries, [figure])
 
 
-def _plot(layout: RunLayout, summaries: list[GenerationSummary], path: Path) -> None:
+def _plot(
+    layout: RunLayout,
+    summaries: list[GenerationSummary],
+    metrics: list[MetricRecord],
+    probes: list[dict[str, dict[str, AgentPrior]]],
+    path: Path,
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display needed
     import matplotlib.pyplot as plt
 
-    metrics = read_metrics(layout.metrics)
-    probes = [read_json(layout.probes(s.generation)) for s in summaries]
-    names = sorted(next(iter(probes[0]["after"].values()))["probs"])
+    names = sorted(next(iter(probes[0]["after"].values())).probs)
     chance = 1 / len(names)  # uniform choice: success rate and prior mass both 1/W
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 
@@ -152,7 +168,7 @@ def _plot(layout: RunLayout, summaries: list[GenerationSummary], path: Path) -> 
     # 3. mean prior over names after each generation's distillation
     ax = axes[2]
     grid = [
-        [sum(a["probs"][n] for a in p["after"].values()) / len(p["after"]) for n in names]
+        [sum(a.probs[n] for a in p["after"].values()) / len(p["after"]) for n in names]
         for p in probes
     ]
     image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)

@@ -9,6 +9,7 @@ from typing import Any
 from societies.atomic import atomic_write_json, atomic_write_text
 
 __all__ = [
+    "RunDirError",
     "RunLayout",
     "adapter_is_saved",
     "open_run_dir",
@@ -18,10 +19,21 @@ __all__ = [
 ]
 
 COMPLETE = "COMPLETE"
+_ACCEPTED = "expected a run directory written by `folkways run` (runs/<name>, holding config.yaml)"
+
+
+class RunDirError(FileNotFoundError):
+    """A path given as a run directory is not one; the message says what is expected."""
 
 
 def read_json(path: Path) -> Any:
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ValueError(
+            f"{path}: not valid JSON ({err}); expected the JSON file folkways wrote there: "
+            "the run directory is damaged, restore the file from a copy"
+        ) from None
 
 
 class RunLayout:
@@ -103,8 +115,14 @@ class RunLayout:
 def open_run_dir(run_dir: str | Path) -> RunLayout:
     """The layout of an existing run directory; a clear error if ``run_dir`` is not one."""
     layout = RunLayout(Path(run_dir))
+    if not layout.root.exists():
+        raise RunDirError(f"run directory {run_dir} does not exist; {_ACCEPTED}")
+    if not layout.root.is_dir():
+        raise RunDirError(f"{run_dir} is a file, not a run directory; {_ACCEPTED}")
     if not layout.config.is_file():
-        raise FileNotFoundError(f"{run_dir} is not a folkways run directory (no config.yaml)")
+        raise RunDirError(
+            f"{run_dir} is not a folkways run directory (no config.yaml); {_ACCEPTED}"
+        )
     return layout
 
 

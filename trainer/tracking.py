@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from societies.records import SchemaError, check_record
 from trainer.run_dir import RunLayout, atomic_write_text
 
 METRICS_SCHEMA_VERSION = 1
@@ -37,6 +38,7 @@ class MetricRecord:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> MetricRecord:
+        check_record("metric", cls, data, METRICS_SCHEMA_VERSION)
         return cls(**data)
 
 
@@ -47,11 +49,22 @@ def write_generation_metrics(path: Path, records: list[MetricRecord]) -> None:
 
 
 def read_metrics(path: Path) -> list[MetricRecord]:
+    """Every record of a metrics file; an error names file:line if one does not read."""
     if not path.exists():
         return []
-    return [
-        MetricRecord.from_dict(json.loads(line)) for line in path.read_text().splitlines() if line
-    ]
+    records = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(MetricRecord.from_dict(json.loads(line)))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(
+                f"{path}:{number}: not JSON ({err}); expected one metric record per line"
+            ) from None
+        except SchemaError as err:
+            raise SchemaError(f"{path}:{number}: {err}") from None
+    return records
 
 
 def rebuild_run_metrics(layout: RunLayout) -> None:
