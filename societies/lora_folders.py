@@ -50,7 +50,6 @@ def check_adapter_folder(path: str | Path) -> dict:
             is truncated or not a safetensors file (its header records every tensor's
             byte range, so truncation is caught; a bit flip inside the data is not).
     """
-    from safetensors import SafetensorError, safe_open
 
     path = Path(path)
     config_file, weights_file = path / "adapter_config.json", path / "adapter_model.safetensors"
@@ -67,15 +66,27 @@ def check_adapter_folder(path: str | Path) -> dict:
             f"adapter folder {path} is corrupted: adapter_config.json is not JSON ({err}); "
             + _RECREATE
         ) from None
-    try:
-        with safe_open(str(weights_file), framework="pt"):
-            pass
-    except SafetensorError as err:
+    problem = safetensors_problem(weights_file)
+    if problem:
         raise ValueError(
-            f"adapter folder {path} is corrupted: adapter_model.safetensors is truncated or "
-            f"not a safetensors file ({err}); " + _RECREATE
-        ) from None
+            f"adapter folder {path} is corrupted: adapter_model.safetensors {problem}; " + _RECREATE
+        )
     return config
+
+
+def safetensors_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a whole safetensors file, or None; reads the header only.
+
+    The header records every tensor's byte range, so truncation is caught; a bit flip
+    inside the data is not.
+    """
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt"):
+            return None
+    except SafetensorError as err:
+        return f"is truncated or not a safetensors file ({err})"
 
 
 def read_adapter_folder(path: str | Path) -> LoadedAdapter:

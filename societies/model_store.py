@@ -103,17 +103,14 @@ def _cache_is_ready(final_dir: Path, cache_dir: Path) -> bool:
         raise ModelNotFoundError(
             f"model cache {final_dir} is incomplete (no *.safetensors weights); {fix}"
         )
-    from safetensors import SafetensorError, safe_open
+    from societies.lora_folders import safetensors_problem
 
     for path in weights:
-        try:
-            with safe_open(str(path), framework="pt"):
-                pass
-        except SafetensorError as err:
+        problem = safetensors_problem(path)
+        if problem:
             raise ModelNotFoundError(
-                f"model cache {final_dir} is corrupted: {path.name} is truncated or not a "
-                f"safetensors file ({err}); {fix} to rebuild it"
-            ) from None
+                f"model cache {final_dir} is corrupted: {path.name} {problem}; {fix} to rebuild it"
+            )
     return True
 
 
