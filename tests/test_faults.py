@@ -1,0 +1,99 @@
+"""Fault points (societies.faults): armed only by the environment, fire where they say."""
+
+from __future__ import annotations
+
+import errno
+import random
+
+import pytest
+
+from societies import faults
+from societies.atomic import atomic_write_text, remove_stale_temporaries
+from trainer.fault_injection import phase_of, spread_kill_points
+
+
+@pytest.fixture
+def arm(monkeypatch):
+    def _arm(spec: str | None, trace=None):
+        if spec is None:
+            monkeypatch.delenv(faults.FAULTS_ENV, raising=False)
+        else:
+            monkeypatch.setenv(faults.FAULTS_ENV, spec)
+        if trace is not None:
+            monkeypatch.setenv(faults.TRACE_ENV, str(trace))
+        faults.reset()
+
+    yield _arm
+    monkeypatch.delenv(faults.FAULTS_ENV, raising=False)
+    monkeypatch.delenv(faults.TRACE_ENV, raising=False)
+    faults.reset()
+
+
+def test_unarmed_points_do_nothing(arm, tmp_path):
+    arm(None)
+    assert not faults.armed()
+    atomic_write_text(tmp_path / "a.txt", "x")
+    assert (tmp_path / "a.txt").read_text() == "x"
+
+
+def test_enospc_from_a_named_point_on_fails_writes_only_and_names_the_file(arm, tmp_path):
+    trace = tmp_path / "trace.txt"
+    arm(f"enospc@write:{tmp_path.name}/b.txt", trace)
+    atomic_write_text(tmp_path / "a.txt", "a")  # before the point: written
+    faults.point("not a write")
+    with pytest.raises(OSError) as caught:
+        atomic_write_text(tmp_path / "b.txt", "b")
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(tmp_path / "b.txt")
+    with pytest.raises(OSError):  # and every later write
+        atomic_write_text(tmp_path / "c.txt", "c")
+    faults.point("still not a write")  # non-write points pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "trace.txt"]  # no temp file
+    assert trace.read_text().splitlines() == [
+        f"write:{tmp_path.name}/a.txt",
+        f"rename:{tmp_path.name}/a.txt",
+        "not a write",
+        f"write:{tmp_path.name}/b.txt",
+        f"write:{tmp_path.name}/c.txt",
+        "still not a write",
+    ]
+
+
+@pytest.mark.parametrize("spec", ["kill", "kill@", "kill@0", "explode@3"])
+def test_a_malformed_spec_is_an_error_naming_what_is_accepted(arm, spec):
+    arm(spec)
+    with pytest.raises(faults.FaultSpecError, match="accepted: 'kill@N', 'kill@NAME'"):
+        faults.point("x")
+
+
+def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):
+    (tmp_path / "g").mkdir()
+    keep = [tmp_path / "summary.json", tmp_path / "g" / "tmp-notes.txt"]
+    stale = [tmp_path / "summary.json.tmp-abc123", tmp_path / "g" / "agent_01.tmp-x9"]
+    for path in keep + stale[:1]:
+        path.write_text("x")
+    stale[1].mkdir()
+    (stale[1] / "adapter_model.safetensors").write_text("partial")
+    assert sorted(remove_stale_temporaries(tmp_path)) == sorted(stale)
+    assert all(p.exists() for p in keep) and not any(p.exists() for p in stale)
+
+
+def test_kill_points_are_spread_over_phases_and_unique_names():
+    trace = [
+        "write:t/config.yaml",
+        "probe: generation 0 before",
+        "rollout: generation 0 round 0",
+        "rollout: generation 0 round 1",
+        "distill: generation_000/adapters/a step 1",
+        "write:generation_000/summary.json",
+        "write:t/lineage.json",
+        "write:t/lineage.json",  # repeated name: not a target
+    ]
+    assert phase_of("write:t/lineage.json (up to generation 2)") == "lineage"
+    assert phase_of("torn write:generation_001/transcripts.jsonl round 3") == "rollout"
+    assert phase_of("rename:generation_001/adapters/agent_02/") == "distillation"
+    assert phase_of("write:q/initial_adapters/agent_02/") == "initial adapters"
+    positions = spread_kill_points(trace, 5, random.Random(0))
+    assert positions == sorted(positions) and len(set(positions)) == 5
+    phases = {phase_of(trace[p]) for p in positions}
+    assert phases == {"config", "probe", "rollout", "distillation", "summary"}
+    assert 6 not in positions and 7 not in positions
