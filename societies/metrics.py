@@ -61,4 +61,5 @@ def majority(decisions: Iterable[Decision]) -> tuple[str | None, float]:
 def entropy_bits(probs: Mapping[str, float] | Sequence[float]) -> float:
     """Shannon entropy in bits of a distribution (zero terms contribute 0)."""
     values = probs.values() if isinstance(probs, Mapping) else probs
-    return -sum(p * math.log2(p) for p in values if p > 0)
+    # fsum is exactly rounded, so the result does not depend on the order of the terms.
+    return -math.fsum(p * math.log2(p) for p in values if p > 0)

@@ -159,6 +159,11 @@ class AgentPrior:
     orders: int
     schema_version: int = SCHEMA_VERSION
 
+    def __post_init__(self) -> None:
+        # One order for every copy, computed or read back from JSON (written with sorted
+        # keys): a sum over the probabilities then rounds the same way in a resumed run.
+        object.__setattr__(self, "probs", dict(sorted(self.probs.items())))
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -96,3 +97,23 @@ def test_records_round_trip_and_validate():
                 }
             )
         )
+
+
+def test_entropy_does_not_depend_on_the_order_of_the_options():
+    """A resumed run reads priors back in another order; its entropies must be identical.
+
+    With a plain left-to-right sum these two orders differ in the last bit.
+    """
+    probs = [0.14038782176329279, 0.09312747041723095, 0.16613468282055846, 0.10396975032995584]
+    probs += [0.1012862319986396, 0.07670175782835059, 0.10278062548233921, 0.06634454501799474]
+    probs += [0.09922367086594618, 0.05004344347569169]
+    assert -sum(p * math.log2(p) for p in probs) != -sum(p * math.log2(p) for p in sorted(probs))
+    assert entropy_bits(probs) == entropy_bits(sorted(probs)) == entropy_bits(probs[::-1])
+
+
+def test_a_prior_keeps_one_option_order_however_it_was_made():
+    from societies.records import AgentPrior
+
+    made = AgentPrior("a", {"K": 0.2, "B": 0.5, "Z": 0.3}, 0.1, 3)
+    read = AgentPrior.from_dict(json.loads(json.dumps(made.to_dict(), sort_keys=True)))
+    assert list(made.probs) == list(read.probs) == ["B", "K", "Z"]
