@@ -199,8 +199,17 @@ class DistillConfig:
     learning_rate: float = 1e-3
     batch_size: int = 8
     max_length: int = 512
+    memory_budget_gb: float = 8.0
+    """distill.backend=batched: peak memory the distillation process may use (GB); agents
+    are trained in groups that fit it. 8 leaves room on a 24 GB machine."""
 
     def __post_init__(self) -> None:
+        _require(
+            self.memory_budget_gb >= 1,
+            "distill.memory_budget_gb",
+            self.memory_budget_gb,
+            "a number of GB >= 1",
+        )
         _require(
             self.max_examples >= 1, "distill.max_examples", self.max_examples, "an integer >= 1"
         )

@@ -45,6 +45,7 @@ def distill_group(
 
     from societies.multi_lora import MultiLoraEngine
     from trainer.distill_batched import BatchedSftConfig, sft_example_from_chat, train_batched_sft
+    from trainer.distill_memory import plan_agent_groups
 
     if settings.epochs != int(settings.epochs):
         raise ValueError(
@@ -76,16 +77,26 @@ def distill_group(
             num_epochs=int(settings.epochs),
             shuffle_seed=seed,
         )
-        result = train_batched_sft(
-            engine, data, config, pad_token_id=tokenizer.pad_token_id, label=label
-        )
+        # Agents are trained in groups whose activations fit the memory budget; each
+        # agent's training is its own, so grouping changes only float32 rounding.
+        groups = plan_agent_groups(engine, data, config, settings.memory_budget_gb)
+        losses: dict[str, list[float]] = {}
+        for k, group in enumerate(groups):
+            part = train_batched_sft(
+                engine,
+                {a: data[a] for a in group},
+                config,
+                pad_token_id=tokenizer.pad_token_id,
+                label=label if len(groups) == 1 else f"{label} group {k}",
+            )
+            losses.update(part.losses)
         seconds = (time.perf_counter() - started) / len(training)
         for agent in training:
             outcome = DistillOutcome(
                 agent=agent,
                 operation="sft",
                 examples=len(data[agent]),
-                losses=list(result.losses[agent]),
+                losses=list(losses[agent]),
                 train_tokens=sum(len(e.prompt_ids) + len(e.completion_ids) for e in data[agent])
                 * int(settings.epochs),
                 seconds=seconds,

@@ -30,6 +30,7 @@ class SftSettings:
     learning_rate: float = 1e-3
     batch_size: int = 8
     max_length: int = 512
+    memory_budget_gb: float = 8.0  # batched backend only (trainer.distill_memory)
 
 
 @dataclass(frozen=True)
@@ -189,4 +190,5 @@ def settings_from_config(distill_config) -> SftSettings:
         learning_rate=distill_config.learning_rate,
         batch_size=distill_config.batch_size,
         max_length=distill_config.max_length,
+        memory_budget_gb=distill_config.memory_budget_gb,
     )

@@ -1,0 +1,129 @@
+"""Batched distillation under a memory budget: agents split into groups that fit."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+import trainer.distill_batched
+from tests.float32 import ADAM_WEIGHTS_ATOL, LOSS_ATOL, assert_close
+from trainer import distill_memory
+from trainer.distill_memory import activation_bytes_per_token, plan_groups
+
+AGENTS = ("ann", "bob", "cy")
+
+
+def test_activation_estimate_counts_the_layer_tensors():
+    config = SimpleNamespace(
+        hidden_size=8,
+        intermediate_size=16,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        num_hidden_layers=3,
+    )
+    # per layer: 6h + 2kv + 4i + 7r + heads*seq = 48 + 8 + 64 + 14 + 20 = 154 floats
+    expected = distill_memory.SAFETY * 4 * 154 * 3
+    assert activation_bytes_per_token(config, lora_rank=2, seq_len=10) == pytest.approx(expected)
+
+
+def test_groups_fill_up_in_order_and_an_agent_too_big_is_named():
+    tokens = {"a": 100, "b": 100, "c": 300, "d": 50}
+    assert plan_groups(tokens, 2.0, 600) == [["a", "b"], ["c"], ["d"]]
+    assert plan_groups(tokens, 1.0, 1000) == [["a", "b", "c", "d"]]
+    with pytest.raises(MemoryError, match=r"step of c \(300 tokens\).*lower the batch"):
+        plan_groups(tokens, 2.0, 500, hint="lower the batch")
+
+
+def _examples(k: int) -> list[dict]:
+    return [
+        {
+            "prompt": [{"role": "user", "content": f"Pick a name, round {i} of agent {k}."}],
+            "completion": [{"role": "assistant", "content": "ABC"[(i + k) % 3]}],
+        }
+        for i in range(3 + k)
+    ]
+
+
+def _distil(tmp_path, tiny_model_path, start, budget_gb):
+    from trainer.distill_group import distill_group
+    from trainer.distill_sft import SftSettings
+
+    out = {a: tmp_path / a for a in AGENTS}
+    outcomes = distill_group(
+        model_path=tiny_model_path,
+        start_adapters=start,
+        examples={a: _examples(k) for k, a in enumerate(AGENTS)},
+        out_dirs=out,
+        settings=SftSettings(
+            epochs=2, learning_rate=5e-3, batch_size=2, memory_budget_gb=budget_gb
+        ),
+        seed=0,
+    )
+    return outcomes, out
+
+
+def test_grouped_training_equals_one_group(tiny_model_path, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from societies.population import LoraSpec, PopulationModel
+
+    population = PopulationModel(
+        tiny_model_path, list(AGENTS), LoraSpec(r=4, alpha=8), init_seeds={"ann": 1, "bob": 2}
+    )
+    start = {a: population.save_adapter(a, tmp_path / "start" / a) for a in AGENTS}
+    calls: list[list[str]] = []
+    real = trainer.distill_batched.train_batched_sft
+
+    def spy(engine, data, *args, **kwargs):
+        calls.append(sorted(data))
+        return real(engine, data, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.distill_batched, "train_batched_sft", spy)
+    together, out_together = _distil(tmp_path / "one", tiny_model_path, start, 1000.0)
+    assert calls == [sorted(AGENTS)]
+
+    # A budget that holds one agent's step (2 rows) but not two, RSS taken as 0.
+    monkeypatch.setattr(distill_memory, "current_rss_bytes", lambda: 0)
+    calls.clear()
+    need, lora_bytes = _step_need_and_lora_bytes(tiny_model_path, start)
+    budget = (1.5 * need + lora_bytes) / 1e9
+    apart, out_apart = _distil(tmp_path / "apart", tiny_model_path, start, budget)
+    assert calls == [["ann"], ["bob"], ["cy"]]
+
+    for a, b in zip(together, apart, strict=True):
+        assert a.operation == b.operation == "sft"
+        assert_close(b.losses, a.losses, LOSS_ATOL, f"{a.agent}'s losses, grouped vs one pass")
+    for agent in AGENTS:
+        one = load_file(out_together[agent] / "adapter_model.safetensors")
+        grouped = load_file(out_apart[agent] / "adapter_model.safetensors")
+        assert_close(grouped, one, ADAM_WEIGHTS_ATOL, f"{agent}'s adapter, grouped vs one pass")
+        moved = load_file(start[agent] / "adapter_model.safetensors")
+        assert max((one[k] - moved[k]).abs().max() for k in one) > 1e-3  # it trained
+    assert not torch.equal(
+        load_file(out_together["ann"] / "adapter_model.safetensors")[next(iter(one))],
+        load_file(out_together["bob"] / "adapter_model.safetensors")[next(iter(one))],
+    )
+
+
+def _step_need_and_lora_bytes(model_path, start) -> tuple[float, float]:
+    """The largest agent step's activation estimate, and what training adds for LoRA."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from societies.multi_lora import MultiLoraEngine
+    from trainer.distill_batched import sft_example_from_chat
+
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    rows = [
+        sft_example_from_chat(tokenizer, r["prompt"], r["completion"])
+        for k in range(len(AGENTS))
+        for r in _examples(k)
+    ]
+    width = max(len(r.prompt_ids) + len(r.completion_ids) for r in rows)
+    engine = MultiLoraEngine.from_adapter_dirs(
+        AutoModelForCausalLM.from_pretrained(model_path), start
+    )
+    per_token = activation_bytes_per_token(engine.model.config, 4, width)
+    lora = sum(x.lora_A.numel() + x.lora_B.numel() for x in engine.layers.values())
+    return 2 * width * per_token, 3 * 4 * lora

@@ -1,0 +1,116 @@
+"""How many agents one batched distillation pass may train at once, within a memory budget.
+
+The batched backend (trainer.distill_batched) stacks every training agent's rows into
+one forward/backward; its peak memory is the activations autograd keeps for all those
+tokens. At the published naming-game protocol (24 agents x 8 rows x ~230 tokens on
+SmolLM2-135M) that is ~90 GB: the whole pass was killed by the OOM killer on a 24 GB
+machine. So agents are split into groups that each fit the budget, trained one group
+after the other on the same engine; each agent's training is unchanged (its batches,
+schedule and AdamW state are its own), so the adapters equal one-group training up
+to float32 rounding (tests/test_distill_memory.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+# Activations kept per token per decoder layer of a Llama-style model, in floats: the
+# normed input shared by q/k/v (h), q, k, v (h + 2 kv), attention output (h), o_proj
+# input and the residual stream (2h), post-attention norm (h), gate, up, act(gate) and
+# their product (4 i), each LoRA's A-projection (7 r), attention probabilities
+# (heads x sequence length). Measured on SmolLM2-135M (h=576, i=1536, 30 layers,
+# 230-token rows, 2 cores): 1.9-2.1 MB per token against 1.45 MB from this count, so
+# the estimate is scaled by SAFETY to stay on the safe side.
+SAFETY = 1.6
+FLOAT_BYTES = 4
+
+
+def activation_bytes_per_token(model_config, lora_rank: int, seq_len: int) -> float:
+    """Estimated training activation memory per token (bytes), for a Llama-style config."""
+    h = model_config.hidden_size
+    i = model_config.intermediate_size
+    heads = model_config.num_attention_heads
+    kv_heads = getattr(model_config, "num_key_value_heads", None) or heads
+    kv = h // heads * kv_heads
+    per_layer = 6 * h + 2 * kv + 4 * i + 7 * lora_rank + heads * seq_len
+    return SAFETY * FLOAT_BYTES * per_layer * model_config.num_hidden_layers
+
+
+def current_rss_bytes() -> int:
+    """This process's resident memory now (Linux /proc; 0 where unavailable)."""
+    status = Path("/proc/self/status")
+    if not status.is_file():
+        return 0
+    found = re.search(r"VmRSS:\s+(\d+)\s+kB", status.read_text())
+    return int(found.group(1)) * 1024 if found else 0
+
+
+def plan_groups(
+    step_tokens: Mapping[str, int],
+    bytes_per_token: float,
+    available_bytes: float,
+    *,
+    hint: str = "",
+) -> list[list[str]]:
+    """Split agents (in the given order) into consecutive groups that fit ``available_bytes``.
+
+    Args:
+        step_tokens: agent -> the most tokens (rows x padded width) one of its steps holds.
+        bytes_per_token: activation memory per token.
+        available_bytes: what a group's activations may take.
+        hint: what to change if one agent alone does not fit (named in the error).
+    Raises:
+        MemoryError: one agent's step alone needs more than ``available_bytes``.
+    """
+    groups: list[list[str]] = []
+    used = 0.0
+    for agent, tokens in step_tokens.items():
+        need = tokens * bytes_per_token
+        if need > available_bytes:
+            raise MemoryError(
+                f"one training step of {agent} ({tokens} tokens) needs ~{need / 2**30:.1f} GiB "
+                f"of activations, more than the {max(available_bytes, 0) / 2**30:.1f} GiB the "
+                f"memory budget leaves; {hint}"
+            )
+        if groups and used + need <= available_bytes:
+            groups[-1].append(agent)
+            used += need
+        else:
+            groups.append([agent])
+            used = need
+    return groups
+
+
+def step_tokens(batches_by_agent: Mapping[str, Sequence[Sequence]], width: int) -> dict[str, int]:
+    """agent -> rows of its largest step x ``width`` (rows are padded to the longest row
+    of the whole step, which may belong to another agent: ``width`` bounds it)."""
+    return {a: max(len(b) for b in batches) * width for a, batches in batches_by_agent.items()}
+
+
+def plan_agent_groups(
+    engine, data: Mapping[str, Sequence], config, budget_gb: float
+) -> list[list[str]]:
+    """The groups of agents in ``data`` that one batched pass each may train in ``budget_gb``.
+
+    Args:
+        engine: the MultiLoraEngine holding every agent's adapter (already in memory).
+        data: agent -> its SftExamples.
+        config: the BatchedSftConfig (batch size, epochs, shuffle seed).
+        budget_gb: the whole process's peak memory budget, in GB (1e9 bytes).
+    """
+    from trainer.distill_batched import agent_batches
+
+    width = max(len(e.prompt_ids) + len(e.completion_ids) for ex in data.values() for e in ex)
+    per_token = activation_bytes_per_token(engine.model.config, engine.shape.rank, width)
+    batches = {a: agent_batches(data[a], config, a) for a in data}
+    # Training adds a gradient and two AdamW moments for every stacked LoRA tensor.
+    lora = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in engine.layers.values())
+    available = budget_gb * 1e9 - current_rss_bytes() - 3 * FLOAT_BYTES * lora
+    return plan_groups(
+        step_tokens(batches, width),
+        per_token,
+        available,
+        hint="lower distill.batch_size or distill.max_examples, or raise distill.memory_budget_gb",
+    )
