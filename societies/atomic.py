@@ -38,6 +38,12 @@ def naming_the_file_on_full_disk(path: Path) -> Iterator[None]:
                 errno.ENOSPC, err.strerror or os.strerror(errno.ENOSPC), str(path)
             ) from err
         raise
+    except Exception as err:
+        # Writers in other languages report it in their own exception types, e.g.
+        # safetensors: "SafetensorError: ... No space left on device (os error 28)".
+        if "(os error 28)" in str(err) or os.strerror(errno.ENOSPC) in str(err):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from err
+        raise
 
 
 def atomic_write_text(path: Path, text: str, *, moment: str = "") -> None:

@@ -97,3 +97,21 @@ def test_kill_points_are_spread_over_phases_and_unique_names():
     phases = {phase_of(trace[p]) for p in positions}
     assert phases == {"config", "probe", "rollout", "distillation", "summary"}
     assert 6 not in positions and 7 not in positions
+
+
+def test_a_full_disk_reported_by_another_library_becomes_enospc_naming_the_folder(tmp_path):
+    """safetensors reports ENOSPC as SafetensorError('... (os error 28)'), not OSError."""
+    from societies.atomic import atomic_directory
+
+    class SafetensorError(Exception):
+        pass
+
+    final = tmp_path / "adapters" / "agent_01"
+    with pytest.raises(OSError) as caught, atomic_directory(final):
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+    assert caught.value.errno == errno.ENOSPC and caught.value.filename == str(final)
+    assert list((tmp_path / "adapters").iterdir()) == []  # nothing half-written is left
+    with pytest.raises(ValueError, match="unrelated"), atomic_directory(final):
+        raise ValueError("unrelated")
