@@ -168,7 +168,10 @@ def completion_token_losses(
     where = targets != -100
     rows, cols = where.nonzero(as_tuple=True)
     logits = model.get_output_embeddings()(hidden[rows, cols])
-    losses = nn.functional.cross_entropy(logits.float(), targets[rows, cols], reduction="none")
+    # Upcast half precision to float32, never down: a float64 run (the tests' exact
+    # comparisons) keeps float64 losses.
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    losses = nn.functional.cross_entropy(logits, targets[rows, cols], reduction="none")
     return losses, rows
 
 
@@ -207,17 +210,18 @@ class StackedAdamW:
         steps = self.steps.clamp(min=1)
         bias1 = 1 - c.adam_beta1**steps
         bias2_sqrt = (1 - c.adam_beta2**steps).sqrt()
-        step_size = (lrs.double() / bias1).float()
+        step_size = lrs.double() / bias1
         for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
             shape = (-1, *([1] * (p.ndim - 1)))
+            # Scalars in the parameters' dtype: float32 training stays float32, and a
+            # float64 run (tests) is not rounded through float32.
+            lr, size, bias2 = (x.to(p.dtype).view(shape) for x in (lrs, step_size, bias2_sqrt))
             on = active.view(shape)
             g = p.grad
             new_m = torch.lerp(m, g, 1 - c.adam_beta1)
             new_v = v * c.adam_beta2 + (1 - c.adam_beta2) * g * g
-            denom = new_v.sqrt() / bias2_sqrt.float().view(shape) + c.adam_epsilon
-            new_p = (
-                p * (1 - lrs.view(shape) * c.weight_decay) - step_size.view(shape) * new_m / denom
-            )
+            denom = new_v.sqrt() / bias2 + c.adam_epsilon
+            new_p = p * (1 - lr * c.weight_decay) - size * new_m / denom
             m.copy_(torch.where(on, new_m, m))
             v.copy_(torch.where(on, new_v, v))
             p.copy_(torch.where(on, new_p, p))
@@ -286,8 +290,8 @@ def train_batched_sft(
                 losses, token_rows = completion_token_losses(engine.model, batch)
             # Sum over agents of (mean over that agent's completion tokens).
             token_agent = torch.tensor(row_agent)[token_rows]
-            per_agent_sum = torch.zeros(len(engine.names)).index_add(0, token_agent, losses)
-            per_agent_count = torch.zeros(len(engine.names)).index_add(
+            per_agent_sum = losses.new_zeros(len(engine.names)).index_add(0, token_agent, losses)
+            per_agent_count = losses.new_zeros(len(engine.names)).index_add(
                 0, token_agent, torch.ones_like(losses)
             )
             active = per_agent_count > 0

@@ -4,7 +4,7 @@ The TRL path (:mod:`trainer.distill_sft`) trains one agent at a time, each in it
 model copy. This path stacks all agents' adapters in one :class:`MultiLoraEngine` and
 trains them in one loop (:func:`trainer.distill_batched.train_batched_sft`), with
 per-agent AdamW state, clipping and schedule, so each agent's result matches its own
-separate training (tested to 1e-5). It writes the same PEFT folders and
+separate training (tested in float64, tests/float32.py). It writes the same PEFT folders and
 ``training.json`` records as the TRL path.
 """
 
@@ -34,11 +34,14 @@ def distill_group(
     settings: SftSettings,
     seed: int,
     label: str = "",
+    dtype: str = "float32",
 ) -> list[DistillOutcome]:
     """Train every agent in ``out_dirs`` on its ``examples``; write each adapter folder.
 
     Agents with no examples keep their adapter ("carried_over"). ``label`` names this
-    pass in fault points (societies.faults), e.g. "generation 3".
+    pass in fault points (societies.faults), e.g. "generation 3". ``dtype`` is the
+    training precision: float32 on CPU; the tests compare code paths in float64, where
+    Adam cannot turn rounding into visible steps (tests/float32.py).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -61,7 +64,7 @@ def distill_group(
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
         base = AutoModelForCausalLM.from_pretrained(
-            model_path, dtype=torch.float32, use_safetensors=True
+            model_path, dtype=getattr(torch, dtype), use_safetensors=True
         )
         engine = MultiLoraEngine.from_adapter_dirs(base, {a: start_adapters[a] for a in training})
         data = {
