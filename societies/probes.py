@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from societies.games.naming_game import NamingGame
+from societies.games.protocol import Game
 from societies.population import ChoiceRequest, PopulationModel
 from societies.records import AgentPrior
 
@@ -31,13 +31,14 @@ def probe_orders(
 
 def prior_probe(
     population: PopulationModel,
-    game: NamingGame,
+    game: Game,
     agents: Sequence[str],
     orders: Sequence[tuple[str, ...]],
 ) -> dict[str, AgentPrior]:
-    """Every agent's empty-memory distribution over the names, in one batched call."""
+    """Every agent's empty-history distribution over the game's options, in one batched call."""
+    items = game.probe_items(orders)
     requests = [
-        ChoiceRequest(agent, game.prompt([], order), order) for agent in agents for order in orders
+        ChoiceRequest(agent, item.messages, item.options) for agent in agents for item in items
     ]
     scores = population.score(requests)
     priors: dict[str, AgentPrior] = {}

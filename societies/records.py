@@ -83,17 +83,24 @@ class Decision:
         round: round index within the generation.
         pair: index of the interaction within the round.
         agent: the deciding agent's id (also its adapter's name).
-        partner: the other agent in the interaction.
+        partner: the other agent in the interaction (None in games without one).
         game: the game's name.
         messages: the prompt exactly as given to the chat template.
-        options: the options in the order shown in the prompt (shuffled per call).
+        options: the options in the order shown in the prompt (shuffled per call);
+            empty for a free-text reply.
         option_probs: the agent's renormalised probability of each option at
             temperature 1, aligned with ``options`` (its belief).
-        option_mass: total next-token probability the options had before renormalising.
-        action: the sampled option.
-        partner_action: what the partner chose in the same interaction.
+        option_mass: total probability the options had before renormalising.
+        action: the sampled option, or the answer parsed from a free-text reply.
+        partner_action: what the partner did in the same interaction (None if no partner).
         payoff: this agent's payoff.
         seed_streams: the named seed streams that produced this record's randomness.
+        role: the seat's role in the game ("player", "donor", "debater", ...).
+        scoring: how the action was produced: "next_token", "sequence" (multi-token
+            options), "scripted" (a scripted seat: no model call) or "generate" (free text).
+        policy: the scripted policy's name; None for an LLM agent.
+        text: a free-text reply as generated; None for choices.
+        valid: False for a free-text reply no answer could be parsed from.
     """
 
     run: str
@@ -101,29 +108,39 @@ class Decision:
     round: int
     pair: int
     agent: str
-    partner: str
+    partner: str | None
     game: str
     messages: tuple[Message, ...]
     options: tuple[str, ...]
     option_probs: tuple[float, ...]
     option_mass: float
     action: str
-    partner_action: str
+    partner_action: str | None
     payoff: float
     seed_streams: dict[str, int] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
+    role: str = "player"
+    scoring: str = "next_token"
+    policy: str | None = None
+    text: str | None = None
+    valid: bool = True
 
     def __post_init__(self) -> None:
         if len(self.options) != len(self.option_probs):
             raise ValueError(
                 f"Decision has {len(self.options)} options but {len(self.option_probs)} probabilities"
             )
-        if self.action not in self.options:
+        if self.options and self.action not in self.options:
             raise ValueError(f"Decision.action={self.action!r} is not one of {self.options}")
 
     @property
     def success(self) -> bool:
-        return self.action == self.partner_action
+        """Both sides of an interaction did the same (the naming game's success)."""
+        return self.partner_action is not None and self.action == self.partner_action
+
+    @property
+    def scripted(self) -> bool:
+        return self.policy is not None
 
     def prob_of(self, option: str) -> float:
         return self.option_probs[self.options.index(option)]

@@ -1,106 +1,104 @@
-"""One round of a society: pair agents, prompt them, one batched model call, payoffs.
+"""One round of a society: the game's turns, one batched model call, payoffs.
 
-Memory is rebuilt from transcripts (:func:`memories_from_transcript`), so a round
-played after a resume sees exactly what it saw in an uninterrupted run; every random
-draw comes from a stream keyed by (generation, round), never from a running state.
+Game state is rebuilt from the generation's decisions so far (the ``history``), so a
+round played after a resume sees exactly what it saw in an uninterrupted run; every
+random draw comes from a stream keyed by (generation, round), never from a running
+state. Scripted seats act without a model call; a round whose seats are all scripted
+needs no model at all.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
 
-from societies import seeding
-from societies.games.naming_game import Interaction, NamingGame
-from societies.population import ChoiceRequest, PopulationModel
+from societies.games.protocol import (
+    Game,
+    Move,
+    RequestKind,
+    RoundContext,
+    Scoring,
+    ScriptedPolicy,
+    Turn,
+    sampled_option,
+)
 from societies.records import Decision
 from societies.seeding import Stream
-from societies.topology import Topology, sample_pairs
 
-
-@dataclass(frozen=True)
-class RoundSpec:
-    """Where a round sits in the run and how it is played."""
-
-    run: str
-    generation: int
-    round: int
-    root_seed: int
-    pairs_per_round: int
-    temperature: float
-    topology: Topology = Topology.COMPLETE
-
-
-def interaction_of(decision: Decision) -> Interaction:
-    """What ``decision.agent`` remembers of the interaction."""
-    return Interaction(own=decision.action, partner=decision.partner_action, payoff=decision.payoff)
-
-
-def memories_from_transcript(
-    decisions: Iterable[Decision], agents: Sequence[str]
-) -> dict[str, list[Interaction]]:
-    """Each agent's interactions in transcript order (oldest first)."""
-    memory: dict[str, list[Interaction]] = {a: [] for a in agents}
-    for d in decisions:
-        memory[d.agent].append(interaction_of(d))
-    return memory
+RECORDED_STREAMS = (Stream.PAIRING, Stream.SAMPLING, Stream.OPTIONS)
 
 
 def play_round(
-    population: PopulationModel,
-    game: NamingGame,
+    population,
+    game: Game,
     agents: Sequence[str],
-    memory: dict[str, list[Interaction]],
-    spec: RoundSpec,
+    history: Sequence[Decision],
+    ctx: RoundContext,
+    scripted: Mapping[str, ScriptedPolicy] | None = None,
 ) -> list[Decision]:
-    """Play one round and return its decisions (two per pair, in pair order).
+    """Play one round and return its decisions, in the order of the game's turns.
 
-    ``memory`` is read, not changed: the caller appends the round's transcript and
-    rebuilds or extends memory from it.
+    Args:
+        population: a :class:`societies.population.PopulationModel` holding every LLM
+            agent's adapter; may be None when every acting seat is scripted.
+        history: this generation's decisions before this round (read, not changed).
+        scripted: agent -> the scripted policy holding its seat.
     """
-    g, r, seed = spec.generation, spec.round, spec.root_seed
-    pairs = sample_pairs(
-        spec.topology, agents, spec.pairs_per_round, seeding.rng(seed, Stream.PAIRING, g, r)
-    )
-    requests: list[ChoiceRequest] = []
-    for agent, _partner in _seats(pairs):
-        options = game.shuffled_options(seeding.rng(seed, Stream.OPTIONS, g, r, agent))
-        requests.append(ChoiceRequest(agent, game.prompt(memory[agent], options), options))
-    uniforms = seeding.rng(seed, Stream.SAMPLING, g, r).random(len(requests))
-    choices = population.choose(requests, spec.temperature, uniforms.tolist())
+    scripted = scripted or {}
+    turns = game.turns(agents, history, ctx)
+    uniforms = ctx.rng(Stream.SAMPLING).random(len(turns)).tolist()
+    moves: list[Move | None] = [None] * len(turns)
+    llm_choices = []
+    for i, turn in enumerate(turns):
+        policy = scripted.get(turn.agent)
+        if policy is not None:
+            probs = policy.probs(turn, history)
+            action = sampled_option(turn.options, probs, uniforms[i], ctx.temperature)
+            moves[i] = Move(action, tuple(probs), 1.0, Scoring.SCRIPTED, policy=policy.name)
+        elif turn.kind is RequestKind.CHOICE:
+            llm_choices.append(i)
+        else:
+            raise NotImplementedError(f"{turn.kind.value!r} turns need free-text generation")
+    if llm_choices:
+        moves = _choose(population, turns, llm_choices, uniforms, ctx.temperature, moves)
+    outcomes = game.outcomes(turns, moves, history, ctx)
+    streams = {s.value: ctx.stream_seed(s) for s in RECORDED_STREAMS}
+    return [
+        Decision(
+            run=ctx.run,
+            generation=ctx.generation,
+            round=ctx.round,
+            pair=turn.group,
+            agent=turn.agent,
+            partner=turn.partner,
+            game=game.name,
+            messages=turn.messages,
+            options=turn.options,
+            option_probs=move.option_probs,
+            option_mass=move.option_mass,
+            action=move.action,
+            partner_action=outcome.partner_action,
+            payoff=outcome.payoff,
+            seed_streams=streams,
+            role=turn.role,
+            scoring=move.scoring.value,
+            policy=move.policy,
+            text=move.text,
+            valid=move.valid,
+        )
+        for turn, move, outcome in zip(turns, moves, outcomes, strict=True)
+    ]
 
-    streams = {
-        s.value: seeding.stream_seed(seed, s, g, r)
-        for s in (Stream.PAIRING, Stream.SAMPLING, Stream.OPTIONS)
-    }
-    decisions: list[Decision] = []
-    for pair_index in range(len(pairs)):
-        seat_a, seat_b = 2 * pair_index, 2 * pair_index + 1
-        for me, other in ((seat_a, seat_b), (seat_b, seat_a)):
-            request, (scores, action) = requests[me], choices[me]
-            partner_action = choices[other][1]
-            decisions.append(
-                Decision(
-                    run=spec.run,
-                    generation=g,
-                    round=r,
-                    pair=pair_index,
-                    agent=request.agent,
-                    partner=requests[other].agent,
-                    game=game.name,
-                    messages=request.messages,
-                    options=request.options,
-                    option_probs=scores.probs,
-                    option_mass=scores.option_mass,
-                    action=action,
-                    partner_action=partner_action,
-                    payoff=game.payoff(action, partner_action),
-                    seed_streams=streams,
-                )
-            )
-    return decisions
 
+def _choose(population, turns: Sequence[Turn], rows, uniforms, temperature, moves):
+    """One batched call for every LLM choice of the round."""
+    from societies.population import ChoiceRequest
 
-def _seats(pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
-    """Both sides of every pair, in order: (a, b), (b, a), ..."""
-    return [seat for a, b in pairs for seat in ((a, b), (b, a))]
+    if population is None:
+        raise ValueError("an LLM seat acts, but no population model was loaded")
+    requests = [ChoiceRequest(turns[i].agent, turns[i].messages, turns[i].options) for i in rows]
+    chosen = population.choose(requests, temperature, [uniforms[i] for i in rows])
+    moves = list(moves)
+    for i, (scores, action) in zip(rows, chosen, strict=True):
+        scoring = Scoring(getattr(scores, "scoring", Scoring.NEXT_TOKEN.value))
+        moves[i] = Move(action, scores.probs, scores.option_mass, scoring)
+    return moves

@@ -53,7 +53,7 @@ def test_overrides_are_typed():
     assert c.population.size == 8
     assert c.game.temperature == 1.0 and isinstance(c.game.temperature, float)
     assert c.distill.selection is Selection.OWN_SUCCESSES
-    assert c.game.names == ["A", "B", "C"] and c.game.effective_num_names == 3
+    assert c.game.names == ["A", "B", "C"] and c.game.num_options == 3
 
 
 @pytest.mark.parametrize(

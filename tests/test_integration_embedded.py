@@ -68,7 +68,7 @@ def test_distilled_convention_raises_the_prior_on_it(embedded_model_path, tmp_pa
     decisions = dominated_transcript(game, target, rounds=config.distill.max_examples // 2)
     for agent in AGENTS:
         examples = sft_examples(
-            select_turns(decisions, agent, Selection.COMMUNITY_SUCCESSES),
+            select_turns([d for d in decisions if d.success], agent, Selection.COMMUNITY_SUCCESSES),
             config.distill.max_examples,
         )
         assert len(examples) == config.distill.max_examples

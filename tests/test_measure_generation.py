@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from societies.games.naming_game import NamingGame, NamingGameRules
 from societies.records import AgentPrior
 from tests.test_metrics import pair
 from trainer.distill_sft import DistillOutcome
@@ -33,14 +34,24 @@ def test_summary_and_records_by_hand():
         DistillOutcome("y", "carried_over", 0),
     ]
     summary, records = measure_generation(
-        0, decisions, before, after, outcomes, rounds=3, window=2, population_size=1
+        0,
+        NamingGame(NamingGameRules(("A", "B", "C"))),
+        decisions,
+        before,
+        after,
+        outcomes,
+        rounds=3,
+        window=2,
+        population_size=1,
     )
     # window = rounds 1-2: actions B,B,B,A,B,B,B,B -> B has 7 of 8
-    assert (summary.majority_name, summary.majority_share) == ("B", pytest.approx(7 / 8))
-    assert summary.success_rate_last == pytest.approx(3 / 4)
-    assert summary.success_rate == pytest.approx(4 / 6)
+    assert (summary.majority_option, summary.majority_share) == ("B", pytest.approx(7 / 8))
+    game = summary.game_metrics
+    assert game["majority_name"] == "B" and summary.game == "naming_game"
+    assert game["success_rate_last"] == pytest.approx(3 / 4)
+    assert game["success_rate"] == pytest.approx(4 / 6)
     # longest success streak: C=C, B=B (then B!=A) and B=B, B=B -> 2 < 3 x population_size
-    assert summary.convergence_round is None
+    assert game["convergence_round"] is None
     assert summary.prior_on_majority_before == pytest.approx((0.25 + 0.5) / 2)
     assert summary.prior_on_majority_after == pytest.approx((1.0 + 0.75) / 2)
     assert summary.prior_entropy_before == pytest.approx(1.5)

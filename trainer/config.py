@@ -13,17 +13,14 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from societies.games.protocol import ScriptedSeat
 from societies.population import Engine
-from societies.topology import Topology
 from trainer import config_loader
 from trainer.config_loader import ConfigError
 from trainer.datasets import Selection
+from trainer.game_configs import DonorGameConfig, GameName, NamingGameConfig
 
-__all__ = ["ConfigError", "ExperimentConfig", "load_experiment"]
-
-
-class GameName(str, Enum):
-    NAMING_GAME = "naming_game"
+__all__ = ["ConfigError", "ExperimentConfig", "GameName", "load_experiment"]
 
 
 class DistillMethod(str, Enum):
@@ -42,9 +39,7 @@ class WandbMode(str, Enum):
     AUTO = "auto"  # online with credentials, else offline
 
 
-def _require(ok: bool, key: str, value: object, accepted: str) -> None:
-    if not ok:
-        raise ConfigError(f"{key}={value!r} is out of range; accepted: {accepted}")
+_require = config_loader.require
 
 
 @dataclass(frozen=True)
@@ -119,56 +114,25 @@ class LoraConfig:
 @dataclass(frozen=True)
 class PopulationConfig:
     size: int = 6
+    scripted: list[ScriptedSeat] = field(default_factory=list)
+    """Scripted seats: [{policy: NAME, count: K, ...args}], filling the last seats; they act
+    without a model call and are never distilled (policies per game in the README)."""
 
     def __post_init__(self) -> None:
         _require(2 <= self.size <= 4096, "population.size", self.size, "2 <= size <= 4096")
-
-
-@dataclass(frozen=True)
-class GameConfig:
-    """Naming game after Ashery, Aiello & Baronchelli (Sci. Adv. 2025)."""
-
-    name: GameName = GameName.NAMING_GAME
-    names: list[str] = field(default_factory=list)
-    """The names to coordinate on; empty: draw num_names capital letters from the seed."""
-    num_names: int = 10
-    memory: int = 5
-    """How many of an agent's own last interactions its prompt shows."""
-    payoff_match: float = 100.0
-    payoff_mismatch: float = -50.0
-    rounds: int = 10
-    """Rounds per generation; each round plays pairs_per_round interactions in one batch."""
-    pairs_per_round: int = 3
-    temperature: float = 0.5
-    """Sampling temperature over the renormalised option probabilities (0 = greedy)."""
-    topology: Topology = Topology.COMPLETE
-
-    def __post_init__(self) -> None:
-        if self.names:
-            _require(
-                len(set(self.names)) == len(self.names), "game.names", self.names, "distinct names"
-            )
-            _require(len(self.names) >= 2, "game.names", self.names, "at least 2 names")
-        else:
-            _require(
-                2 <= self.num_names <= 26,
-                "game.num_names",
-                self.num_names,
-                "2 <= num_names <= 26 (capital letters)",
-            )
-        _require(self.memory >= 0, "game.memory", self.memory, "an integer >= 0")
-        _require(self.rounds >= 1, "game.rounds", self.rounds, "an integer >= 1")
+        for i, seat in enumerate(self.scripted):
+            _require(seat.count >= 1, f"population.scripted[{i}].count", seat.count, ">= 1")
+        held = sum(seat.count for seat in self.scripted)
         _require(
-            self.pairs_per_round >= 1,
-            "game.pairs_per_round",
-            self.pairs_per_round,
-            "an integer >= 1",
+            held <= self.size,
+            "population.scripted",
+            f"{held} seats",
+            f"at most population.size={self.size} seats in all",
         )
-        _require(self.temperature >= 0, "game.temperature", self.temperature, "a number >= 0")
 
     @property
-    def effective_num_names(self) -> int:
-        return len(self.names) if self.names else self.num_names
+    def num_scripted(self) -> int:
+        return sum(seat.count for seat in self.scripted)
 
 
 @dataclass(frozen=True)
@@ -250,7 +214,7 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
-    game: GameConfig = field(default_factory=GameConfig)
+    game: NamingGameConfig | DonorGameConfig = field(default_factory=NamingGameConfig)
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
@@ -258,18 +222,12 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         # Checks that span sections.
-        most_pairs = self.population.size // 2
+        self.game.check_population(self.population.size)
         _require(
-            self.game.pairs_per_round <= most_pairs,
-            "game.pairs_per_round",
-            self.game.pairs_per_round,
-            f"1..{most_pairs} (disjoint pairs among population.size={self.population.size})",
-        )
-        _require(
-            self.probe.orders is None or self.probe.orders <= self.game.effective_num_names,
+            self.probe.orders is None or self.probe.orders <= self.game.num_options,
             "probe.orders",
             self.probe.orders,
-            f"1..{self.game.effective_num_names} (the number of names)",
+            f"1..{self.game.num_options} (the number of options)",
         )
         _require(
             self.metrics.window <= self.game.rounds,
@@ -286,7 +244,7 @@ class ExperimentConfig:
 
     @property
     def probe_orders(self) -> int:
-        return self.probe.orders or self.game.effective_num_names
+        return self.probe.orders or self.game.num_options
 
     @property
     def run_dir(self) -> Path:

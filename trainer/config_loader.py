@@ -23,6 +23,12 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message names the key and the fix."""
 
 
+def require(ok: bool, key: str, value: object, accepted: str) -> None:
+    """A section's range check: the error names the key, the value and what is accepted."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is out of range; accepted: {accepted}")
+
+
 def _type_name(tp: Any) -> str:
     if isinstance(tp, type) and issubclass(tp, enum.Enum):
         return "one of " + ", ".join(repr(m.value) for m in tp)
@@ -44,6 +50,13 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
         return ConfigError(f"{source}: {key}={value!r} is not {_type_name(tp)}")
 
     origin = typing.get_origin(tp)
+    variants = _variants(tp)
+    if variants:
+        if not isinstance(value, dict):
+            raise bad()
+        return build(
+            _pick_variant(variants, value, key, source), value, source=source, prefix=key + "."
+        )
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None:
@@ -94,6 +107,37 @@ def _convert(tp: Any, value: Any, key: str, source: str) -> Any:
     if tp is Any:
         return value
     raise TypeError(f"config field {key} has unsupported type {tp!r}")
+
+
+def _variants(tp: Any) -> list[type]:
+    """The members of a union of config sections told apart by their ``name`` field
+    (e.g. one section per game): empty for any other type."""
+    if typing.get_origin(tp) not in (typing.Union, types.UnionType):
+        return []
+    args = typing.get_args(tp)
+    if len(args) < 2 or not all(
+        dataclasses.is_dataclass(a) and "name" in {f.name for f in dataclasses.fields(a)}
+        for a in args
+    ):
+        return []
+    return list(args)
+
+
+def _variant_name(cls: type) -> str:
+    default = next(f.default for f in dataclasses.fields(cls) if f.name == "name")
+    return default.value if isinstance(default, enum.Enum) else str(default)
+
+
+def _pick_variant(variants: list[type], value: dict, key: str, source: str) -> type:
+    """The section whose ``name`` default equals ``value['name']`` (the first if absent)."""
+    if "name" not in value:
+        return variants[0]
+    name = value["name"].value if isinstance(value["name"], enum.Enum) else value["name"]
+    for cls in variants:
+        if _variant_name(cls) == name:
+            return cls
+    accepted = ", ".join(repr(_variant_name(c)) for c in variants)
+    raise ConfigError(f"{source}: {key}.name={name!r} is not one of {accepted}")
 
 
 def build(cls: type[T], data: dict[str, Any], *, source: str = "config", prefix: str = "") -> T:
@@ -212,15 +256,22 @@ def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = No
 def _check_key_path(cls: Any, keys: list[str], source: str) -> None:
     node = cls
     for depth, key in enumerate(keys):
-        if not dataclasses.is_dataclass(node):
+        options = _variants(node) or [node]
+        if not all(dataclasses.is_dataclass(n) for n in options):
             raise ConfigError(f"{source}: '{'.'.join(keys[:depth])}' is a value, not a section")
+        # A key of any variant passes here; building the chosen variant checks the rest.
+        node = next(
+            (n for n in options if key in {f.name for f in dataclasses.fields(n)}), options[0]
+        )
         hints = typing.get_type_hints(node)
-        names = [f.name for f in dataclasses.fields(node) if f.init]
+        names = list(
+            dict.fromkeys(f.name for n in options for f in dataclasses.fields(n) if f.init)
+        )
         if key not in names:
             where = "'" + ".".join(keys[:depth]) + "'" if depth else "the top level"
             raise ConfigError(
                 f"{source}: unknown key '{'.'.join(keys[: depth + 1])}'; known keys under {where}: {', '.join(names)}"
             )
         node = hints[key]
-        if typing.get_origin(node) in (typing.Union, types.UnionType):
+        if not _variants(node) and typing.get_origin(node) in (typing.Union, types.UnionType):
             node = next((a for a in typing.get_args(node) if dataclasses.is_dataclass(a)), node)

@@ -19,19 +19,24 @@ class Selection(str, Enum):
 
 
 def select_turns(
-    decisions: Iterable[Decision], agent: str, rule: Selection | str
+    good_turns: Iterable[Decision], agent: str, rule: Selection | str
 ) -> list[Decision]:
     """The turns ``agent`` is distilled on, in transcript order.
 
-    - ``own_successes``: the agent's own turns in which it matched its partner.
+    ``good_turns`` are the game's successful turns (``Game.distill_turns``: in the naming
+    game the matches, in the donor game the survivors' donations); invalid free-text
+    replies are never among them.
+
+    - ``own_successes``: the agent's own successful turns.
     - ``community_successes``: every successful turn by anyone (the community's norm,
       learnt from others' experience as well as one's own).
     """
     rule = Selection(rule)
+    good = [d for d in good_turns if d.valid]
     if rule is Selection.OWN_SUCCESSES:
-        return [d for d in decisions if d.agent == agent and d.success]
+        return [d for d in good if d.agent == agent]
     if rule is Selection.COMMUNITY_SUCCESSES:
-        return [d for d in decisions if d.success]
+        return good
     raise NotImplementedError(rule)  # pragma: no cover - the enum is closed
 
 

@@ -23,18 +23,14 @@ from pathlib import Path
 
 from societies import faults, seeding
 from societies.atomic import remove_stale_temporaries
-from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
+from societies.games.protocol import RoundContext, seats
 from societies.lora_targets import check_target_modules
-from societies.metrics import (
-    majority,
-    success_rate,
-)
 from societies.model_store import resolve_model
 from societies.population import Engine, LoraSpec, PopulationModel
 from societies.probes import prior_probe, probe_orders
 from societies.records import AgentPrior, Decision
 from societies.seeding import Stream
-from societies.society import RoundSpec, interaction_of, memories_from_transcript, play_round
+from societies.society import play_round
 from societies.transcripts import (
     append_decisions,
     read_complete_rounds,
@@ -45,6 +41,7 @@ from trainer.config import DistillBackend, ExperimentConfig, load_experiment
 from trainer.datasets import select_turns, sft_examples
 from trainer.distill_group import distill_group
 from trainer.distill_sft import DistillOutcome, distill_sft, read_outcome, settings_from_config
+from trainer.games import build_game
 from trainer.measure_generation import measure_generation
 from trainer.run_config_check import check_or_write_config
 from trainer.run_dir import (
@@ -88,18 +85,12 @@ class Experiment:
         self.progress = progress
         self.log = log
         seed = config.run.seed
-        names = tuple(config.game.names) or draw_letter_names(
-            config.game.num_names, seeding.rng(seed, Stream.NAMES)
-        )
-        self.game = NamingGame(
-            NamingGameRules(
-                names=names,
-                memory=config.game.memory,
-                payoff_match=config.game.payoff_match,
-                payoff_mismatch=config.game.payoff_mismatch,
-            )
-        )
+        self.game = build_game(config.game, seed)
         self.agents = [f"agent_{i:02d}" for i in range(config.population.size)]
+        # Scripted seats (the last ones) act without a model and are never distilled.
+        held = seats(self.agents, config.population.scripted)
+        self.policies = {a: self.game.scripted_policy(seat) for a, seat in held.items()}
+        self.llm_agents = [a for a in self.agents if a not in held]
         self.lora = LoraSpec(
             r=config.lora.r,
             alpha=config.lora.alpha,
@@ -107,7 +98,7 @@ class Experiment:
             target_modules=tuple(config.lora.target_modules),
         )
         self.probe_orders = probe_orders(
-            names, config.probe_orders, seeding.rng(seed, Stream.PROBE)
+            self.game.options, config.probe_orders, seeding.rng(seed, Stream.PROBE)
         )
         self._resolved_model = None
 
@@ -143,11 +134,13 @@ class Experiment:
             iterable, disable=not self.progress, file=sys.stderr, dynamic_ncols=True, **kwargs
         )
 
-    def population(self, adapter_dirs: dict[str, Path]) -> PopulationModel:
-        """The run's population model with the given adapter folders."""
+    def population(self, adapter_dirs: dict[str, Path]) -> PopulationModel | None:
+        """The run's population model with the given adapter folders (None: all scripted)."""
+        if not self.llm_agents:
+            return None
         return PopulationModel(
             self.model_path,
-            self.agents,
+            self.llm_agents,
             self.lora,
             adapter_dirs=adapter_dirs,
             batch_size=self.config.model.batch_size,
@@ -157,8 +150,8 @@ class Experiment:
 
     def start_adapters(self, g: int) -> dict[str, Path]:
         if g == 0:
-            return {a: self.layout.initial_adapter(a) for a in self.agents}
-        return {a: self.layout.adapter(g - 1, a) for a in self.agents}
+            return {a: self.layout.initial_adapter(a) for a in self.llm_agents}
+        return {a: self.layout.adapter(g - 1, a) for a in self.llm_agents}
 
     # ----- run -----------------------------------------------------------------------
     def run(self) -> RunResult:
@@ -192,9 +185,10 @@ class Experiment:
 
         The model must resolve and every ``lora.target_modules`` name must match one of
         its linear layers; a mistake here then leaves nothing behind that would block
-        the corrected command.
+        the corrected command. A population of scripted seats only loads no model.
         """
-        check_target_modules(self.model_path, self.config.lora.target_modules)
+        if self.llm_agents:
+            check_target_modules(self.model_path, self.config.lora.target_modules)
 
     def _ensure_initial_adapters(self) -> None:
         """Create the seeded initial adapters and their lineage, whichever is missing.
@@ -202,19 +196,18 @@ class Experiment:
         Both are checked: a kill after the last adapter was saved and before lineage.json
         was written leaves adapters without lineage.
         """
-        missing = [a for a in self.agents if not adapter_is_saved(self.layout.initial_adapter(a))]
+        agents = self.llm_agents
+        missing = [a for a in agents if not adapter_is_saved(self.layout.initial_adapter(a))]
         recorded = {(e.agent, e.generation) for e in lineage.read_lineage(self.layout)}
-        if not missing and all((a, -1) in recorded for a in self.agents):
+        if not missing and all((a, -1) in recorded for a in agents):
             return
         if missing:
             seed = self.config.run.seed
             population = PopulationModel(
                 self.model_path,
-                self.agents,
+                agents,
                 self.lora,
-                init_seeds={
-                    a: seeding.stream_seed(seed, Stream.ADAPTER_INIT, a) for a in self.agents
-                },
+                init_seeds={a: seeding.stream_seed(seed, Stream.ADAPTER_INIT, a) for a in agents},
                 batch_size=self.config.model.batch_size,
                 engine=Engine.PEFT,  # creates fresh adapters; later populations load folders
             )
@@ -229,7 +222,7 @@ class Experiment:
                     adapter=str(self.layout.initial_adapter(agent).relative_to(self.layout.root)),
                     operation="init",
                 )
-                for agent in self.agents
+                for agent in agents
             ],
         )
 
@@ -249,13 +242,14 @@ class Experiment:
         )
         outcomes = self._distill(g, decisions)
 
-        after_population = self.population({a: layout.adapter(g, a) for a in self.agents})
+        after_population = self.population({a: layout.adapter(g, a) for a in self.llm_agents})
         after = self._probe(after_population, f"generation {g} after")
         del after_population
         gc.collect()
 
         summary, records = measure_generation(
             g,
+            self.game,
             decisions,
             before,
             after,
@@ -320,9 +314,9 @@ class Experiment:
         atomic_write_text(layout.complete(g), "complete\n")  # last: marks the generation done
         rebuild_run_metrics(layout)
         self.log(
-            f"generation {g} complete: success {summary.success_rate_last:.0%} in the last "
-            f"{summary.window} rounds, majority {summary.majority_name} ({summary.majority_share:.0%}), "
-            f"prior on it {summary.prior_on_majority_before:.3f} -> {summary.prior_on_majority_after:.3f}"
+            f"generation {g} complete: majority {summary.majority_option} "
+            f"({summary.majority_share:.0%} of the last {summary.window} rounds), prior on it "
+            f"{summary.prior_on_majority_before:.3f} -> {summary.prior_on_majority_after:.3f}"
         )
         return summary
 
@@ -337,26 +331,27 @@ class Experiment:
             return read_priors(cache)
         if g > 0:
             previous = read_probes(self.layout, g - 1)["after"]
-            priors = {a: previous[a] for a in self.agents}
+            priors = {a: previous[a] for a in self.llm_agents}
         else:
             priors = self._probe(population, f"generation {g} before")
         atomic_write_json(cache, {a: p.to_dict() for a, p in priors.items()})
         return priors
 
-    def _probe(self, population: PopulationModel, when: str) -> dict[str, AgentPrior]:
+    def _probe(self, population: PopulationModel | None, when: str) -> dict[str, AgentPrior]:
         faults.point(f"probe: {when}")
-        return prior_probe(population, self.game, self.agents, self.probe_orders)
+        if population is None:
+            return {}
+        return prior_probe(population, self.game, self.llm_agents, self.probe_orders)
 
     def _rollout(self, population: PopulationModel, g: int) -> list[Decision]:
         cfg = self.config
         path = self.layout.transcripts(g)
-        per_round = 2 * cfg.game.pairs_per_round
+        per_round = self.game.decisions_per_round(len(self.agents))
         done, size = read_complete_rounds(path, per_round)
         truncate_to(path, size)  # drop a torn line or partial round left by a kill
         first = len(done) // per_round
         if first:
             self.log(f"generation {g}: resuming at round {first} ({len(done)} decisions kept)")
-        memory = memories_from_transcript(done, self.agents)
         decisions = list(done)
         bar = self._bar(
             range(first, cfg.game.rounds),
@@ -365,22 +360,14 @@ class Experiment:
             total=cfg.game.rounds,
         )
         for r in bar:
-            spec = RoundSpec(
-                run=cfg.run.name,
-                generation=g,
-                round=r,
-                root_seed=cfg.run.seed,
-                pairs_per_round=cfg.game.pairs_per_round,
-                temperature=cfg.game.temperature,
-                topology=cfg.game.topology,
-            )
-            new = play_round(population, self.game, self.agents, memory, spec)
+            ctx = RoundContext(cfg.run.name, g, r, cfg.run.seed, cfg.game.temperature)
+            new = play_round(population, self.game, self.agents, decisions, ctx, self.policies)
             append_decisions(path, new)
             faults.point(f"rollout: generation {g} round {r}")
-            for d in new:
-                memory[d.agent].append(interaction_of(d))
             decisions.extend(new)
-            bar.set_postfix(success=f"{success_rate(new):.0%}", last=majority(new)[0])
+            bar.set_postfix(
+                {k: f"{v:.2f}" for k, v in self.game.round_metrics(new).items()}, refresh=False
+            )
         return decisions
 
     def _distill(self, g: int, decisions: list[Decision]) -> list[DistillOutcome]:
@@ -389,7 +376,7 @@ class Experiment:
         settings = settings_from_config(cfg.distill)
         if cfg.distill.backend is DistillBackend.BATCHED:
             return self._distill_batched(g, decisions, settings)
-        bar = self._bar(self.agents, desc=f"gen {g} distill")
+        bar = self._bar(self.llm_agents, desc=f"gen {g} distill")
         for agent in bar:
             out_dir = self.layout.adapter(g, agent)
             if adapter_is_saved(out_dir):
@@ -414,7 +401,8 @@ class Experiment:
     def _examples(self, g: int, agent: str, decisions: list[Decision]) -> list[dict]:
         """The SFT rows ``agent`` learns from; says so when there are none."""
         rule = self.config.distill.selection
-        rows = sft_examples(select_turns(decisions, agent, rule), self.config.distill.max_examples)
+        good = self.game.distill_turns(decisions)
+        rows = sft_examples(select_turns(good, agent, rule), self.config.distill.max_examples)
         if not rows:
             self.log(
                 f"generation {g}: {agent} had no selected turns ({rule.value}); "
@@ -425,7 +413,7 @@ class Experiment:
     def _distill_batched(self, g: int, decisions: list[Decision], settings) -> list[DistillOutcome]:
         """All agents in one pass; agents whose adapter is already saved are kept."""
         cfg = self.config
-        todo = [a for a in self.agents if not adapter_is_saved(self.layout.adapter(g, a))]
+        todo = [a for a in self.llm_agents if not adapter_is_saved(self.layout.adapter(g, a))]
         if todo:
             self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
             examples = {a: self._examples(g, a, decisions) for a in todo}
@@ -438,7 +426,7 @@ class Experiment:
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
                 label=f"generation {g}",
             )
-        return [read_outcome(self.layout.adapter(g, a)) for a in self.agents]
+        return [read_outcome(self.layout.adapter(g, a)) for a in self.llm_agents]
 
 
 def run_experiment(

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from societies.metrics import (
-    convergence_round,
-    entropy_bits,
-    majority,
-    success_rate,
-    success_rate_by_round,
-)
+from collections.abc import Sequence
+
+from societies.games.protocol import Game
+from societies.metrics import entropy_bits
 from societies.records import AgentPrior, Decision
 from trainer.distill_sft import DistillOutcome
 from trainer.summary import GenerationSummary
@@ -17,6 +14,7 @@ from trainer.tracking import MetricRecord
 
 def measure_generation(
     g: int,
+    game: Game,
     decisions: list[Decision],
     before: dict[str, AgentPrior],
     after: dict[str, AgentPrior],
@@ -28,22 +26,29 @@ def measure_generation(
 ) -> tuple[GenerationSummary, list[MetricRecord]]:
     """The metric records and headline summary of generation ``g``.
 
-    The majority name is the most chosen name in the last ``window`` rounds; convergence
-    is 3N successful interactions in a row (Ashery et al. 2025).
+    The game measures its rounds and the generation (``Game.round_metrics``,
+    ``Game.generation_metrics``); the prior probe is measured against the game's
+    majority option in the last ``window`` rounds.
     """
-    window_start = rounds - window
-    last = [d for d in decisions if d.round >= window_start]
-    name, share = majority(last)
+    measured = game.generation_metrics(
+        decisions, rounds=rounds, window=window, population_size=population_size
+    )
+    name = measured.majority_option
     records: list[MetricRecord] = []
-    for r, rate in success_rate_by_round(decisions).items():
-        records.append(MetricRecord(g, "success_rate", rate, "rollout", round=r))
-    conv = convergence_round(decisions, streak=3 * population_size)
-    records += [
-        MetricRecord(g, "success_rate_last", success_rate(last), "rollout"),
-        MetricRecord(g, "majority_share", share, "rollout"),
-        MetricRecord(g, "convergence_round", float("nan") if conv is None else conv, "rollout"),
-        MetricRecord(g, "option_mass_mean", _mean(d.option_mass for d in decisions), "rollout"),
-    ]
+    by_round: dict[int, list[Decision]] = {}
+    for d in decisions:
+        by_round.setdefault(d.round, []).append(d)
+    for r, ds in sorted(by_round.items()):
+        for key, value in game.round_metrics(ds).items():
+            records.append(MetricRecord(g, key, value, "rollout", round=r))
+    llm = [d for d in decisions if not d.scripted]
+    option_mass = _mean(d.option_mass for d in llm)
+    for key, value in measured.values.items():
+        if isinstance(value, (int, float)) or value is None:
+            records.append(
+                MetricRecord(g, key, float("nan") if value is None else float(value), "rollout")
+            )
+    records.append(MetricRecord(g, "option_mass_mean", option_mass, "rollout"))
     for phase, priors in (("probe_before", before), ("probe_after", after)):
         for agent, prior in priors.items():
             records.append(
@@ -66,24 +71,24 @@ def measure_generation(
             )
     summary = GenerationSummary(
         generation=g,
+        game=game.name,
         rounds=rounds,
         window=window,
-        success_rate=success_rate(decisions),
-        success_rate_last=success_rate(last),
-        majority_name=name,
-        majority_share=share,
-        convergence_round=conv,
+        majority_option=name,
+        majority_share=measured.majority_share,
         prior_on_majority_before=_mean(p.probs.get(name, 0.0) for p in before.values()),
         prior_on_majority_after=_mean(p.probs.get(name, 0.0) for p in after.values()),
         prior_entropy_before=_mean(entropy_bits(p.probs) for p in before.values()),
         prior_entropy_after=_mean(entropy_bits(p.probs) for p in after.values()),
-        option_mass_mean=_mean(d.option_mass for d in decisions),
+        option_mass_mean=option_mass,
         distilled=sum(o.operation == "sft" for o in outcomes),
         carried_over=sum(o.operation == "carried_over" for o in outcomes),
+        scripted=len({d.agent for d in decisions if d.scripted}),
+        game_metrics=dict(measured.values),
     )
     return summary, records
 
 
-def _mean(values) -> float:
+def _mean(values: Sequence[float] | object) -> float:
     values = list(values)
     return sum(values) / len(values) if values else float("nan")

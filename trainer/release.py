@@ -176,7 +176,17 @@ model = PeftModel.from_pretrained(base, "<this folder>")
 {top}
 
 Entropy {entropy_bits(prior.probs):.2f} bits; the options held {prior.option_mass:.3g} of the
-next-token mass. In generation {generation} the society's majority name was
-{summary.majority_name} ({summary.majority_share:.0%} of choices in the last {summary.window} rounds, success
-{summary.success_rate_last:.0%}).
+next-token mass. In generation {generation} of the {summary.game.replace("_", " ")} the
+society's majority option was {summary.majority_option} ({summary.majority_share:.0%} of choices
+in the last {summary.window} rounds){_game_numbers(summary)}.
 """
+
+
+def _game_numbers(summary) -> str:
+    """The game's own headline numbers, for the card."""
+    shown = [
+        f"{key.replace('_', ' ')} {value:.3g}"
+        for key, value in summary.game_metrics.items()
+        if isinstance(value, float)
+    ]
+    return "; " + ", ".join(shown) if shown else ""

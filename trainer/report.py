@@ -66,6 +66,13 @@ def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
     return Report(run_dir, summaries, [figure])
 
 
+# Each game's per-round curve (Game.round_metrics): (title, y label).
+ROUND_CURVES = {
+    "success_rate": ("Coordination success per round", "success rate"),
+    "mean_donation_fraction": ("Mean share donated per round", "share of resources given"),
+}
+
+
 def _plot(
     layout: RunLayout,
     summaries: list[GenerationSummary],
@@ -78,8 +85,13 @@ def _plot(
     matplotlib.use("Agg")  # files only; no display needed
     import matplotlib.pyplot as plt
 
-    names = sorted(next(iter(probes[0]["after"].values())).probs)
-    chance = 1 / len(names)  # uniform choice: success rate and prior mass both 1/W
+    first_probe = next(iter(probes[0]["after"].values()), None)
+    names = sorted(first_probe.probs) if first_probe else []  # none: every seat scripted
+    chance = 1 / len(names) if names else float("nan")  # uniform choice: 1/W
+    curve = next(
+        (n for n in ROUND_CURVES if any(m.name == n and m.round is not None for m in metrics)),
+        "success_rate",
+    )
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
 
     # 1. success rate per round, generations side by side
@@ -89,7 +101,7 @@ def _plot(
         rounds = sorted(
             (m.round, m.value)
             for m in metrics
-            if m.generation == s.generation and m.name == "success_rate"
+            if m.generation == s.generation and m.name == curve and m.round is not None
         )
         ax.plot(
             [offset + r for r, _ in rounds],
@@ -99,11 +111,12 @@ def _plot(
         )
         offset += s.rounds
         ax.axvline(offset - 0.5, color="0.85", lw=0.8)
-    ax.axhline(chance, color="0.5", ls="--", lw=0.8, label=f"chance (1/{len(names)})")
+    if curve == "success_rate" and names:
+        ax.axhline(chance, color="0.5", ls="--", lw=0.8, label=f"chance (1/{len(names)})")
     ax.set(
-        title="Coordination success per round",
+        title=ROUND_CURVES[curve][0],
         xlabel="round (generations in sequence)",
-        ylabel="success rate",
+        ylabel=ROUND_CURVES[curve][1],
         ylim=(-0.02, 1.02),
     )
     ax.legend(fontsize=8)
@@ -150,16 +163,16 @@ def _plot(
     ax.axhline(chance, color="0.5", ls="--", lw=0.8, label="uniform prior")
     for s in summaries:
         ax.annotate(
-            s.majority_name or "",
+            s.majority_option or "",
             (s.generation, max(s.prior_on_majority_after, s.prior_on_majority_before)),
             textcoords="offset points",
             xytext=(0, 6),
             ha="center",
         )
     ax.set(
-        title="Empty-memory prior on the majority name",
+        title="Empty-history prior on the majority option",
         xlabel="generation",
-        ylabel="P(majority name)",
+        ylabel="P(majority option)",
         ylim=(-0.02, 1.12),
         xticks=gens,
     )
@@ -168,13 +181,13 @@ def _plot(
     # 3. mean prior over names after each generation's distillation
     ax = axes[2]
     grid = [
-        [sum(a.probs[n] for a in p["after"].values()) / len(p["after"]) for n in names]
+        [sum(a.probs[n] for a in p["after"].values()) / max(1, len(p["after"])) for n in names]
         for p in probes
     ]
-    image = ax.imshow(grid, aspect="auto", cmap="viridis", vmin=0, vmax=1)
+    image = ax.imshow(grid if names else [[0.0]], aspect="auto", cmap="viridis", vmin=0, vmax=1)
     ax.set(
-        title="Mean prior after distillation",
-        xlabel="name",
+        title="Mean prior after distillation" if names else "No LLM agents: no priors",
+        xlabel="option",
         ylabel="generation",
         xticks=range(len(names)),
         xticklabels=names,

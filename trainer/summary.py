@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
-SUMMARY_SCHEMA_VERSION = 1
+# 2: game-agnostic fields plus the game's own metrics under game_metrics (games protocol).
+SUMMARY_SCHEMA_VERSION = 2
+
+# The columns each game adds to the end-of-run table: (header, game_metrics key, format).
+GAME_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
+    "naming_game": [
+        ("success (last rounds)", "success_rate_last", "pct"),
+        ("converged", "convergence_round", "round"),
+    ],
+    "donor_game": [
+        ("donated (mean share)", "mean_donation_fraction", "pct"),
+        ("final resources (mean)", "mean_final_resources", "num"),
+        ("Gini", "gini_final_resources", "num"),
+    ],
+}
 
 
 @dataclass(frozen=True)
@@ -14,23 +28,25 @@ class GenerationSummary:
     """What a researcher reads first about one generation.
 
     Attributes:
-        success_rate_last: success rate over the last ``window`` rounds.
-        majority_name / majority_share: most chosen name in those rounds and its share.
-        convergence_round: first round with 3N successes in a row (None: not reached).
-        prior_on_majority_before / _after: mean empty-memory prior mass on the majority
-            name, for the adapters the generation started with and after distillation.
+        game: the game's name; ``game_metrics`` holds its own numbers (naming game:
+            success rates, convergence round; donor game: donations, final resources).
+        majority_option / majority_share: the option chosen most in the last ``window``
+            rounds and its share of the choices there.
+        prior_on_majority_before / _after: mean empty-history prior mass on the majority
+            option, for the adapters the generation started with and after distillation
+            (LLM agents only; NaN when every seat is scripted).
         prior_entropy_before / _after: mean prior entropy in bits.
+        option_mass_mean: mean model probability mass on the options (LLM decisions).
         distilled / carried_over: how many agents were trained / kept their adapter.
+        scripted: how many seats scripted policies held.
     """
 
     generation: int
+    game: str
     rounds: int
     window: int
-    success_rate: float
-    success_rate_last: float
-    majority_name: str | None
+    majority_option: str | None
     majority_share: float
-    convergence_round: int | None
     prior_on_majority_before: float
     prior_on_majority_after: float
     prior_entropy_before: float
@@ -38,6 +54,8 @@ class GenerationSummary:
     option_mass_mean: float
     distilled: int
     carried_over: int
+    scripted: int = 0
+    game_metrics: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SUMMARY_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -49,24 +67,28 @@ class GenerationSummary:
 
 
 def format_table(summaries: list[GenerationSummary]) -> str:
-    """A plain-text table, one row per generation."""
+    """A plain-text table, one row per generation, with the game's own columns."""
+    extra = GAME_COLUMNS.get(summaries[0].game, []) if summaries else []
     header = (
         "gen",
-        "success (last rounds)",
+        *(h for h, _, _ in extra[:1]),
         "majority (share)",
-        "converged",
+        *(h for h, _, _ in extra[1:]),
         "prior on majority: before -> after",
         "prior entropy (bits)",
     )
     rows = []
     for s in summaries:
+        cells = [_cell(s, key, kind) for _, key, kind in extra]
+        if cells and extra[0][2] == "pct" and extra[0][1] == "success_rate_last":
+            cells[0] += f" (last {s.window} of {s.rounds})"
         rows.append(
             (
                 str(s.generation),
-                f"{_pct(s.success_rate_last)} (last {s.window} of {s.rounds})",
-                f"{s.majority_name} ({_pct(s.majority_share)})",
-                "-" if s.convergence_round is None else f"round {s.convergence_round}",
-                f"{s.prior_on_majority_before:.3f} -> {s.prior_on_majority_after:.3f}",
+                *cells[:1],
+                f"{s.majority_option} ({_pct(s.majority_share)})",
+                *cells[1:],
+                f"{_num3(s.prior_on_majority_before)} -> {_num3(s.prior_on_majority_after)}",
                 f"{s.prior_entropy_before:.2f} -> {s.prior_entropy_after:.2f}",
             )
         )
@@ -75,5 +97,18 @@ def format_table(summaries: list[GenerationSummary]) -> str:
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
 
 
-def _pct(x: float) -> str:
+def _cell(s: GenerationSummary, key: str, kind: str) -> str:
+    value = s.game_metrics.get(key)
+    if kind == "pct":
+        return _pct(value)
+    if kind == "round":
+        return "-" if value is None else f"round {value}"
+    return "n/a" if value is None or math.isnan(value) else f"{value:.2f}"
+
+
+def _num3(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.3f}"
+
+
+def _pct(x: float | None) -> str:
     return "n/a" if x is None or math.isnan(x) else f"{100 * x:.0f}%"

@@ -107,8 +107,6 @@ class WandbTracker:
         g = summary.generation
         row: dict[str, Any] = {"generation": g}
         for key in (
-            "success_rate",
-            "success_rate_last",
             "majority_share",
             "prior_on_majority_before",
             "prior_on_majority_after",
@@ -117,17 +115,21 @@ class WandbTracker:
             "option_mass_mean",
         ):
             row[key] = getattr(summary, key)
-        row["convergence_round"] = (
-            summary.convergence_round if summary.convergence_round is not None else -1
-        )
+        for key, value in summary.game_metrics.items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                row[key] = value
+            elif value is None:  # e.g. a convergence round never reached
+                row[key] = -1
         for r in records:
             if r.agent is not None:
                 row[f"agents/{r.agent}/{r.phase}/{r.name}"] = r.value
-        rounds = wandb.Table(columns=["generation", "round", "success_rate"])
-        for r in records:
-            if r.name == "success_rate" and r.round is not None:
-                rounds.add_data(g, r.round, r.value)
-        row["success_rate_by_round"] = rounds
+        per_round = sorted({r.name for r in records if r.round is not None})
+        for name in per_round:
+            table = wandb.Table(columns=["generation", "round", name])
+            for r in records:
+                if r.name == name and r.round is not None:
+                    table.add_data(g, r.round, r.value)
+            row[f"{name}_by_round"] = table
         row["transcript"] = _transcript_table(decisions)
         self.run.log(row)
 

@@ -19,7 +19,21 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from societies.records import Message
+from societies import metrics
+from societies.games.protocol import (
+    GenerationMetrics,
+    Move,
+    Outcome,
+    ProbeItem,
+    RoundContext,
+    ScriptedSeat,
+    Turn,
+    one_hot,
+    uniform_probs,
+)
+from societies.records import Decision, Message
+from societies.seeding import Stream
+from societies.topology import Topology, sample_pairs
 
 GAME_NAME = "naming_game"
 
@@ -67,12 +81,24 @@ def draw_letter_names(count: int, rng: np.random.Generator) -> tuple[str, ...]:
 
 
 class NamingGame:
-    """Prompts and payoffs of the naming game; stateless apart from its rules."""
+    """Prompts and payoffs of the naming game; stateless apart from its rules.
+
+    Each round ``pairs_per_round`` disjoint pairs, drawn on ``topology``, play at once
+    (one batched model call); the paper plays one pair at a time.
+    """
 
     name = GAME_NAME
+    policies = ("fixed_name", "uniform")
 
-    def __init__(self, rules: NamingGameRules) -> None:
+    def __init__(
+        self,
+        rules: NamingGameRules,
+        pairs_per_round: int = 1,
+        topology: Topology = Topology.COMPLETE,
+    ) -> None:
         self.rules = rules
+        self.pairs_per_round = pairs_per_round
+        self.topology = Topology(topology)
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -120,3 +146,112 @@ class NamingGame:
             "Which name do you pick? Answer with the name only.",
         ]
         return (Message("system", SYSTEM_PROMPT), Message("user", "\n".join(lines)))
+
+    # ----- the game protocol (societies.games.protocol.Game) -----------------------------
+    def turns(
+        self, agents: Sequence[str], history: Sequence[Decision], ctx: RoundContext
+    ) -> list[Turn]:
+        """Both seats of every pair, in pair order: (a, b), (b, a), ..."""
+        pairs = sample_pairs(self.topology, agents, self.pairs_per_round, ctx.rng(Stream.PAIRING))
+        memory = memories(history, agents)
+        turns = []
+        for index, (a, b) in enumerate(pairs):
+            for me, other in ((a, b), (b, a)):
+                options = self.shuffled_options(ctx.rng(Stream.OPTIONS, me))
+                turns.append(
+                    Turn(me, self.prompt(memory[me], options), options, group=index, partner=other)
+                )
+        return turns
+
+    def outcomes(
+        self,
+        turns: Sequence[Turn],
+        moves: Sequence[Move],
+        history: Sequence[Decision],
+        ctx: RoundContext,
+    ) -> list[Outcome]:
+        # Seats come in pairs: 2k and 2k+1 are each other's partners.
+        result = []
+        for i, move in enumerate(moves):
+            partner = moves[i ^ 1].action
+            result.append(Outcome(self.payoff(move.action, partner), partner_action=partner))
+        return result
+
+    def decisions_per_round(self, num_agents: int) -> int:
+        return 2 * self.pairs_per_round
+
+    def scripted_policy(self, seat: ScriptedSeat):
+        if seat.policy == "fixed_name":
+            if seat.name not in self.rules.names:
+                raise ValueError(
+                    f"scripted policy fixed_name needs name: one of {list(self.rules.names)}, "
+                    f"got {seat.name!r}"
+                )
+            return FixedName(seat.name)
+        if seat.policy == "uniform":
+            return UniformName()
+        raise ValueError(
+            f"naming game has no scripted policy {seat.policy!r}; accepted: {list(self.policies)}"
+        )
+
+    def probe_items(self, orders: Sequence[tuple[str, ...]]) -> list[ProbeItem]:
+        return [ProbeItem(self.prompt([], order), tuple(order)) for order in orders]
+
+    def round_metrics(self, decisions: Sequence[Decision]) -> dict[str, float]:
+        return {"success_rate": metrics.success_rate(decisions)}
+
+    def generation_metrics(
+        self, decisions: Sequence[Decision], *, rounds: int, window: int, population_size: int
+    ) -> GenerationMetrics:
+        """Success over the generation and its last ``window`` rounds; convergence is 3N
+        successful interactions in a row (Ashery et al. 2025)."""
+        last = [d for d in decisions if d.round >= rounds - window]
+        name, share = metrics.majority(last)
+        return GenerationMetrics(
+            majority_option=name,
+            majority_share=share,
+            values={
+                "success_rate": metrics.success_rate(decisions),
+                "success_rate_last": metrics.success_rate(last),
+                "majority_name": name,
+                "majority_share": share,
+                "convergence_round": metrics.convergence_round(
+                    decisions, streak=3 * population_size
+                ),
+            },
+        )
+
+    def distill_turns(self, decisions: Sequence[Decision]) -> list[Decision]:
+        """Successful turns: both players named the same item."""
+        return [d for d in decisions if d.success]
+
+
+def memories(history: Sequence[Decision], agents: Sequence[str]) -> dict[str, list[Interaction]]:
+    """Each agent's interactions in transcript order (oldest first)."""
+    memory: dict[str, list[Interaction]] = {a: [] for a in agents}
+    for d in history:
+        memory[d.agent].append(Interaction(own=d.action, partner=d.partner_action, payoff=d.payoff))
+    return memory
+
+
+@dataclass(frozen=True)
+class FixedName:
+    """Always says one name: the committed agent of Centola et al. (2018)."""
+
+    committed: str
+
+    @property
+    def name(self) -> str:
+        return f"fixed_name:{self.committed}"
+
+    def probs(self, turn: Turn, history: Sequence[Decision]) -> tuple[float, ...]:
+        return one_hot(turn.options, self.committed)
+
+
+class UniformName:
+    """Picks a name uniformly at random (a null model of the naming game)."""
+
+    name = "uniform"
+
+    def probs(self, turn: Turn, history: Sequence[Decision]) -> tuple[float, ...]:
+        return uniform_probs(turn.options)

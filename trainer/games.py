@@ -1,0 +1,34 @@
+"""The registry of games: ``game.name`` -> the game its config section builds.
+
+A game is a plugin (societies.games.protocol.Game); adding one means a rules module in
+``societies/games/``, a config section in ``trainer/game_configs.py`` and a line here.
+"""
+
+from __future__ import annotations
+
+from societies import seeding
+from societies.games.protocol import Game
+from societies.seeding import Stream
+from trainer.game_configs import DonorGameConfig, GameName, NamingGameConfig
+
+
+def build_game(game: NamingGameConfig | DonorGameConfig, root_seed: int) -> Game:
+    """The game of a config's ``game:`` section (names drawn from the seed if not given)."""
+    if game.name is GameName.NAMING_GAME:
+        from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
+
+        names = tuple(game.names) or draw_letter_names(
+            game.num_names, seeding.rng(root_seed, Stream.NAMES)
+        )
+        rules = NamingGameRules(
+            names=names,
+            memory=game.memory,
+            payoff_match=game.payoff_match,
+            payoff_mismatch=game.payoff_mismatch,
+        )
+        return NamingGame(rules, pairs_per_round=game.pairs_per_round, topology=game.topology)
+    if game.name is GameName.DONOR_GAME:
+        from societies.games.donor_society import DonorSocietyGame
+
+        return DonorSocietyGame(game.rules(), survivors=game.survivors)
+    raise NotImplementedError(game.name)  # pragma: no cover - the enum is closed
