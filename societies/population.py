@@ -2,7 +2,9 @@
 
 Discrete actions are chosen from the next-token distribution over the options
 (DESIGN.md, decision 3): one forward pass per batch, always a valid action, and the
-whole renormalised distribution is recorded as the agent's belief. All agents acting
+whole renormalised distribution is recorded as the agent's belief. Options of more than
+one token ("30%", "Strongly agree") are scored by their summed token log-probabilities
+instead (:mod:`societies.option_scoring`; :class:`Scoring` records which). All agents acting
 in a round are scored in one batched call, each row with its own adapter
 (decision 4), through one of two engines:
 
@@ -29,7 +31,7 @@ import torch
 
 from societies.atomic import TEMP_MARK, atomic_directory
 from societies.lora_folders import canonicalize_adapter_config
-from societies.records import Message
+from societies.records import Message, Scoring
 
 
 @dataclass(frozen=True)
@@ -69,14 +71,41 @@ class OptionScores:
     """The model's view of one request.
 
     Attributes:
-        logprobs: next-token log-probability of each option (aligned with the request).
+        logprobs: log-probability of each option (aligned with the request): of its token
+            as the next token (``NEXT_TOKEN``), or of its whole token sequence after the
+            prompt, ``sum_j log p(o_j | prompt, o_<j)`` (``SEQUENCE``).
         probs: ``logprobs`` renormalised over the options (temperature 1): the belief.
-        option_mass: total next-token probability on the options before renormalising.
+        option_mass: total probability of the options before renormalising. For both
+            scorings it is the mass the model's distribution over continuations puts on
+            exactly these option texts (for sequence scoring, ``sum exp(logprobs)`` over
+            whole sequences), so the two are comparable in meaning. No end-of-answer token
+            is scored: an option whose tokens begin another's ("Agree", "Agree strongly")
+            also counts the longer one's mass.
+        scoring: which of the two computed ``logprobs``.
     """
 
     logprobs: tuple[float, ...]
     probs: tuple[float, ...]
     option_mass: float
+    scoring: Scoring = Scoring.NEXT_TOKEN
+
+    def __post_init__(self) -> None:
+        model_scorings = (Scoring.NEXT_TOKEN, Scoring.SEQUENCE)  # what a model call gives
+        if self.scoring not in [s.value for s in model_scorings]:
+            raise ValueError(
+                f"scoring={self.scoring!r}; accepted: {[s.value for s in model_scorings]}"
+            )
+        object.__setattr__(self, "scoring", Scoring(self.scoring))
+
+    @classmethod
+    def from_logprobs(cls, option_lp: torch.Tensor, scoring: Scoring) -> OptionScores:
+        """Scores from float64 option log-probabilities: mass and renormalised probs."""
+        return cls(
+            logprobs=tuple(option_lp.tolist()),
+            probs=tuple(torch.softmax(option_lp, dim=-1).tolist()),
+            option_mass=float(option_lp.exp().sum()),
+            scoring=scoring,
+        )
 
 
 def sample_index(logprobs: Sequence[float], temperature: float, uniform: float) -> int:
@@ -164,7 +193,8 @@ class PopulationModel:
             model_path, dtype=torch.float32, use_safetensors=True
         )
         base.eval()
-        self._option_ids: dict[str, int] = {}
+        self._option_tokens: dict[str, tuple[int, ...]] = {}
+        self._boundaries_checked: set[tuple[str, str]] = set()
 
         if self.engine_kind is Engine.MULTI_LORA:
             from societies.multi_lora import MultiLoraEngine
@@ -218,31 +248,59 @@ class PopulationModel:
             [m.to_dict() for m in messages], tokenize=False, add_generation_prompt=True
         )
 
+    def option_tokens(self, option: str) -> tuple[int, ...]:
+        """The option tokenized on its own (no special tokens): what the assistant writes
+        first after the chat template's header (boundary: :mod:`societies.option_scoring`)."""
+        if option not in self._option_tokens:
+            ids = tuple(self.tokenizer(option, add_special_tokens=False).input_ids)
+            if not ids:
+                raise ValueError(f"option {option!r} is empty text; options must be non-empty")
+            self._option_tokens[option] = ids
+        return self._option_tokens[option]
+
     def option_token_id(self, option: str) -> int:
         """The single token an option is scored by; errors if the option is not one token."""
-        if option not in self._option_ids:
-            ids = self.tokenizer(option, add_special_tokens=False).input_ids
-            if len(ids) != 1:
-                raise ValueError(
-                    f"option {option!r} is {len(ids)} tokens ({ids}) for this tokenizer; "
-                    "choice options must be single tokens (e.g. capital letters A-Z)"
-                )
-            self._option_ids[option] = ids[0]
-        return self._option_ids[option]
+        ids = self.option_tokens(option)
+        if len(ids) != 1:
+            raise ValueError(
+                f"option {option!r} is {len(ids)} tokens ({list(ids)}) for this tokenizer; "
+                "next-token scoring needs single tokens (e.g. capital letters A-Z); "
+                "score() scores such options by sequence"
+            )
+        return ids[0]
+
+    def scoring_of(self, request: ChoiceRequest) -> Scoring:
+        """``SEQUENCE`` if any option of ``request`` is not exactly one token."""
+        if all(len(self.option_tokens(o)) == 1 for o in request.options):
+            return Scoring.NEXT_TOKEN
+        return Scoring.SEQUENCE
 
     # ----- scoring -------------------------------------------------------------------
     @torch.inference_mode()
     def score(self, requests: Sequence[ChoiceRequest]) -> list[OptionScores]:
-        """Next-token option scores for every request, ``batch_size`` rows per forward."""
+        """Option scores for every request, ``batch_size`` rows per forward.
+
+        Requests whose options are all single tokens are scored from the next-token
+        distribution (in request order, batched as ever); the others by sequence
+        (:mod:`societies.option_scoring`). Results are in request order.
+        """
         known = set(self.agents)
         for request in requests:
             if request.agent not in known:
                 raise KeyError(f"agent {request.agent!r} has no adapter in this population")
             if len(set(request.options)) != len(request.options):
                 raise ValueError(f"options must be distinct, got {request.options}")
-        results: list[OptionScores] = []
-        for start in range(0, len(requests), self.batch_size):
-            results.extend(self._score_batch(requests[start : start + self.batch_size]))
+        kinds = [self.scoring_of(r) for r in requests]
+        results: list[OptionScores | None] = [None] * len(requests)
+        for kind, score_batch in (
+            (Scoring.NEXT_TOKEN, self._score_batch),
+            (Scoring.SEQUENCE, self._score_sequences),
+        ):
+            rows = [i for i, k in enumerate(kinds) if k is kind]
+            for start in range(0, len(rows), self.batch_size):
+                chunk = rows[start : start + self.batch_size]
+                for i, scores in zip(chunk, score_batch([requests[i] for i in chunk]), strict=True):
+                    results[i] = scores
         return results
 
     def _score_batch(self, requests: Sequence[ChoiceRequest]) -> list[OptionScores]:
@@ -255,25 +313,29 @@ class PopulationModel:
         for row, request in enumerate(requests):
             ids = torch.tensor([self.option_token_id(o) for o in request.options])
             option_lp = logprobs[row, ids].double()
-            mass = float(option_lp.exp().sum())
-            probs = torch.softmax(option_lp, dim=-1)
-            results.append(
-                OptionScores(
-                    logprobs=tuple(option_lp.tolist()),
-                    probs=tuple(probs.tolist()),
-                    option_mass=mass,
-                )
-            )
+            results.append(OptionScores.from_logprobs(option_lp, Scoring.NEXT_TOKEN))
         return results
+
+    def _score_sequences(self, requests: Sequence[ChoiceRequest]) -> list[OptionScores]:
+        """Sequence scores: prompts run once, options continue from their KV."""
+        from societies.option_scoring import score_sequences
+
+        totals = score_sequences(self, requests)
+        return [OptionScores.from_logprobs(t, Scoring.SEQUENCE) for t in totals]
 
     def _cached_prefix_logits(self, requests: Sequence[ChoiceRequest]) -> torch.Tensor:
         """Last-token logits [B, V], the system message's KV taken from the prefix cache."""
-        from societies.prefix_cache import static_prefix_ids
-
         full_ids = [
             self.tokenizer(self.render(r.messages), add_special_tokens=False).input_ids
             for r in requests
         ]
+        self._encode_prefixes(requests)
+        return self.prefix_cache.forward([r.agent for r in requests], full_ids)
+
+    def _encode_prefixes(self, requests: Sequence[ChoiceRequest]) -> None:
+        """Encode (once) each agent's system-message head into the prefix cache."""
+        from societies.prefix_cache import static_prefix_ids
+
         stale: dict[str, list[int]] = {}
         for request in requests:
             system = request.messages[0].content
@@ -284,7 +346,6 @@ class PopulationModel:
             if self.prefix_cache.prefix_ids(request.agent) != tuple(head):
                 stale[request.agent] = head
         self.prefix_cache.encode(stale)
-        return self.prefix_cache.forward([r.agent for r in requests], full_ids)
 
     def _full_logits(self, requests: Sequence[ChoiceRequest]) -> torch.Tensor:
         """Last-token logits [B, V] from one left-padded forward over the whole prompts."""
@@ -317,7 +378,11 @@ class PopulationModel:
         temperature: float,
         uniforms: Sequence[float],
     ) -> list[tuple[OptionScores, str]]:
-        """Score all requests in one batched call and sample one option per row."""
+        """Score all requests in one batched call and sample one option per row.
+
+        The draw is :func:`sample_index` over ``scores.logprobs`` (next-token or summed
+        sequence log-probabilities): the renormalised distribution over the options.
+        """
         if len(uniforms) != len(requests):
             raise ValueError(
                 f"need one uniform draw per request: {len(uniforms)} != {len(requests)}"

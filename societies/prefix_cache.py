@@ -107,6 +107,20 @@ class PrefixCache:
         Returns:
             logits at each row's last token, as the uncached forward would give them.
         """
+        return self.forward_with_cache(agents, input_ids)[0]
+
+    @torch.inference_mode()
+    def forward_with_cache(
+        self, agents: Sequence[str], input_ids: Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, object, torch.Tensor]:
+        """:meth:`forward`, also returning the whole prompts' KV to continue from.
+
+        Returns:
+            ``(logits [B, V], cache, mask [B, W])``: the ``DynamicCache`` now holds every
+            row's head and tail (``W`` columns, padded in the layout above) and ``mask``
+            marks its real columns; a continuation appends columns to both and gives its
+            tokens positions from ``mask.sum(-1)`` on (multi-token option scoring).
+        """
         from transformers import DynamicCache
 
         if len(agents) != len(input_ids):
@@ -158,7 +172,7 @@ class PrefixCache:
                 use_cache=True,
                 logits_to_keep=1,
             )
-        return out.logits[:, -1, :]
+        return out.logits[:, -1, :], out.past_key_values, mask
 
 
 def static_prefix_ids(tokenizer, messages: Sequence[dict], static_messages: int = 1) -> list[int]:

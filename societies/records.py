@@ -9,9 +9,19 @@ run directories stay readable.
 from __future__ import annotations
 
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from enum import Enum
 from typing import Any
 
 SCHEMA_VERSION = 1
+
+
+class Scoring(str, Enum):
+    """How a decision's action was produced (``Decision.scoring``)."""
+
+    NEXT_TOKEN = "next_token"  # every option one token: one next-token distribution
+    SEQUENCE = "sequence"  # some option longer: summed (teacher-forced) token log-probs
+    SCRIPTED = "scripted"  # a scripted policy's distribution; no model call
+    GENERATE = "generate"  # free text, generated and parsed
 
 
 class SchemaError(ValueError):

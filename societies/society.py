@@ -99,6 +99,5 @@ def _choose(population, turns: Sequence[Turn], rows, uniforms, temperature, move
     chosen = population.choose(requests, temperature, [uniforms[i] for i in rows])
     moves = list(moves)
     for i, (scores, action) in zip(rows, chosen, strict=True):
-        scoring = Scoring(getattr(scores, "scoring", Scoring.NEXT_TOKEN.value))
-        moves[i] = Move(action, scores.probs, scores.option_mass, scoring)
+        moves[i] = Move(action, scores.probs, scores.option_mass, Scoring(scores.scoring))
     return moves

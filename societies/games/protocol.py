@@ -24,22 +24,13 @@ from typing import Protocol
 import numpy as np
 
 from societies import seeding
-from societies.records import Decision, Message
+from societies.records import AgentPrior, Decision, Message, Scoring
 from societies.seeding import Stream
 
 
 class RequestKind(str, Enum):
     CHOICE = "choice"  # pick one of the turn's options (read off log-probabilities)
     TEXT = "text"  # free text, parsed by the game
-
-
-class Scoring(str, Enum):
-    """How a decision's action was produced (recorded in every decision)."""
-
-    NEXT_TOKEN = "next_token"  # single-token options, one next-token distribution
-    SEQUENCE = "sequence"  # multi-token options, summed token log-probabilities
-    SCRIPTED = "scripted"  # a scripted policy's distribution; no model call
-    GENERATE = "generate"  # free text, sampled and parsed
 
 
 @dataclass(frozen=True)
@@ -140,10 +131,18 @@ class ScriptedPolicy(Protocol):
 
 @dataclass(frozen=True)
 class ProbeItem:
-    """One empty-history question of a game's prior probe, in one option order."""
+    """One empty-history question of a game's prior probe.
+
+    A choice item (one option order) is scored over its options; a free-text item
+    (debate's held-out questions) is answered greedily and parsed, and counts as correct
+    when the parsed answer equals ``answer``.
+    """
 
     messages: tuple[Message, ...]
     options: tuple[str, ...]
+    kind: RequestKind = RequestKind.CHOICE
+    answer: str | None = None
+    max_new_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,6 +191,14 @@ class Game(Protocol):
 
     def probe_items(self, orders: Sequence[tuple[str, ...]]) -> list[ProbeItem]:
         """The empty-history prior probe's questions, one per option order."""
+
+    def probe_metrics(
+        self, before: Mapping[str, AgentPrior], after: Mapping[str, AgentPrior]
+    ) -> dict[str, float]:
+        """Game metrics read off the probes (debate: held-out accuracy); often none."""
+
+    def parse(self, turn: Turn, text: str) -> str | None:
+        """Free-text games: the action a reply states, or None if it states none."""
 
     def round_metrics(self, decisions: Sequence[Decision]) -> dict[str, float]:
         """The game's per-round curves (one value per name for this round's decisions)."""
