@@ -34,6 +34,7 @@ def measure_generation(
         decisions, rounds=rounds, window=window, population_size=population_size
     )
     name = measured.majority_option
+    values = {**measured.values, **game.probe_metrics(before, after)}
     records: list[MetricRecord] = []
     by_round: dict[int, list[Decision]] = {}
     for d in decisions:
@@ -43,7 +44,7 @@ def measure_generation(
             records.append(MetricRecord(g, key, value, "rollout", round=r))
     llm = [d for d in decisions if not d.scripted]
     option_mass = _mean(d.option_mass for d in llm)
-    for key, value in measured.values.items():
+    for key, value in values.items():
         if isinstance(value, (int, float)) or value is None:
             records.append(
                 MetricRecord(g, key, float("nan") if value is None else float(value), "rollout")
@@ -84,7 +85,7 @@ def measure_generation(
         distilled=sum(o.operation == "sft" for o in outcomes),
         carried_over=sum(o.operation == "carried_over" for o in outcomes),
         scripted=len({d.agent for d in decisions if d.scripted}),
-        game_metrics=dict(measured.values),
+        game_metrics=values,
     )
     return summary, records
 

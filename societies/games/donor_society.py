@@ -169,6 +169,9 @@ class DonorSocietyGame(DonorGame):
     def probe_items(self, orders: Sequence[tuple[str, ...]]) -> list[ProbeItem]:
         return [ProbeItem(self.empty_history_prompt(order), tuple(order)) for order in orders]
 
+    def probe_metrics(self, before, after) -> dict[str, float]:
+        return {}
+
     def round_metrics(self, decisions: Sequence[Decision]) -> dict[str, float]:
         return {"mean_donation_fraction": self._mean_fraction(decisions)}
 

@@ -197,6 +197,9 @@ class NamingGame:
     def probe_items(self, orders: Sequence[tuple[str, ...]]) -> list[ProbeItem]:
         return [ProbeItem(self.prompt([], order), tuple(order)) for order in orders]
 
+    def probe_metrics(self, before, after) -> dict[str, float]:
+        return {}
+
     def round_metrics(self, decisions: Sequence[Decision]) -> dict[str, float]:
         return {"success_rate": metrics.success_rate(decisions)}
 
