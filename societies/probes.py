@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from societies.games.protocol import Game
+from societies.games.protocol import CORRECT, INCORRECT, Game, ProbeItem, RequestKind
 from societies.population import ChoiceRequest, PopulationModel
 from societies.records import AgentPrior
 
@@ -37,6 +37,8 @@ def prior_probe(
 ) -> dict[str, AgentPrior]:
     """Every agent's empty-history distribution over the game's options, in one batched call."""
     items = game.probe_items(orders)
+    if items and items[0].kind is RequestKind.TEXT:
+        return _answer_probe(population, game, agents, items)
     requests = [
         ChoiceRequest(agent, item.messages, item.options) for agent in agents for item in items
     ]
@@ -53,5 +55,34 @@ def prior_probe(
             probs={name: total / len(orders) for name, total in totals.items()},
             option_mass=float(np.mean([row.option_mass for row in rows])),
             orders=len(orders),
+        )
+    return priors
+
+
+def _answer_probe(
+    population: PopulationModel, game: Game, agents: Sequence[str], items: Sequence[ProbeItem]
+) -> dict[str, AgentPrior]:
+    """Free-text items (debate's held-out questions), answered greedily in one batch:
+    each agent's "prior" is its share of correct answers; ``option_mass`` holds the share
+    of replies that stated an answer at all."""
+    from societies.text_generation import TextRequest, generate_replies
+
+    requests = [
+        TextRequest(agent, item.messages, item.max_new_tokens) for agent in agents for item in items
+    ]
+    replies = generate_replies(population, requests, temperature=0.0, seed=0)
+    priors: dict[str, AgentPrior] = {}
+    for i, agent in enumerate(agents):
+        rows = replies[i * len(items) : (i + 1) * len(items)]
+        parsed = [game.parse(None, text) for text in rows]
+        right = sum(
+            p is not None and p == item.answer for p, item in zip(parsed, items, strict=True)
+        )
+        accuracy = right / len(items)
+        priors[agent] = AgentPrior(
+            agent=agent,
+            probs={CORRECT: accuracy, INCORRECT: 1.0 - accuracy},
+            option_mass=sum(p is not None for p in parsed) / len(items),
+            orders=len(items),
         )
     return priors

@@ -47,7 +47,7 @@ def play_round(
     turns = game.turns(agents, history, ctx)
     uniforms = ctx.rng(Stream.SAMPLING).random(len(turns)).tolist()
     moves: list[Move | None] = [None] * len(turns)
-    llm_choices = []
+    llm_choices, llm_texts = [], []
     for i, turn in enumerate(turns):
         policy = scripted.get(turn.agent)
         if policy is not None:
@@ -57,9 +57,11 @@ def play_round(
         elif turn.kind is RequestKind.CHOICE:
             llm_choices.append(i)
         else:
-            raise NotImplementedError(f"{turn.kind.value!r} turns need free-text generation")
+            llm_texts.append(i)
     if llm_choices:
         moves = _choose(population, turns, llm_choices, uniforms, ctx.temperature, moves)
+    if llm_texts:
+        moves = _reply(population, game, turns, llm_texts, ctx, moves)
     outcomes = game.outcomes(turns, moves, history, ctx)
     streams = {s.value: ctx.stream_seed(s) for s in RECORDED_STREAMS}
     return [
@@ -100,4 +102,24 @@ def _choose(population, turns: Sequence[Turn], rows, uniforms, temperature, move
     moves = list(moves)
     for i, (scores, action) in zip(rows, chosen, strict=True):
         moves[i] = Move(action, scores.probs, scores.option_mass, Scoring(scores.scoring))
+    return moves
+
+
+def _reply(population, game: Game, turns: Sequence[Turn], rows, ctx: RoundContext, moves):
+    """One batched decode for every LLM free-text turn; the game parses each reply."""
+    from societies.text_generation import TextRequest, generate_replies
+
+    if population is None:
+        raise ValueError("an LLM seat acts, but no population model was loaded")
+    requests = [
+        TextRequest(turns[i].agent, turns[i].messages, turns[i].max_new_tokens) for i in rows
+    ]
+    texts = generate_replies(
+        population, requests, ctx.temperature, ctx.stream_seed(Stream.SAMPLING)
+    )
+    moves = list(moves)
+    for i, text in zip(rows, texts, strict=True):
+        action = game.parse(turns[i], text)
+        valid = action is not None
+        moves[i] = Move(action or "", (), 0.0, Scoring.GENERATE, text=text, valid=valid)
     return moves

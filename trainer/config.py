@@ -18,7 +18,7 @@ from societies.population import Engine
 from trainer import config_loader
 from trainer.config_loader import ConfigError
 from trainer.datasets import Selection
-from trainer.game_configs import DonorGameConfig, GameName, NamingGameConfig
+from trainer.game_configs import DebateConfig, DonorGameConfig, GameName, NamingGameConfig
 
 __all__ = ["ConfigError", "ExperimentConfig", "GameName", "load_experiment"]
 
@@ -214,7 +214,9 @@ class ExperimentConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     population: PopulationConfig = field(default_factory=PopulationConfig)
-    game: NamingGameConfig | DonorGameConfig = field(default_factory=NamingGameConfig)
+    game: NamingGameConfig | DonorGameConfig | DebateConfig = field(
+        default_factory=NamingGameConfig
+    )
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)

@@ -43,14 +43,17 @@ def select_turns(
 def sft_examples(turns: Sequence[Decision], max_examples: int) -> list[dict[str, Any]]:
     """TRL prompt/completion rows from the newest ``max_examples`` turns.
 
-    The completion is the chosen name alone, so the loss (completion-only in TRL) lands
-    on exactly the token the choice was scored by.
+    For a choice the completion is the chosen option alone, so the loss (completion-only
+    in TRL) lands on exactly the tokens the choice was scored by; for a free-text turn it
+    is the reply as generated.
     """
     newest = list(turns)[-max_examples:] if max_examples else list(turns)
     return [
         {
             "prompt": [m.to_dict() for m in d.messages],
-            "completion": [{"role": "assistant", "content": d.action}],
+            "completion": [
+                {"role": "assistant", "content": d.text if d.text is not None else d.action}
+            ],
         }
         for d in newest
     ]

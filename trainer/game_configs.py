@@ -17,6 +17,7 @@ from trainer.config_loader import require
 class GameName(str, Enum):
     NAMING_GAME = "naming_game"
     DONOR_GAME = "donor_game"
+    DEBATE = "debate"
 
 
 @dataclass(frozen=True)
@@ -136,3 +137,64 @@ class DonorGameConfig:
             self.rounds,
             f"1..{size} (a donor never meets the same recipient twice among {size} agents)",
         )
+
+
+@dataclass(frozen=True)
+class DebateConfig:
+    """Debate on arithmetic after Du et al. (2023) and Subramaniam et al. (2025)."""
+
+    name: GameName = GameName.DEBATE
+    questions_per_generation: int = 4
+    """Train questions debated per generation (never repeated across generations)."""
+    rounds_per_question: int = 2
+    """Revision rounds after every agent's first answer (Du et al.: 2)."""
+    heldout_questions: int = 8
+    """Held-out questions answered greedily after each generation (never distilled)."""
+    min_steps: int = 2
+    max_steps: int = 3
+    """Operations per question."""
+    max_operand: int = 10
+    operators: list[str] = field(default_factory=lambda: ["+", "-", "*"])
+    max_new_tokens: int = 48
+    """Reply length limit (tokens)."""
+    max_shown_chars: int = 300
+    """Longest reply quoted to the other agents in a revision round."""
+    temperature: float = 0.7
+    """Sampling temperature of the replies (0 = greedy)."""
+
+    def __post_init__(self) -> None:
+        require(self.temperature >= 0, "game.temperature", self.temperature, "a number >= 0")
+        try:
+            self.rules()
+        except ValueError as err:
+            from trainer.config_loader import ConfigError
+
+            raise ConfigError(f"game: {err}") from None
+
+    def rules(self):
+        from societies.games.debate import ArithmeticDifficulty, DebateRules
+
+        return DebateRules(
+            rounds_per_question=self.rounds_per_question,
+            questions_per_generation=self.questions_per_generation,
+            heldout_questions=self.heldout_questions,
+            difficulty=ArithmeticDifficulty(
+                min_steps=self.min_steps,
+                max_steps=self.max_steps,
+                max_operand=self.max_operand,
+                operators=tuple(self.operators),
+            ),
+            max_new_tokens=self.max_new_tokens,
+            max_shown_chars=self.max_shown_chars,
+        )
+
+    @property
+    def rounds(self) -> int:
+        return self.questions_per_generation * (self.rounds_per_question + 1)
+
+    @property
+    def num_options(self) -> int:
+        return 2  # the held-out probe: correct or not
+
+    def check_population(self, size: int) -> None:
+        require(size >= 2, "population.size", size, ">= 2 debaters")

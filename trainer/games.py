@@ -9,10 +9,10 @@ from __future__ import annotations
 from societies import seeding
 from societies.games.protocol import Game
 from societies.seeding import Stream
-from trainer.game_configs import DonorGameConfig, GameName, NamingGameConfig
+from trainer.game_configs import DebateConfig, DonorGameConfig, GameName, NamingGameConfig
 
 
-def build_game(game: NamingGameConfig | DonorGameConfig, root_seed: int) -> Game:
+def build_game(game: NamingGameConfig | DonorGameConfig | DebateConfig, root_seed: int) -> Game:
     """The game of a config's ``game:`` section (names drawn from the seed if not given)."""
     if game.name is GameName.NAMING_GAME:
         from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
@@ -31,4 +31,8 @@ def build_game(game: NamingGameConfig | DonorGameConfig, root_seed: int) -> Game
         from societies.games.donor_society import DonorSocietyGame
 
         return DonorSocietyGame(game.rules(), survivors=game.survivors)
+    if game.name is GameName.DEBATE:
+        from societies.games.debate_society import DebateSocietyGame
+
+        return DebateSocietyGame(game.rules(), root_seed)
     raise NotImplementedError(game.name)  # pragma: no cover - the enum is closed

@@ -70,6 +70,7 @@ def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
 ROUND_CURVES = {
     "success_rate": ("Coordination success per round", "success rate"),
     "mean_donation_fraction": ("Mean share donated per round", "share of resources given"),
+    "accuracy": ("Debate: share of correct answers per round", "accuracy"),
 }
 
 

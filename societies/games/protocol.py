@@ -28,6 +28,10 @@ from societies.records import AgentPrior, Decision, Message, Scoring
 from societies.seeding import Stream
 
 
+# The outcomes of a free-text probe item (debate's held-out questions).
+CORRECT, INCORRECT = "correct", "incorrect"
+
+
 class RequestKind(str, Enum):
     CHOICE = "choice"  # pick one of the turn's options (read off log-probabilities)
     TEXT = "text"  # free text, parsed by the game
