@@ -41,7 +41,6 @@ PettingZoo's conformance test passes arbitrary ones.
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +49,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from societies import seeding
+from societies.envs.episodes import action_index, next_episode
 from societies.games.donor_game import (
     ActionKind,
     DonationEvent,
@@ -123,17 +123,9 @@ class DonorGameEnv(ParallelEnv):
     def reset(
         self, seed: int | None = None, options: Mapping[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-        generation = (options or {}).get("generation")
-        if seed is not None:
-            self.root_seed, self.generation = int(seed), 0
-        elif self.root_seed is None:
-            self.root_seed, self.generation = secrets.randbits(63), 0
-        else:
-            self.generation += 1
-        if generation is not None:
-            if not isinstance(generation, int) or generation < 0:
-                raise ValueError(f"options['generation']={generation!r}; expected an int >= 0")
-            self.generation = generation
+        self.root_seed, self.generation = next_episode(
+            self.root_seed, self.generation, seed, options
+        )
         rng = seeding.rng(self.root_seed, Stream.PAIRING, self.generation)
         self.schedule = game_schedule(self.possible_agents, self.rules.rounds, rng)
         self.agents = list(self.possible_agents)
@@ -217,23 +209,12 @@ class DonorGameEnv(ParallelEnv):
         return {"resources": self.resources[agent], "next_partner": partner, "next_role": role}
 
     def _action(self, actions: Mapping[str, Any], donor: str) -> int:
-        if donor not in actions:
-            raise KeyError(
-                f"no action for {donor!r}, the donor in round {self.round}; recipients may "
-                "omit theirs"
-            )
-        value = actions[donor]
-        k = len(self.choices)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or not (0 <= value < k)
-        ):
-            raise ValueError(
-                f"action {value!r} of {donor!r}; expected an integer index 0..{k - 1} into "
-                f"the options {self.options}"
-            )
-        return int(value)
+        return action_index(
+            actions,
+            donor,
+            self.options,
+            f"the donor in round {self.round}; recipients may omit theirs",
+        )
 
     def _observations(self, agents: list[str]) -> dict[str, np.ndarray]:
         n = len(self.possible_agents)

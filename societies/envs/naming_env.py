@@ -35,7 +35,6 @@ Other option keys are ignored: PettingZoo's conformance test passes arbitrary on
 
 from __future__ import annotations
 
-import secrets
 import string
 from collections import deque
 from collections.abc import Mapping
@@ -47,6 +46,7 @@ from gymnasium import spaces
 from pettingzoo import ParallelEnv
 
 from societies import seeding
+from societies.envs.episodes import action_index, next_episode
 from societies.games.naming_game import NamingGame, NamingGameRules
 from societies.seeding import Stream
 from societies.topology import Topology, sample_pairs
@@ -143,17 +143,9 @@ class NamingGameEnv(ParallelEnv):
     def reset(
         self, seed: int | None = None, options: Mapping[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-        generation = (options or {}).get("generation")
-        if seed is not None:
-            self.root_seed, self.generation = int(seed), 0
-        elif self.root_seed is None:
-            self.root_seed, self.generation = secrets.randbits(63), 0
-        else:
-            self.generation += 1
-        if generation is not None:
-            if not isinstance(generation, int) or generation < 0:
-                raise ValueError(f"options['generation']={generation!r}; expected an int >= 0")
-            self.generation = generation
+        self.root_seed, self.generation = next_episode(
+            self.root_seed, self.generation, seed, options
+        )
         self.agents = list(self.possible_agents)
         self.round = 0
         self._memory = {a: deque(maxlen=self.game.rules.memory) for a in self.agents}
@@ -223,23 +215,12 @@ class NamingGameEnv(ParallelEnv):
             self._partner[a], self._partner[b] = b, a
 
     def _action(self, actions: Mapping[str, Any], agent: str) -> int:
-        if agent not in actions:
-            raise KeyError(
-                f"no action for {agent!r}, which is paired with {self._partner[agent]!r} in "
-                f"round {self.round}; idle agents may omit theirs"
-            )
-        value = actions[agent]
-        w = len(self.names)
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, (int, np.integer))
-            or not (0 <= value < w)
-        ):
-            raise ValueError(
-                f"action {value!r} of {agent!r}; expected an integer index 0..{w - 1} into "
-                f"the names {self.names}"
-            )
-        return int(value)
+        return action_index(
+            actions,
+            agent,
+            self.names,
+            f"which is paired with {self._partner[agent]!r} in round {self.round}; idle agents may omit theirs",
+        )
 
     def _observations(self, agents: list[str] | None = None) -> dict[str, np.ndarray]:
         agents = self.agents if agents is None else agents
