@@ -204,6 +204,13 @@ def test_killed_process_resumes_to_the_same_run(reference, tmp_path):
         assert lines(layout.transcripts(g)) == lines(ref.transcripts(g))
     assert lines(layout.metrics) == lines(ref.metrics)
     assert report["generations"] == [s.to_dict() for s in reference.summaries]
+    assert set(report["generations"][0]["game_metrics"]) == {
+        "success_rate",
+        "success_rate_last",
+        "majority_name",
+        "majority_share",
+        "convergence_round",
+    }
 
 
 def test_cli_reports_bad_config_with_exit_code_2(tmp_path):
