@@ -94,6 +94,7 @@ def test_what_a_debate_distils_and_measures(tmp_path, monkeypatch):
         metrics = result.summaries[g].game_metrics
         assert metrics["accuracy_first"] == pytest.approx(2 / 3)
         assert metrics["accuracy_final"] == 1.0 and metrics["accuracy_majority"] == 1.0
+        assert metrics["agreement_final"] == 1.0 and metrics["distinct_answers_final"] == 1.0
         # held-out questions are answered alone, as a first answer: agent 2 errs
         assert metrics["heldout_accuracy"] == pytest.approx(2 / 3)
         assert result.summaries[g].distilled == 3

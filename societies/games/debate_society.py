@@ -134,13 +134,18 @@ class DebateSocietyGame:
 
     def round_metrics(self, decisions: Sequence[Decision]) -> dict[str, float]:
         m = self._metrics(decisions)
-        return {"accuracy": m.accuracy, "agreement": m.agreement, "invalid_rate": m.invalid_rate}
+        return {
+            "accuracy": m.accuracy,
+            "agreement": m.agreement,
+            "distinct_answers": float(m.distinct),
+            "invalid_rate": m.invalid_rate,
+        }
 
     def generation_metrics(
         self, decisions: Sequence[Decision], *, rounds: int, window: int, population_size: int
     ) -> GenerationMetrics:
         """Accuracy of first and final answers and of the final majority, per question."""
-        firsts, finals, majority_right, invalid = [], [], [], []
+        firsts, finals, majority_right, invalid, agreement, distinct = [], [], [], [], [], []
         for _, ds in sorted(_by_question(decisions, self.steps).items()):
             first = [d for d in ds if d.round % self.steps == 0]
             final = [d for d in ds if d.round % self.steps == self.steps - 1]
@@ -150,6 +155,8 @@ class DebateSocietyGame:
             last = self._metrics(final)
             finals.append(last.accuracy)
             majority_right.append(float(last.majority_correct))
+            agreement.append(last.agreement)
+            distinct.append(last.distinct)
             invalid.append(self._metrics(ds).invalid_rate)
         share = _mean(majority_right)
         return GenerationMetrics(
@@ -160,13 +167,8 @@ class DebateSocietyGame:
                 "accuracy_final": _mean(finals),
                 "accuracy_majority": share,
                 "invalid_rate": _mean(invalid),
-                "agreement_final": _mean(
-                    self._metrics(
-                        [d for d in ds if d.round % self.steps == self.steps - 1]
-                    ).agreement
-                    for ds in _by_question(decisions, self.steps).values()
-                    if any(d.round % self.steps == self.steps - 1 for d in ds)
-                ),
+                "agreement_final": _mean(agreement),
+                "distinct_answers_final": _mean(distinct),
             },
         )
 
