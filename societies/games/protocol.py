@@ -27,7 +27,6 @@ from societies import seeding
 from societies.records import AgentPrior, Decision, Message, Scoring
 from societies.seeding import Stream
 
-
 # The outcomes of a free-text probe item (debate's held-out questions).
 CORRECT, INCORRECT = "correct", "incorrect"
 
