@@ -66,6 +66,14 @@ def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
     return Report(run_dir, summaries, [figure])
 
 
+def _natural(option: str) -> tuple[float, str]:
+    """Options in reading order: "0%" < "10%" < "100%" by value, names alphabetically."""
+    try:
+        return (float(option.rstrip("%")), option)
+    except ValueError:
+        return (float("inf"), option)
+
+
 # Each game's per-round curve (Game.round_metrics): (title, y label).
 ROUND_CURVES = {
     "success_rate": ("Coordination success per round", "success rate"),
@@ -87,7 +95,7 @@ def _plot(
     import matplotlib.pyplot as plt
 
     first_probe = next(iter(probes[0]["after"].values()), None)
-    names = sorted(first_probe.probs) if first_probe else []  # none: every seat scripted
+    names = sorted(first_probe.probs, key=_natural) if first_probe else []  # none: all scripted
     chance = 1 / len(names) if names else float("nan")  # uniform choice: 1/W
     curve = next(
         (n for n in ROUND_CURVES if any(m.name == n and m.round is not None for m in metrics)),
