@@ -97,7 +97,7 @@ def test_sample_index_follows_tempered_distribution():
     assert sample_index(logprobs, 1.0, 0.0) == 0 and sample_index(logprobs, 1.0, 0.9999) == 2
 
 
-def test_multi_token_options_are_rejected(population):
+def test_the_one_token_path_names_multi_token_options_and_unknown_agents(population):
     with pytest.raises(ValueError, match="single tokens"):
         population.option_token_id("Rumpelstiltskin")
     with pytest.raises(KeyError, match="no adapter"):
