@@ -26,6 +26,46 @@ def embedded_model_path() -> str:
     return str(prepare_embedded())
 
 
+# What every tiny-model run shares; each game adds its own game keys.
+TINY_RUN = {
+    "model.name_or_path": "tiny-random",
+    "run.generations": 2,
+    "metrics.window": 2,
+    "distill.max_examples": 4,
+    "distill.epochs": 1,
+    "distill.batch_size": 4,
+    "model.batch_size": 8,
+}
+
+
+def as_overrides(output_dir, values: dict, extra: dict) -> list[str]:
+    """``key=value`` overrides: the tiny-run defaults, ``values``, then ``extra``."""
+    merged = {**TINY_RUN, "run.output_dir": str(output_dir), **values, **extra}
+    return [f"{k}={v}" for k, v in merged.items()]
+
+
+def read_decisions(run_dir, g: int) -> list[dict]:
+    """Generation ``g``'s transcript as plain JSON records."""
+    import json
+
+    from trainer.run_dir import RunLayout
+
+    text = RunLayout(run_dir).transcripts(g).read_text()
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def run_config(config, overrides: list[str], logs=None):
+    """Run (or resume) ``config`` with ``overrides``, quietly."""
+    from trainer.generation_loop import run_experiment
+
+    return run_experiment(
+        config,
+        overrides,
+        progress=False,
+        log=(logs.append if logs is not None else lambda _: None),
+    )
+
+
 def tiny_overrides(output_dir, **extra) -> list[str]:
     """A run small enough for a unit test on the tiny model."""
     values = {
@@ -50,14 +90,7 @@ def tiny_overrides(output_dir, **extra) -> list[str]:
 
 def run_tiny(output_dir, logs=None, **extra):
     """Run (or resume) the quickstart config shrunk by :func:`tiny_overrides`."""
-    from trainer.generation_loop import run_experiment
-
-    return run_experiment(
-        QUICKSTART,
-        tiny_overrides(output_dir, **extra),
-        progress=False,
-        log=(logs.append if logs is not None else lambda _: None),
-    )
+    return run_config(QUICKSTART, tiny_overrides(output_dir, **extra), logs)
 
 
 @pytest.fixture(scope="session")

@@ -8,49 +8,34 @@ from pathlib import Path
 import pytest
 
 from societies.games import debate
+from tests.conftest import as_overrides, read_decisions, run_config
 from trainer.run_dir import RunLayout
 
 DEBATE = Path(__file__).parents[1] / "configs/debate/arithmetic.yaml"
 
 
 def debate_overrides(output_dir, **extra) -> list[str]:
+    """A debate small enough for a unit test on the tiny model."""
     values = {
-        "model.name_or_path": "tiny-random",
-        "run.output_dir": str(output_dir),
         "run.name": "db",
-        "run.generations": 2,
         "population.size": 3,
         "game.questions_per_generation": 2,
         "game.rounds_per_question": 1,
         "game.heldout_questions": 3,
         "game.max_new_tokens": 8,
-        "metrics.window": 2,
-        "distill.max_examples": 4,
-        "distill.epochs": 1,
-        "distill.batch_size": 4,
-        "model.batch_size": 8,
     }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
+    return as_overrides(output_dir, values, extra)
 
 
 def run_debate(output_dir, **extra):
-    from trainer.generation_loop import run_experiment
-
-    return run_experiment(
-        DEBATE, debate_overrides(output_dir, **extra), progress=False, log=lambda _: None
-    )
-
-
-def _decisions(root: Path, g: int) -> list[dict]:
-    return [json.loads(x) for x in RunLayout(root).transcripts(g).read_text().splitlines()]
+    return run_config(DEBATE, debate_overrides(output_dir, **extra))
 
 
 def test_gibberish_replies_are_recorded_invalid_never_a_crash(tmp_path):
     """The tiny random model writes random tokens: the run completes, every reply is
     recorded with its text, and the unparseable ones count as invalid."""
     result = run_debate(tmp_path, **{"run.generations": 1})
-    decisions = _decisions(tmp_path / "db", 0)
+    decisions = read_decisions(tmp_path / "db", 0)
     assert len(decisions) == 2 * 2 * 3  # questions x rounds per question x agents
     for d in decisions:
         assert d["scoring"] == "generate" and d["options"] == [] and isinstance(d["text"], str)
@@ -89,7 +74,7 @@ def test_what_a_debate_distils_and_measures(tmp_path, monkeypatch):
     _scripted_replies(monkeypatch, answer_for)
     result = run_debate(tmp_path)
     for g in (0, 1):
-        decisions = _decisions(tmp_path / "db", g)
+        decisions = read_decisions(tmp_path / "db", g)
         assert all(d["valid"] for d in decisions)
         metrics = result.summaries[g].game_metrics
         assert metrics["accuracy_first"] == pytest.approx(2 / 3)

@@ -7,43 +7,26 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import QUICKSTART
+from tests.conftest import QUICKSTART, as_overrides, read_decisions, run_config
 from trainer.run_dir import RunLayout
 
 DONOR_QUICKSTART = Path(__file__).parents[1] / "configs/donor_game/quickstart.yaml"
 
 
 def donor_overrides(output_dir, **extra) -> list[str]:
-    """A donor game small enough for a unit test on the tiny model."""
+    """A donor small enough for a unit test on the tiny model."""
     values = {
-        "model.name_or_path": "tiny-random",
-        "run.output_dir": str(output_dir),
         "run.name": "d",
-        "run.generations": 2,
         "population.size": 4,
         "game.rounds": 4,
         "game.fractions": "[0.0, 0.5, 1.0]",
         "probe.orders": 2,
-        "metrics.window": 2,
-        "distill.max_examples": 4,
-        "distill.epochs": 1,
-        "distill.batch_size": 4,
-        "model.batch_size": 8,
     }
-    values.update(extra)
-    return [f"{k}={v}" for k, v in values.items()]
+    return as_overrides(output_dir, values, extra)
 
 
 def run_donor(output_dir, **extra):
-    from trainer.generation_loop import run_experiment
-
-    return run_experiment(
-        DONOR_QUICKSTART, donor_overrides(output_dir, **extra), progress=False, log=lambda _: None
-    )
-
-
-def _decisions(root: Path, g: int) -> list[dict]:
-    return [json.loads(x) for x in RunLayout(root).transcripts(g).read_text().splitlines()]
+    return run_config(DONOR_QUICKSTART, donor_overrides(output_dir, **extra))
 
 
 def test_everyone_giving_everything_ends_in_the_closed_form(tmp_path, monkeypatch):
@@ -67,7 +50,7 @@ def test_everyone_giving_everything_ends_in_the_closed_form(tmp_path, monkeypatc
         assert metrics["max_final_resources"] == 240.0 and metrics["min_final_resources"] == 0.0
         assert metrics["gini_final_resources"] == 0.5
         assert metrics["mean_donation_fraction"] == 1.0
-    decisions = _decisions(tmp_path / "d", 0)
+    decisions = read_decisions(tmp_path / "d", 0)
     assert len(decisions) == 4 * 2  # 4 rounds x 2 donors
     assert all(d["role"] == "donor" and d["action"] == "100%" for d in decisions)
     # payoff = minus what the donor held: 10, then 30 (round 1's donors got 3 x 10), 60, 120
@@ -78,7 +61,7 @@ def test_donor_game_two_generations_on_the_tiny_model(tmp_path):
     result = run_donor(tmp_path)
     layout = RunLayout(tmp_path / "d")
     for g in (0, 1):
-        decisions = _decisions(tmp_path / "d", g)
+        decisions = read_decisions(tmp_path / "d", g)
         assert len(decisions) == 8 and {d["scoring"] for d in decisions} == {"sequence"}
         for d in decisions:
             assert sorted(d["options"]) == ["0%", "100%", "50%"]

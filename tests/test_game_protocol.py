@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_tiny
+from tests.conftest import read_decisions, run_tiny
 from tests.float32 import OPTION_MASS_RTOL, PROB_ATOL_OTHER_BATCH, assert_close
 from trainer.run_dir import RunLayout
 
@@ -74,18 +74,13 @@ def _no_model(monkeypatch):
     monkeypatch.setattr(trainer.generation_loop, "resolve_model", refuse)
 
 
-def _decisions(run_dir: Path, g: int) -> list[dict]:
-    text = RunLayout(run_dir).transcripts(g).read_text()
-    return [json.loads(line) for line in text.splitlines()]
-
-
 def test_a_scripted_population_runs_without_a_model(tmp_path, monkeypatch):
     _no_model(monkeypatch)
     seats = "[{policy: fixed_name, name: B, count: 2}, {policy: uniform, count: 2}]"
     result = run_tiny(tmp_path, **{"game.names": "[A, B, C, D]", "population.scripted": seats})
     assert [s.generation for s in result.summaries] == [0, 1]
     for g in (0, 1):
-        decisions = _decisions(tmp_path / "t", g)
+        decisions = read_decisions(tmp_path / "t", g)
         assert len(decisions) == 4 * 4  # 4 rounds x (2 pairs x 2 seats)
         for d in decisions:
             assert d["scoring"] == "scripted" and d["option_mass"] == 1.0
@@ -108,9 +103,9 @@ def test_committed_seats_never_deviate_beside_llm_agents(reference, tmp_path):
     )
     committed = "agent_03"
     for g in (0, 1):
-        mine = [d for d in _decisions(tmp_path / "t", g) if d["agent"] == committed]
+        mine = [d for d in read_decisions(tmp_path / "t", g) if d["agent"] == committed]
         assert mine and all(d["action"] == "D" and d["scoring"] == "scripted" for d in mine)
-        others = [d for d in _decisions(tmp_path / "t", g) if d["agent"] != committed]
+        others = [d for d in read_decisions(tmp_path / "t", g) if d["agent"] != committed]
         assert all(d["scoring"] == "next_token" and d["policy"] is None for d in others)
     layout = RunLayout(tmp_path / "t")
     assert not layout.adapter(0, committed).exists()
