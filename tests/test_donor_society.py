@@ -29,7 +29,15 @@ def run_donor(output_dir, **extra):
     return run_config(DONOR_QUICKSTART, donor_overrides(output_dir, **extra))
 
 
-def test_everyone_giving_everything_ends_in_the_closed_form(tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    "seat",
+    [
+        "{policy: fixed_fraction, fraction: 1.0, count: 4}",
+        # gives 100% to a recipient with no history, then what the recipient gave: 100%
+        "{policy: reciprocator, count: 4}",
+    ],
+)
+def test_everyone_giving_everything_ends_in_the_closed_form(tmp_path, monkeypatch, seat):
     """All four seats scripted to give 100%: resources double-and-move each round.
 
     With N agents in halves A and B and everyone giving all, the donors of round r hand
@@ -41,9 +49,7 @@ def test_everyone_giving_everything_ends_in_the_closed_form(tmp_path, monkeypatc
     from tests.test_game_protocol import _no_model
 
     _no_model(monkeypatch)
-    result = run_donor(
-        tmp_path, **{"population.scripted": "[{policy: fixed_fraction, fraction: 1.0, count: 4}]"}
-    )
+    result = run_donor(tmp_path, **{"population.scripted": f"[{seat}]"})
     for summary in result.summaries:
         metrics = summary.game_metrics
         assert metrics["mean_final_resources"] == 2**3 * 3 * 10 / 2

@@ -94,7 +94,10 @@ class DonorSocietyGame(DonorGame):
             events.extend(outcome.events)
         return DonorState(resources, tuple(events))
 
-    def view(self, turn: Turn, history: Sequence[Decision], agents: Sequence[str]) -> DonorView:
+    def view(self, turn: Turn, history: Sequence[Decision]) -> DonorView:
+        """What the donor of ``turn`` sees, replayed from ``history`` (agents absent from
+        it still hold the endowment, so they need not be listed)."""
+        agents = sorted(set(_agents_of(history)) | {turn.agent, turn.partner})
         state = self.replay(agents, history)
         return self._view(turn.agent, turn.partner, len(_rounds(history)), state)
 
@@ -128,7 +131,6 @@ class DonorSocietyGame(DonorGame):
                     partner=recipient,
                 )
             )
-        self._agents = tuple(agents)  # scripted policies rebuild the same views
         return turns
 
     def outcomes(
@@ -229,7 +231,7 @@ class ScriptedDonor:
     policy: object  # DonorPolicy: DonorView -> Choice
 
     def probs(self, turn: Turn, history: Sequence[Decision]) -> tuple[float, ...]:
-        view = self.game.view(turn, history, self.game._agents)
+        view = self.game.view(turn, history)
         choice: Choice = self.policy(view)
         return one_hot(turn.options, option_label(choice))
 
