@@ -25,6 +25,8 @@ class Stream(str, Enum):
     PROBE = "probe"
     TRAINING = "training"
     MUTATION = "mutation"
+    SELECTION = "selection"  # tie-breaks and parents in evolution between generations
+    ANCHOR = "anchor"  # which generation-0 rows an anchored data policy draws
     INTERVENTION = "intervention"
 
 

@@ -345,7 +345,7 @@ def older_schema_release(ctx: Ctx) -> Bad:
     run = to_older_schema(ctx.run_copy())
     return Bad(
         ["release", str(run), "--agent", "agent_01", "--out", str(ctx.tmp / "release")],
-        [str(run / "lineage.json"), "schema_version=0", "reads schema_version 1"],
+        [str(run / "lineage.json"), "schema_version=0", "reads schema_version 2"],
     )
 
 
@@ -357,7 +357,7 @@ def older_schema_resume(ctx: Ctx) -> Bad:
         [
             str(run / "lineage.json"),  # the first record a resume reads
             "schema_version=0",
-            "reads schema_version 1",
+            "reads schema_version 2",
         ],
     )
 

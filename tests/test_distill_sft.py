@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from societies.games.naming_game import NamingGame, NamingGameRules
 from societies.population import LoraSpec, PopulationModel
 from societies.probes import prior_probe, probe_orders
-from trainer.distill_sft import SftSettings, distill_sft, read_outcome
+from trainer.distill_sft import SftSettings, distill_adapter, read_outcome
 
 GAME = NamingGame(NamingGameRules(names=tuple("RKTBQ"), memory=3))
 
@@ -54,7 +54,7 @@ def test_sft_changes_adapter_not_base_and_raises_target_prior(
 
     monkeypatch.setattr(AutoModelForCausalLM, "from_pretrained", spy)
     out = tmp_path / "trained"
-    outcome = distill_sft(
+    outcome = distill_adapter(
         agent="a",
         model_path=tiny_model_path,
         start_adapter=start_adapter,
@@ -98,7 +98,7 @@ def test_sft_changes_adapter_not_base_and_raises_target_prior(
 
 def test_no_examples_carries_the_adapter_over(tiny_model_path, start_adapter, tmp_path):
     out = tmp_path / "kept"
-    outcome = distill_sft(
+    outcome = distill_adapter(
         agent="a",
         model_path=tiny_model_path,
         start_adapter=start_adapter,

@@ -11,7 +11,7 @@ from societies.probes import prior_probe, probe_orders
 from societies.records import Decision
 from trainer.config import load_experiment
 from trainer.datasets import Selection, select_turns, sft_examples
-from trainer.distill_sft import distill_sft, settings_from_config
+from trainer.distill_sft import distill_adapter, settings_from_config
 
 pytestmark = pytest.mark.integration
 
@@ -72,7 +72,7 @@ def test_distilled_convention_raises_the_prior_on_it(embedded_model_path, tmp_pa
             config.distill.max_examples,
         )
         assert len(examples) == config.distill.max_examples
-        outcome = distill_sft(
+        outcome = distill_adapter(
             agent=agent,
             model_path=embedded_model_path,
             start_adapter=tmp_path / "start" / agent,

@@ -336,7 +336,7 @@ def test_adapter_folder_with_only_pickled_weights_is_refused(
     from safetensors.torch import load_file
 
     from societies.population import LoraSpec, PopulationModel
-    from trainer.distill_sft import SftSettings, distill_sft
+    from trainer.distill_sft import SftSettings, distill_adapter
 
     folder = PopulationModel(tiny_model_path, ["a"], LoraSpec(), engine="peft").save_adapter(
         "a", tmp_path / "a"
@@ -355,7 +355,7 @@ def test_adapter_folder_with_only_pickled_weights_is_refused(
         "completion": [{"role": "assistant", "content": "A"}],
     }
     with pytest.raises(FileNotFoundError, match="only from safetensors"):
-        distill_sft(
+        distill_adapter(
             agent="a",
             model_path=tiny_model_path,
             start_adapter=folder,

@@ -102,12 +102,14 @@ class PreferencePair:
         source: where the pair comes from, ``"<game>: prompt g<generation>/r<round>/
             p<pair>/<agent>"``, followed by ``", chosen from ..."`` or ``", rejected from
             ..."`` when that completion was another decision's.
+        agent: whose prompt it is (the agent that learns from it as its own pair).
     """
 
     prompt: tuple[Message, ...]
     chosen: str
     rejected: str
     source: str
+    agent: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompt", tuple(self.prompt))
@@ -160,6 +162,7 @@ def naming_pairs(decisions: Sequence[Decision]) -> tuple[list[PreferencePair], i
                 chosen=d.partner_action,
                 rejected=d.action,
                 source=f"{d.game}: prompt {_where(d)}",
+                agent=d.agent,
             )
         )
     return pairs, skipped
@@ -220,6 +223,7 @@ def donor_pairs(
                             chosen=i.action,
                             rejected=action,
                             source=f"{i.game}: prompt {_where(i)}, rejected from {_where(j)}",
+                            agent=i.agent,
                         )
                     )
     return pairs, skipped
@@ -286,6 +290,21 @@ def debate_pairs(
                                 chosen=text,
                                 rejected=r.text,
                                 source=f"{r.game}: prompt {_where(r)}, chosen from {_where(c)}",
+                                agent=r.agent,
                             )
                         )
     return pairs, skipped
+
+
+def preference_pairs(game, decisions: Sequence[Decision]) -> tuple[list[PreferencePair], int]:
+    """The DPO pairs of ``game``'s decisions, by the game's own builder above."""
+    if game.name == NAMING_GAME:
+        return naming_pairs(decisions)
+    if game.name == DONOR_GAME:
+        return donor_pairs(decisions, game)
+    if game.name == debate.GAME_NAME:
+        return debate_pairs(decisions, game)
+    raise ValueError(
+        f"no DPO pair builder for game {game.name!r}; games with one: "
+        f"{[NAMING_GAME, DONOR_GAME, debate.GAME_NAME]}"
+    )

@@ -16,6 +16,7 @@ from societies.records import Decision
 class Selection(str, Enum):
     OWN_SUCCESSES = "own_successes"
     COMMUNITY_SUCCESSES = "community_successes"
+    TOP_PAYOFF = "top_payoff"  # the top share of all turns by payoff (Sotopia-pi's filter)
 
 
 def select_turns(
@@ -37,6 +38,11 @@ def select_turns(
         return [d for d in good if d.agent == agent]
     if rule is Selection.COMMUNITY_SUCCESSES:
         return good
+    if rule is Selection.TOP_PAYOFF:
+        raise ValueError(
+            "selection 'top_payoff' ranks every turn by payoff, not the successful ones: "
+            "use trainer.data_builders.top_payoff_turns"
+        )
     raise NotImplementedError(rule)  # pragma: no cover - the enum is closed
 
 

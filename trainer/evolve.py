@@ -266,21 +266,71 @@ def write_crossover_folder(
     state_b, config_b = read_adapter_state(parent_dir_b)
     if len(weights) != 2:
         raise ValueError(f"weights={weights!r}; expected two numbers, (weight_a, weight_b)")
+    config, scalings = crossover_config(config_a, config_b)
+    child = crossover(state_a, state_b, float(weights[0]), float(weights[1]), **scalings)
+    return write_adapter_state(out_dir, child, config)
+
+
+def truncate_rank(
+    state: Mapping[str, torch.Tensor], max_rank: int
+) -> tuple[dict[str, torch.Tensor], float]:
+    """Refactor every module of rank above ``max_rank`` to its best rank-``max_rank``
+    approximation (Eckart–Young: the truncated SVD of its ``B A``), keeping the scaling.
+
+    Repeated ``cat`` crossovers add ranks every generation (r, 2r, 4r, ...); this caps
+    them. Per module ``B A = Q_b (R_b R_aᵀ) Q_aᵀ`` with ``B = Q_b R_b`` and ``Aᵀ = Q_a R_a``,
+    so only the small ``R×R`` core is decomposed: ``U S Vᵀ``, then
+    ``B' = Q_b U_k √S_k`` and ``A' = √S_k V_kᵀ Q_aᵀ``. Exact when the delta's rank is at
+    most ``max_rank``. Computed in float64, returned in the input dtype.
+
+    Returns:
+        the new state, and the relative Frobenius error of the whole delta,
+        ``||Δ - Δ'|| / ||Δ||`` (0.0 when nothing was truncated or Δ = 0).
+    """
+    if max_rank < 1:
+        raise ValueError(f"max_rank={max_rank!r}; must be an integer >= 1")
+    out, dropped, total = {}, 0.0, 0.0
+    for module, (a, b) in lora_factors(state).items():
+        a64, b64 = a.double(), b.double()
+        if a.shape[0] <= max_rank:
+            out[module + LORA_A_SUFFIX], out[module + LORA_B_SUFFIX] = a.clone(), b.clone()
+            total += float((b64 @ a64).square().sum())
+            continue
+        q_b, r_b = torch.linalg.qr(b64)
+        q_a, r_a = torch.linalg.qr(a64.T)
+        u, sigma, vh = torch.linalg.svd(r_b @ r_a.T)
+        k = min(max_rank, sigma.numel())  # a module narrower than max_rank: zero-pad
+        root = sigma[:k].sqrt()
+        new_b = torch.zeros(b.shape[0], max_rank, dtype=torch.float64)
+        new_a = torch.zeros(max_rank, a.shape[1], dtype=torch.float64)
+        new_b[:, :k] = q_b @ u[:, :k] * root
+        new_a[:k] = (root[:, None] * vh[:k]) @ q_a.T
+        dropped += float(sigma[k:].square().sum())
+        total += float(sigma.square().sum())
+        out[module + LORA_A_SUFFIX] = new_a.to(a.dtype).contiguous()
+        out[module + LORA_B_SUFFIX] = new_b.to(b.dtype).contiguous()
+    return out, (math.sqrt(dropped / total) if total > 0 else 0.0)
+
+
+def alpha_for_scaling(config: Mapping, scaling: float, rank: int) -> int | float:
+    """The ``lora_alpha`` that gives ``scaling`` at ``rank`` (alpha/r, or alpha/sqrt(r)
+    with rsLoRA, as ``config`` says); an int when it is whole."""
+    alpha = scaling * (math.sqrt(rank) if config.get("use_rslora") else rank)
+    return int(alpha) if float(alpha).is_integer() else alpha
+
+
+def crossover_config(config_a: Mapping, config_b: Mapping) -> tuple[dict, dict[str, float]]:
+    """The ``cat`` child's config (parent a's, with ``r = r_a + r_b`` and parent a's
+    scaling) and the scalings :func:`crossover` folds into the B blocks."""
     r_out = int(config_a["r"]) + int(config_b["r"])
     scaling_a = lora_scaling(config_a)
-    root = math.sqrt(r_out) if config_a.get("use_rslora") else r_out
-    alpha = scaling_a * root
-    config = {**config_a, "r": r_out, "lora_alpha": int(alpha) if alpha.is_integer() else alpha}
-    child = crossover(
-        state_a,
-        state_b,
-        float(weights[0]),
-        float(weights[1]),
-        scaling_a=scaling_a,
-        scaling_b=lora_scaling(config_b),
-        scaling_out=lora_scaling(config),  # what PEFT will compute from the written config
-    )
-    return write_adapter_state(out_dir, child, config)
+    config = {**config_a, "r": r_out, "lora_alpha": alpha_for_scaling(config_a, scaling_a, r_out)}
+    scalings = {
+        "scaling_a": scaling_a,
+        "scaling_b": lora_scaling(config_b),
+        "scaling_out": lora_scaling(config),  # what PEFT will compute from the written config
+    }
+    return config, scalings
 
 
 # ----- mutation -------------------------------------------------------------------------

@@ -4,8 +4,10 @@ One generation (DESIGN.md, "The loop"):
   1. load the population with the adapters the generation starts from;
   2. probe every agent's empty-memory prior ("before");
   3. play the rounds, one batched model call per round, appending transcripts;
-  4. distil each agent's selected turns into its adapter (TRL SFT);
-  5. probe the new adapters ("after"); write metrics, summary, lineage; then COMPLETE.
+  4. distil each agent's rows into its adapter (SFT or DPO; per agent or one community
+     adapter; over the generations the data policy says);
+  5. evolve (select, crossover, mutate, immigrants) when ``evolution:`` asks;
+  6. probe the new adapters ("after"); write metrics, summary, lineage; then COMPLETE.
 
 Re-running the same command resumes (DESIGN.md, decision 6): completed generations
 are skipped; inside an unfinished one, complete rounds and finished adapters are kept
@@ -37,10 +39,16 @@ from societies.transcripts import (
     truncate_to,
 )
 from trainer import lineage
-from trainer.config import DistillBackend, ExperimentConfig, load_experiment
-from trainer.datasets import select_turns, sft_examples
+from trainer.config import AdapterScope, DistillBackend, ExperimentConfig, load_experiment
 from trainer.distill_group import distill_group
-from trainer.distill_sft import DistillOutcome, distill_sft, read_outcome, settings_from_config
+from trainer.distill_sft import (
+    DistillOutcome,
+    carry_over,
+    distill_adapter,
+    read_outcome,
+    settings_from_config,
+)
+from trainer.evolution_step import SeatPlan, apply_plan, plan_evolution
 from trainer.games import build_game
 from trainer.measure_generation import measure_generation
 from trainer.run_config_check import check_or_write_config
@@ -53,8 +61,10 @@ from trainer.run_dir import (
 )
 from trainer.run_records import read_priors, read_probes, read_summary
 from trainer.summary import GenerationSummary
-from trainer.tracking import rebuild_run_metrics, write_generation_metrics
+from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
+from trainer.training_data import COMMUNITY, TrainingRows, training_rows
 from trainer.wandb_tracking import WandbTracker
+from trainer.weight_metrics import generation_weight_records
 
 
 def _stderr(message: str) -> None:
@@ -220,7 +230,7 @@ class Experiment:
                     agent=agent,
                     generation=-1,
                     adapter=str(self.layout.initial_adapter(agent).relative_to(self.layout.root)),
-                    operation="init",
+                    operations=["init"],
                 )
                 for agent in agents
             ],
@@ -237,10 +247,14 @@ class Experiment:
         del population
         gc.collect()
 
+        d = cfg.distill
         self.log(
-            f"generation {g}: distillation ({cfg.distill.method.value}, {cfg.distill.selection.value})"
+            f"generation {g}: distillation ({d.method.value}, {d.selection.value}, "
+            f"{d.scope.value}, data {d.data_policy.value})"
         )
-        outcomes = self._distill(g, decisions)
+        data = self._training_rows(g, decisions)
+        outcomes = self._distill(g, data)
+        plans = self._evolve(g, decisions) if cfg.evolution.active else {}
 
         after_population = self.population({a: layout.adapter(g, a) for a in self.llm_agents})
         after = self._probe(after_population, f"generation {g} after")
@@ -258,6 +272,11 @@ class Experiment:
             window=cfg.metrics.window,
             population_size=cfg.population.size,
         )
+        records += self._weight_records(g)
+        records += [
+            MetricRecord(g, "fitness", plan.details["fitness"], "evolution", agent=a)
+            for a, plan in plans.items()
+        ]
         atomic_write_json(
             layout.probes(g),
             {
@@ -268,44 +287,36 @@ class Experiment:
         )
         write_generation_metrics(layout.generation_metrics(g), records)
         atomic_write_json(layout.summary(g), summary.to_dict())
-        root = layout.root
-        lineage.record(
-            layout,
-            [
-                lineage.LineageEntry(
-                    agent=o.agent,
-                    generation=g,
-                    adapter=str(layout.adapter(g, o.agent).relative_to(root)),
-                    operation=o.operation,
-                    parents=[str(self.start_adapters(g)[o.agent].relative_to(root))],
-                    examples=o.examples,
-                )
-                for o in outcomes
-            ],
-        )
+        entries = self._lineage_entries(g, data, outcomes, plans)
+        lineage.record(layout, entries)
+        final = {
+            e.agent: e for e in entries if e.adapter == layout.relative(layout.adapter(g, e.agent))
+        }
         # Tracking before COMPLETE, and finished (written to disk) before it: a kill in
         # between may log a generation twice (in two W&B runs of the group), never lose it.
         tracker = WandbTracker(
             cfg.tracking.wandb.value,
             cfg.tracking.project,
             cfg.run.name,
-            root,
+            layout.root,
             cfg.to_dict(),
             generation=g,
         )
         try:
             faults.point(f"tracking: generation {g}")
             tracker.log_generation(summary, records, decisions)
-            for o in outcomes:
-                faults.point(f"tracking: generation {g} {o.agent}")
+            for agent in self.llm_agents:
+                faults.point(f"tracking: generation {g} {agent}")
+                entry = final[agent]
                 tracker.log_adapter(
-                    agent=o.agent,
+                    agent=agent,
                     generation=g,
-                    path=layout.adapter(g, o.agent),
+                    path=layout.adapter(g, agent),
                     metadata={
-                        "operation": o.operation,
-                        "examples": o.examples,
-                        "parents": [str(self.start_adapters(g)[o.agent].relative_to(root))],
+                        "operation": entry.operation,
+                        "examples": entry.examples,
+                        "parents": entry.parents,
+                        "data_sha256": entry.data_sha256,
                         "base_model": self.base_model_id,
                     },
                 )
@@ -370,23 +381,76 @@ class Experiment:
             )
         return decisions
 
-    def _distill(self, g: int, decisions: list[Decision]) -> list[DistillOutcome]:
+    # ----- distillation ---------------------------------------------------------------
+    def _transcripts(self, g: int, current: list[Decision]) -> Callable[[int], list[Decision]]:
+        """Generation -> its decisions: ``current`` for ``g``, earlier ones read from disk."""
+        per_round = self.game.decisions_per_round(len(self.agents))
+
+        def read(k: int) -> list[Decision]:
+            return (
+                current
+                if k == g
+                else read_complete_rounds(self.layout.transcripts(k), per_round)[0]
+            )
+
+        return read
+
+    def _training_rows(self, g: int, decisions: list[Decision]) -> dict[str, TrainingRows]:
+        """Each learner's rows: every LLM agent's, or the community adapter's."""
+        learners = [COMMUNITY] if self._community else self.llm_agents
+        read = self._transcripts(g, decisions)
         cfg = self.config
-        outcomes = []
+        data = {
+            who: training_rows(self.game, who, g, read, cfg.distill, cfg.run.seed)
+            for who in learners
+        }
+        for who, rows in data.items():
+            if not rows.rows:
+                self.log(
+                    f"generation {g}: {who} had no rows to learn from "
+                    f"({cfg.distill.method.value}, {cfg.distill.selection.value}); "
+                    "adapter carried over unchanged"
+                )
+        return data
+
+    @property
+    def _community(self) -> bool:
+        return self.config.distill.scope is AdapterScope.COMMUNITY
+
+    def _distilled_dir(self, g: int, agent: str) -> Path:
+        """Where distillation writes ``agent``'s adapter: its final folder, unless
+        evolution makes the final one from it."""
+        if self.config.evolution.active:
+            return self.layout.distilled(g, agent)
+        return self.layout.adapter(g, agent)
+
+    def _community_start(self, g: int) -> Path:
+        """The community adapter generation ``g`` trains from: the last generation's, or
+        for generation 0 the first LLM agent's initial adapter (every initial adapter has
+        a zero delta, so which one only seeds the trajectory)."""
+        if g == 0:
+            return self.layout.initial_adapter(self.llm_agents[0])
+        return self.layout.community_adapter(g - 1)
+
+    def _distill(self, g: int, data: dict[str, TrainingRows]) -> list[DistillOutcome]:
+        if self._community:
+            return self._distill_community(g, data[COMMUNITY])
+        if self.config.distill.backend is DistillBackend.BATCHED:
+            return self._distill_batched(g, data)
+        cfg = self.config
         settings = settings_from_config(cfg.distill)
-        if cfg.distill.backend is DistillBackend.BATCHED:
-            return self._distill_batched(g, decisions, settings)
+        outcomes = []
         bar = self._bar(self.llm_agents, desc=f"gen {g} distill")
         for agent in bar:
-            out_dir = self.layout.adapter(g, agent)
+            out_dir = self._distilled_dir(g, agent)
             if adapter_is_saved(out_dir):
                 outcomes.append(read_outcome(out_dir))
                 continue
-            outcome = distill_sft(
+            outcome = distill_adapter(
                 agent=agent,
                 model_path=self.model_path,
                 start_adapter=self.start_adapters(g)[agent],
-                examples=self._examples(g, agent, decisions),
+                examples=data[agent].rows,
                 out_dir=out_dir,
                 settings=settings,
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g, agent) % (2**31),
@@ -398,35 +462,162 @@ class Experiment:
             outcomes.append(outcome)
         return outcomes
 
-    def _examples(self, g: int, agent: str, decisions: list[Decision]) -> list[dict]:
-        """The SFT rows ``agent`` learns from; says so when there are none."""
-        rule = self.config.distill.selection
-        good = self.game.distill_turns(decisions)
-        rows = sft_examples(select_turns(good, agent, rule), self.config.distill.max_examples)
-        if not rows:
-            self.log(
-                f"generation {g}: {agent} had no selected turns ({rule.value}); "
-                "adapter carried over unchanged"
+    def _distill_community(self, g: int, rows: TrainingRows) -> list[DistillOutcome]:
+        """One adapter trained on everyone's rows, then copied into every agent's folder."""
+        cfg, layout = self.config, self.layout
+        shared = layout.community_adapter(g)
+        if not adapter_is_saved(shared):
+            self.log(f"generation {g}: training the community adapter on {len(rows.rows)} rows")
+            distill_adapter(
+                agent=COMMUNITY,
+                model_path=self.model_path,
+                start_adapter=self._community_start(g),
+                examples=rows.rows,
+                out_dir=shared,
+                settings=settings_from_config(cfg.distill),
+                seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g, COMMUNITY) % (2**31),
             )
-        return rows
+        trained = read_outcome(shared)
+        outcomes = []
+        for agent in self.llm_agents:
+            if not adapter_is_saved(layout.adapter(g, agent)):
+                carry_over(agent, shared, layout.adapter(g, agent))
+            outcomes.append(DistillOutcome(**{**trained.to_dict(), "agent": agent}))
+        return outcomes
 
-    def _distill_batched(self, g: int, decisions: list[Decision], settings) -> list[DistillOutcome]:
+    def _distill_batched(self, g: int, data: dict[str, TrainingRows]) -> list[DistillOutcome]:
         """All agents in one pass; agents whose adapter is already saved are kept."""
         cfg = self.config
-        todo = [a for a in self.llm_agents if not adapter_is_saved(self.layout.adapter(g, a))]
+        todo = [a for a in self.llm_agents if not adapter_is_saved(self._distilled_dir(g, a))]
         if todo:
             self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
-            examples = {a: self._examples(g, a, decisions) for a in todo}
             distill_group(
                 model_path=self.model_path,
                 start_adapters={a: self.start_adapters(g)[a] for a in todo},
-                examples=examples,
-                out_dirs={a: self.layout.adapter(g, a) for a in todo},
-                settings=settings,
+                examples={a: data[a].rows for a in todo},
+                out_dirs={a: self._distilled_dir(g, a) for a in todo},
+                settings=settings_from_config(cfg.distill),
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
                 label=f"generation {g}",
             )
-        return [read_outcome(self.layout.adapter(g, a)) for a in self.llm_agents]
+        return [read_outcome(self._distilled_dir(g, a)) for a in self.llm_agents]
+
+    # ----- evolution ------------------------------------------------------------------
+    def _evolve(self, g: int, decisions: list[Decision]) -> dict[str, SeatPlan]:
+        """Select, cross and mutate the distilled adapters into the generation's final ones."""
+        cfg = self.config
+        fitness = self.game.fitness(self.llm_agents, decisions)
+        plans = plan_evolution(fitness, cfg.evolution, cfg.run.seed, g)
+        faults.point(f"evolution: generation {g}")
+        self.log(
+            f"generation {g}: evolution ("
+            + ", ".join(f"{a}: {'+'.join(p.operations)}" for a, p in plans.items())
+            + ")"
+        )
+        return apply_plan(
+            plans,
+            distilled=lambda a: self.layout.distilled(g, a),
+            out_dir=lambda a: self.layout.adapter(g, a),
+            max_rank=cfg.evolution.max_rank or 4 * cfg.lora.r,
+            make_fresh=self._save_fresh_adapters,
+        )
+
+    def _save_fresh_adapters(self, seeds: dict[str, tuple[int, Path]]) -> None:
+        """Fresh adapters (immigrants), seeded per seat, into their folders."""
+        population = PopulationModel(
+            self.model_path,
+            list(seeds),
+            self.lora,
+            init_seeds={a: seed for a, (seed, _) in seeds.items()},
+            batch_size=self.config.model.batch_size,
+            engine=Engine.PEFT,
+        )
+        for agent, (_, path) in seeds.items():
+            population.save_adapter(agent, path)
+
+    # ----- records --------------------------------------------------------------------
+    def _weight_records(self, g: int) -> list[MetricRecord]:
+        """Adapter delta norms, their homogenisation and their distance from generation 0."""
+        if not self.llm_agents:
+            return []
+        return generation_weight_records(
+            g,
+            {a: self.layout.adapter(g, a) for a in self.llm_agents},
+            {a: self.layout.adapter(0, a) for a in self.llm_agents},
+        )
+
+    def _lineage_entries(
+        self,
+        g: int,
+        data: dict[str, TrainingRows],
+        outcomes: list[DistillOutcome],
+        plans: dict[str, SeatPlan],
+    ) -> list[lineage.LineageEntry]:
+        layout = self.layout
+        rel = layout.relative
+        start = self.start_adapters(g)
+        entries = []
+
+        def trained(agent, adapter, parent, outcome, rows):
+            return lineage.LineageEntry(
+                agent=agent,
+                generation=g,
+                adapter=rel(adapter),
+                operations=[outcome.operation],
+                parents=[rel(parent)],
+                examples=outcome.examples,
+                data_sha256=rows.sha256 if outcome.examples else "",
+                data_generations=rows.generations if outcome.examples else [],
+                training=_training_summary(outcome),
+                details={"skipped_contexts": rows.skipped} if rows.skipped else {},
+            )
+
+        if self._community:
+            shared = layout.community_adapter(g)
+            outcome = read_outcome(shared)
+            start_dir = self._community_start(g)
+            entries.append(trained(COMMUNITY, shared, start_dir, outcome, data[COMMUNITY]))
+            for o in outcomes:
+                entries.append(
+                    lineage.LineageEntry(
+                        agent=o.agent,
+                        generation=g,
+                        adapter=rel(layout.adapter(g, o.agent)),
+                        operations=["community"],
+                        parents=[rel(shared)],
+                    )
+                )
+            return entries
+        for o in outcomes:
+            entries.append(
+                trained(o.agent, self._distilled_dir(g, o.agent), start[o.agent], o, data[o.agent])
+            )
+        for seat, plan in plans.items():
+            entries.append(
+                lineage.LineageEntry(
+                    agent=seat,
+                    generation=g,
+                    adapter=rel(layout.adapter(g, seat)),
+                    operations=list(plan.operations),
+                    parents=[rel(layout.distilled(g, p)) for p in plan.parents],
+                    details=plan.details,
+                )
+            )
+        return entries
+
+
+def _training_summary(outcome: DistillOutcome) -> dict:
+    """The training record as lineage keeps it: losses at the ends, tokens and metrics
+    (not the time, which differs between runs: it is in the folder's training.json)."""
+    if not outcome.losses:
+        return {}
+    return {
+        "loss_first": outcome.losses[0],
+        "loss_last": outcome.losses[-1],
+        "steps": len(outcome.losses),
+        "train_tokens": outcome.train_tokens,
+        **outcome.metrics,
+    }
 
 
 def run_experiment(

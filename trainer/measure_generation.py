@@ -82,7 +82,7 @@ def measure_generation(
         prior_entropy_before=_mean(entropy_bits(p.probs) for p in before.values()),
         prior_entropy_after=_mean(entropy_bits(p.probs) for p in after.values()),
         option_mass_mean=option_mass,
-        distilled=sum(o.operation == "sft" for o in outcomes),
+        distilled=sum(o.operation in ("sft", "dpo") for o in outcomes),
         carried_over=sum(o.operation == "carried_over" for o in outcomes),
         scripted=len({d.agent for d in decisions if d.scripted}),
         game_metrics=values,

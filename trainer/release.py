@@ -83,7 +83,7 @@ def release_adapter(
     _check_out_dir(Path(out_dir))
 
     config = experiment.config
-    chain = _lineage_chain(read_lineage(layout), agent, generation)
+    chain = _lineage_chain(read_lineage(layout), layout.relative(source))
     summary = read_summary(layout, generation)
     prior = read_probes(layout, generation)["after"][agent]
     base_model = experiment.base_model_id
@@ -124,10 +124,12 @@ def _check_out_dir(out_dir: Path) -> None:
         raise ValueError(f"--out {out_dir} is inside {parent}, which is a file; {accepted}")
 
 
-def _lineage_chain(entries: list[LineageEntry], agent: str, generation: int) -> list[LineageEntry]:
-    """The adapter's ancestry, oldest first: initial adapter, then each generation's step."""
+def _lineage_chain(entries: list[LineageEntry], adapter: str) -> list[LineageEntry]:
+    """The adapter's ancestry, oldest first: initial adapter, then every step that made
+    it (distillation, then evolution), following each entry's first parent; a
+    crossover's second parent is named in its row of the card."""
     by_path = {e.adapter: e for e in entries}
-    current = next((e for e in entries if e.agent == agent and e.generation == generation), None)
+    current = by_path.get(adapter)
     chain = []
     while current is not None:
         chain.append(current)
@@ -138,22 +140,23 @@ def _lineage_chain(entries: list[LineageEntry], agent: str, generation: int) -> 
 def _model_card(agent, generation, base_model, run_name, chain, summary, prior) -> str:
     probs = sorted(prior.probs.items(), key=lambda kv: -kv[1])
     steps = "\n".join(
-        f"| {e.generation if e.generation >= 0 else 'initial'} | `{e.adapter}` | {e.operation} | {e.examples} |"
+        f"| {e.generation if e.generation >= 0 else 'initial'} | `{e.adapter}` | {e.operation} "
+        f"| {', '.join(f'`{p}`' for p in e.parents)} | {e.examples} |"
         for e in chain
     )
     top = "\n".join(f"| {name} | {p:.3f} |" for name, p in probs[:5])
     return f"""---
 base_model: {base_model}
 library_name: peft
-tags: [folkways, lora, naming-game, multi-agent]
+tags: [folkways, lora, {summary.game.replace("_", "-")}, multi-agent]
 ---
 
 # folkways agent `{agent}` after generation {generation} of run `{run_name}`
 
-A LoRA adapter for `{base_model}`, evolved by folkways: the agent played the naming
-game (Ashery, Aiello & Baronchelli, Sci. Adv. 2025) with its society in context, and
-after each generation the community's successful turns were distilled into its
-weights.
+A LoRA adapter for `{base_model}`, evolved by folkways: the agent played the
+{summary.game.replace("_", " ")} with its society in context, and after each generation
+what the society did was distilled into its weights (the lineage below names every
+step).
 
 ```python
 from peft import PeftModel
@@ -165,8 +168,8 @@ model = PeftModel.from_pretrained(base, "<this folder>")
 
 ## Lineage
 
-| generation | adapter (in the run directory) | operation | distilled turns |
-|---|---|---|---|
+| generation | adapter (in the run directory) | operations | parents | training rows |
+|---|---|---|---|---|
 {steps}
 
 ## Measured prior (empty memory, averaged over {prior.orders} option orders)

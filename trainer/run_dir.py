@@ -47,11 +47,15 @@ class RunLayout:
         transcripts.jsonl              one Decision per line
         probe_before.json              priors of the adapters the generation started with
         probes.json                    priors before and after distillation
-        adapters/<agent>/              PEFT adapter (+ training.json) after distillation
+        adapters/<agent>/              the adapter the next generation starts from
+                                       (+ training.json): distilled, then evolved
+        distilled/<agent>/             with evolution on: the adapter as distilled,
+                                       before selection, crossover and mutation
+        community/                     with distill.scope=community: the shared adapter
         summary.json                   the generation's headline numbers
         COMPLETE                       written last
       metrics.jsonl                    one record per (generation, metric, agent?, round?)
-      lineage.json                     parents and operation of every adapter
+      lineage.json                     parents, operations and data of every adapter
     ```
     """
 
@@ -93,6 +97,16 @@ class RunLayout:
 
     def adapter(self, g: int, agent: str) -> Path:
         return self.generation(g) / "adapters" / agent
+
+    def distilled(self, g: int, agent: str) -> Path:
+        return self.generation(g) / "distilled" / agent
+
+    def community_adapter(self, g: int) -> Path:
+        return self.generation(g) / "community"
+
+    def relative(self, path: Path) -> str:
+        """``path`` relative to the run directory, as lineage and records name folders."""
+        return str(Path(path).relative_to(self.root))
 
     def complete(self, g: int) -> Path:
         return self.generation(g) / COMPLETE

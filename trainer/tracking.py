@@ -22,7 +22,8 @@ METRICS_SCHEMA_VERSION = 1
 class MetricRecord:
     """One number: ``name`` at ``generation`` (and optionally for one agent or round).
 
-    ``phase`` says when it was measured: "rollout", "probe_before", "probe_after", "distill".
+    ``phase`` says when it was measured: "rollout", "probe_before", "probe_after",
+    "distill", "weights" (adapter weight-space metrics) or "evolution" (fitness).
     """
 
     generation: int

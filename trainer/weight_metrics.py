@@ -188,3 +188,53 @@ def _check_same_shape(module, a1, b1, a2, b2, name1="first", name2="second") -> 
             f"{name2} a [{b2.shape[0]}, {a2.shape[1]}] one; deltas of different base models "
             "cannot be compared"
         )
+
+
+def generation_weight_records(
+    generation: int, adapters: Mapping[str, Path], origins: Mapping[str, Path]
+) -> list:
+    """A generation's weight-space metrics as metric records (phase ``"weights"``).
+
+    Per agent: ``adapter_delta_norm`` (``||ΔW||_F`` over all modules) and
+    ``adapter_distance_from_gen0`` (from the same seat's generation-0 adapter in
+    ``origins``); for the population: ``adapter_delta_norm_mean`` and
+    ``adapter_pairwise_cosine``, the mean cosine of the agents' deltas (1 when every
+    agent holds the same adapter: homogenisation). The cosine is NaN with fewer than two
+    agents of non-zero delta. One Gram matrix gives all of them.
+    """
+    from trainer.tracking import MetricRecord
+
+    agents = list(adapters)
+    deltas = {a: LoraDelta.from_folder(adapters[a]) for a in agents}
+    if generation > 0:
+        deltas.update({("origin", a): LoraDelta.from_folder(origins[a]) for a in agents})
+    gram = gram_matrix(deltas)
+    index = {key: i for i, key in enumerate(deltas)}
+    records = []
+    norms = {}
+    for a in agents:
+        i = index[a]
+        norms[a] = float(np.sqrt(max(gram[i, i], 0.0)))
+        if generation > 0:
+            j = index[("origin", a)]
+            moved = float(np.sqrt(max(gram[i, i] + gram[j, j] - 2 * gram[i, j], 0.0)))
+        else:
+            moved = 0.0
+        records.append(MetricRecord(generation, "adapter_delta_norm", norms[a], "weights", agent=a))
+        records.append(
+            MetricRecord(generation, "adapter_distance_from_gen0", moved, "weights", agent=a)
+        )
+    live = [a for a in agents if norms[a] > 0]
+    cosines = [
+        gram[index[a], index[b]] / (norms[a] * norms[b])
+        for k, a in enumerate(live)
+        for b in live[k + 1 :]
+    ]
+    mean_cosine = float(np.mean(cosines)) if cosines else float("nan")
+    records.append(
+        MetricRecord(
+            generation, "adapter_delta_norm_mean", float(np.mean(list(norms.values()))), "weights"
+        )
+    )
+    records.append(MetricRecord(generation, "adapter_pairwise_cosine", mean_cosine, "weights"))
+    return records

@@ -33,6 +33,7 @@ from societies.games.protocol import (
     RoundContext,
     ScriptedSeat,
     Turn,
+    mean_payoff,
 )
 from societies.records import AgentPrior, Decision
 
@@ -192,6 +193,10 @@ class DebateSocietyGame:
                     if d.valid and moved and _answer(d.action) == majority:
                         chosen.append(d)
         return sorted(chosen, key=lambda d: (d.round, d.agent))
+
+    def fitness(self, agents: Sequence[str], decisions: Sequence[Decision]) -> dict[str, float]:
+        """Mean payoff per reply (the rules pay correct answers)."""
+        return mean_payoff(agents, decisions)
 
     def _metrics(self, decisions: Sequence[Decision]) -> debate.RoundMetrics:
         truth = self.question(decisions[0].generation, decisions[0].round).answer

@@ -213,6 +213,11 @@ class DonorSocietyGame(DonorGame):
         keep = set(ranked[: max(1, round(self.survivors * len(agents)))])
         return [d for d in decisions if d.agent in keep]
 
+    def fitness(self, agents: Sequence[str], decisions: Sequence[Decision]) -> dict[str, float]:
+        """Final resources, the paper's criterion for survival."""
+        final = self.replay(sorted(set(agents) | set(_agents_of(decisions))), decisions)
+        return {a: final.resources[a] for a in agents}
+
     def _mean_fraction(self, decisions: Sequence[Decision]) -> float:
         """Mean share given; a punishment counts as giving 0."""
         shares = [

@@ -28,6 +28,7 @@ from societies.games.protocol import (
     RoundContext,
     ScriptedSeat,
     Turn,
+    mean_payoff,
     one_hot,
     uniform_probs,
 )
@@ -227,6 +228,10 @@ class NamingGame:
     def distill_turns(self, decisions: Sequence[Decision]) -> list[Decision]:
         """Successful turns: both players named the same item."""
         return [d for d in decisions if d.success]
+
+    def fitness(self, agents: Sequence[str], decisions: Sequence[Decision]) -> dict[str, float]:
+        """Mean payoff per interaction."""
+        return mean_payoff(agents, decisions)
 
 
 def memories(history: Sequence[Decision], agents: Sequence[str]) -> dict[str, list[Interaction]]:

@@ -214,6 +214,20 @@ class Game(Protocol):
     def distill_turns(self, decisions: Sequence[Decision]) -> list[Decision]:
         """The decisions that count as good behaviour worth learning (e.g. successes)."""
 
+    def fitness(self, agents: Sequence[str], decisions: Sequence[Decision]) -> dict[str, float]:
+        """Each agent's fitness in one generation's decisions, for selection between
+        generations (``trainer.evolve.select``)."""
+
+
+def mean_payoff(agents: Sequence[str], decisions: Sequence[Decision]) -> dict[str, float]:
+    """Each agent's mean payoff over its decisions; 0.0 for an agent that never played."""
+    totals = {a: [0.0, 0] for a in agents}
+    for d in decisions:
+        if d.agent in totals:
+            totals[d.agent][0] += d.payoff
+            totals[d.agent][1] += 1
+    return {a: (total / n if n else 0.0) for a, (total, n) in totals.items()}
+
 
 def sampled_option(
     options: Sequence[str], probs: Sequence[float], uniform: float, temperature: float
