@@ -168,6 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     prepare.add_argument("--cache-dir", default=None)
     prepare.add_argument("--json", action="store_true")
     prepare.set_defaults(func=_cmd_model_prepare)
+
+    from trainer.baseline_command import add_baseline_parser
+
+    add_baseline_parser(sub)
     return parser
 
 
@@ -189,12 +193,15 @@ def _quiet_libraries() -> None:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    """Parse ``argv``; ``run``'s key=value overrides may also follow its options."""
+    """Parse ``argv``; ``run``'s and ``baseline``'s key=value overrides may also follow
+    their options."""
     args, extra = build_parser().parse_known_args(argv)
     if extra:
         # argparse stops filling the overrides list at the first option
         # (`run CONFIG --no-progress population.size=8`): give it the rest.
-        options = [e for e in extra if e.startswith("-") or args.command != "run"]
+        options = [
+            e for e in extra if e.startswith("-") or args.command not in ("run", "baseline")
+        ]
         if options:
             prog = "folkways" + (f" {args.command}" if args.command else "")
             raise UsageError(f"unrecognized arguments: {' '.join(options)}; see `{prog} --help`")

@@ -1,0 +1,261 @@
+"""The minimal naming game, an agent-based baseline without learning.
+
+A. Baronchelli, M. Felici, V. Loreto, E. Caglioti and L. Steels, "Sharp transition
+towards shared vocabularies in multi-agent systems", J. Stat. Mech. (2006) P06014.
+Each agent holds an inventory of words, empty at the start. At each interaction a
+random speaker and a random hearer meet; the speaker says a word drawn uniformly from
+its inventory, inventing a new one if the inventory is empty. If the hearer knows the
+word, both drop every other word (success); otherwise the hearer adds it (failure).
+On the complete graph the total number of words peaks at ~N^1.5 after ~N^1.5
+interactions and the population then converges on one word (the sharp transition).
+
+On other networks the speaker is a uniformly random agent and the hearer a uniformly
+random neighbour (the "direct" strategy of Dall'Asta, Baronchelli, Barrat and Loreto,
+PRE 74, 036105, 2006). Pass a networkx graph or an edge list as ``graph``.
+
+Committed agents (J. Xie, S. Sreenivasan, G. Korniss, W. Zhang, C. Lim and B. K.
+Szymanski, "Social consensus through the influence of committed minorities", PRE 84,
+011130, 2011): a fraction ``committed_fraction`` holds word A for ever (never adds or
+drops a word), every other agent starts holding word B, and nobody invents. Above a
+critical fraction of ~0.098 (complete graph, N -> infinity) the whole population
+flips to A in a time growing like ln N; below it a mixed state survives for a time
+exponential in N.
+
+Time: a round is ``interactions_per_round`` interactions (default N/2, so each agent
+takes part once per round on average, as in a round of the tabular learners).
+Interactions are sequential, as in the papers; inventories are a boolean matrix
+(agents x words) so that no step loops over words. Consensus (convergence.py: every
+inventory is the same single word) is absorbing, so a run stops once it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from societies import seeding
+from societies.baselines import convergence
+from societies.baselines.records import Game, Method, RoundSeries, SeedResult, final_success
+from societies.seeding import Stream
+
+COMMITTED_WORD, MAJORITY_WORD = 0, 1  # word ids with committed agents: A and B
+
+
+@dataclass(frozen=True)
+class MngArgs:
+    num_agents: int = 1000
+    max_rounds: int = 10_000
+    """Rounds at most; a run stops once it has converged."""
+    interactions_per_round: int | None = None
+    """Interactions per round; None: N/2."""
+    committed_fraction: float = 0.0
+    """Share of agents committed to word A (Xie et al. 2011); 0: the plain game."""
+    window: int = 10
+    """``final_success`` averages the last ``window`` rounds."""
+
+    def __post_init__(self) -> None:
+        _check(
+            isinstance(self.num_agents, int) and self.num_agents >= 2,
+            "num_agents",
+            self.num_agents,
+            "an int >= 2",
+        )
+        _check(
+            isinstance(self.max_rounds, int) and self.max_rounds >= 1,
+            "max_rounds",
+            self.max_rounds,
+            "an int >= 1",
+        )
+        _check(
+            self.interactions_per_round is None or self.interactions_per_round >= 1,
+            "interactions_per_round",
+            self.interactions_per_round,
+            "null (N/2) or an int >= 1",
+        )
+        _check(
+            0.0 <= self.committed_fraction < 1.0,
+            "committed_fraction",
+            self.committed_fraction,
+            "a share in [0, 1)",
+        )
+        _check(
+            self.committed_fraction == 0.0 or self.num_committed >= 1,
+            "committed_fraction",
+            self.committed_fraction,
+            f"0 or at least one agent of {self.num_agents} (>= {0.5 / self.num_agents:.2g})",
+        )
+        _check(self.window >= 1, "window", self.window, "an int >= 1")
+
+    @property
+    def num_committed(self) -> int:
+        return int(round(self.committed_fraction * self.num_agents))
+
+    @property
+    def per_round(self) -> int:
+        return self.interactions_per_round or max(1, self.num_agents // 2)
+
+
+def _check(ok: bool, name: str, value: object, accepted: str) -> None:
+    if not ok:
+        raise ValueError(f"{name}={value!r}; expected {accepted}")
+
+
+def run(args: MngArgs, seeds: Sequence[int], graph: Any = None) -> list[SeedResult]:
+    """One :class:`SeedResult` per root seed.
+
+    ``graph``: None (complete graph), a networkx graph with ``num_agents`` nodes, or an
+    edge list of ``(i, j)`` agent indices in ``0..num_agents-1``.
+    """
+    neighbours = None if graph is None else adjacency(graph, args.num_agents)
+    return [_run_seed(args, int(seed), neighbours) for seed in seeds]
+
+
+def adjacency(graph: Any, num_agents: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(indptr, indices)``: agent i's neighbours are ``indices[indptr[i]:indptr[i+1]]``.
+
+    A networkx graph's nodes are numbered in ``graph.nodes`` order.
+    """
+    if hasattr(graph, "nodes") and hasattr(graph, "edges"):
+        nodes = list(graph.nodes)
+        _check(
+            len(nodes) == num_agents,
+            "graph",
+            f"a graph of {len(nodes)} nodes",
+            f"one node per agent (num_agents={num_agents})",
+        )
+        number = {node: i for i, node in enumerate(nodes)}
+        edges = [(number[a], number[b]) for a, b in graph.edges]
+    else:
+        edges = [tuple(e) for e in graph]
+        bad = [e for e in edges if len(e) != 2 or not all(0 <= int(v) < num_agents for v in e)]
+        _check(not bad, "graph edge", bad[:1], f"pairs of agent indices 0..{num_agents - 1}")
+    pairs = np.array([e for e in edges if e[0] != e[1]], dtype=np.int64).reshape(-1, 2)
+    source = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    target = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    order = np.lexsort((target, source))
+    source, target = source[order], target[order]
+    keep = np.ones(len(source), dtype=bool)
+    keep[1:] = (source[1:] != source[:-1]) | (target[1:] != target[:-1])  # drop repeated edges
+    source, target = source[keep], target[keep]
+    degree = np.bincount(source, minlength=num_agents)
+    lonely = np.flatnonzero(degree == 0)
+    _check(
+        not lonely.size,
+        "graph",
+        f"agent {lonely[:1].tolist()} without neighbours",
+        "a neighbour for every agent",
+    )
+    return np.concatenate([[0], np.cumsum(degree)]), target
+
+
+def _hearers(
+    speakers: np.ndarray,
+    u: np.ndarray,
+    n: int,
+    neighbours: tuple[np.ndarray, np.ndarray] | None,
+) -> np.ndarray:
+    if neighbours is None:  # complete graph: the j-th other agent, as in a sorted edge list
+        j = (u * (n - 1)).astype(np.int64)
+        return j + (j >= speakers)
+    indptr, indices = neighbours
+    degree = indptr[speakers + 1] - indptr[speakers]
+    return indices[indptr[speakers] + (u * degree).astype(np.int64)]
+
+
+def _run_seed(
+    args: MngArgs, seed: int, neighbours: tuple[np.ndarray, np.ndarray] | None
+) -> SeedResult:
+    n, per_round, k = args.num_agents, args.per_round, args.num_committed
+    pair_rng = seeding.rng(seed, Stream.PAIRING, Method.MNG.value)
+    word_rng = seeding.rng(seed, Stream.SAMPLING, Method.MNG.value)
+    # at most N words: an agent invents only while its inventory is empty, and a
+    # non-empty inventory never empties
+    inventory = np.zeros((n, 2 if k else n), dtype=bool)
+    committed = np.zeros(n, dtype=bool)
+    if k:
+        committed[seeding.rng(seed, Stream.INTERVENTION, "committed").permutation(n)[:k]] = True
+        inventory[committed, COMMITTED_WORD] = True
+        inventory[~committed, MAJORITY_WORD] = True
+    count = inventory.sum(axis=1).tolist()  # words per agent
+    fixed = committed.tolist()
+    invented = 2 if k else 0
+    total = int(sum(count))
+    peak, peak_round = total, 0
+    held, agree, success, totals, distinct = [], [], [], [], []
+
+    for r in range(args.max_rounds):
+        speakers = pair_rng.integers(0, n, per_round)
+        hearers = _hearers(speakers, pair_rng.random(per_round), n, neighbours)
+        picks = word_rng.random(per_round).tolist()
+        wins = 0
+        for s, h, x in zip(speakers.tolist(), hearers.tolist(), picks, strict=True):
+            c = count[s]
+            if c == 0:
+                w = invented
+                invented += 1
+                inventory[s, w] = True
+                count[s] = 1
+                total += 1
+            elif c == 1:
+                w = int(inventory[s].argmax())
+            else:
+                w = int(inventory[s].nonzero()[0][int(x * c)])
+            if inventory[h, w]:
+                wins += 1
+                for a in (s, h):
+                    if count[a] > 1 and not fixed[a]:
+                        inventory[a] = False
+                        inventory[a, w] = True
+                        total -= count[a] - 1
+                        count[a] = 1
+            elif not fixed[h]:
+                inventory[h, w] = True
+                count[h] += 1
+                total += 1
+            if total > peak:
+                peak, peak_round = total, r
+
+        used = inventory[:, : max(invented, 1)]
+        single = np.asarray(count) == 1
+        choices = np.where(single, used.argmax(axis=1), convergence.NO_CHOICE)
+        held.append(int(convergence.consensus(choices)) if total == n else convergence.NO_CHOICE)
+        agree.append(float(convergence.agreement(choices)))
+        success.append(wins / per_round)
+        totals.append(total)
+        distinct.append(int(used.any(axis=0).sum()))
+        if held[-1] != convergence.NO_CHOICE:
+            break  # consensus is absorbing
+
+    at = convergence.converged_round(np.array(held))
+    winner = None if at is None else _label(held[-1], bool(k))
+    flipped = None if not k else (at is not None and held[-1] == COMMITTED_WORD)
+    return SeedResult(
+        method=Method.MNG,
+        game=Game.MINIMAL_NAMING_GAME,
+        seed=seed,
+        rounds=len(held),
+        converged_round=at,
+        winner=winner,
+        final_success=final_success(np.array(success), args.window),
+        peak_words=peak,
+        peak_round=peak_round,
+        committed_fraction=args.committed_fraction if k else None,
+        flipped=flipped,
+        flip_round=at if flipped else None,
+        series=RoundSeries(
+            agreement=tuple(agree),
+            success=tuple(success),
+            total_words=tuple(totals),
+            distinct_words=tuple(distinct),
+        ),
+    )
+
+
+def _label(word: int, with_committed: bool) -> str:
+    """Word ids as text: ``A`` / ``B`` with committed agents, else ``w<order invented>``."""
+    if with_committed:
+        return "A" if word == COMMITTED_WORD else "B"
+    return f"w{word}"

@@ -1,0 +1,263 @@
+"""Tabular baselines (issue #12): IQL and REINFORCE on the naming and donor games, the
+vectorised naming game against the PettingZoo env, and the one convergence definition."""
+
+from __future__ import annotations
+
+import string
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from societies.baselines import convergence, iql, reinforce
+from societies.baselines.convergence import NO_CHOICE
+from societies.baselines.naming_vec import VecNamingGame
+from societies.baselines.records import RoundSeries, SeedResult
+from societies.envs import NamingGameEnv
+from societies.games.donor_game import DonorGameRules
+from societies.games.naming_game import NamingGameRules
+
+LETTERS = tuple(string.ascii_uppercase[:10])
+# chi-square with 9 degrees of freedom: P(X > 27.877) = 0.001 (standard tables)
+CHI2_9DOF_P001 = 27.877
+
+
+# ---- the convergence definition ---------------------------------------------------------
+
+
+def test_most_probable_is_the_unique_argmax_and_ties_have_no_choice():
+    values = np.array([[0.0, 0.0, 0.0], [1.0, 3.0, 2.0], [5.0, 5.0, 1.0], [-1.0, -2.0, -1.5]])
+    assert convergence.most_probable(values).tolist() == [NO_CHOICE, 1, NO_CHOICE, 0]
+
+
+def test_consensus_needs_every_agent_on_one_option():
+    choices = np.array([[2, 2, 2], [2, 2, 1], [NO_CHOICE] * 3, [0, 0, 0]])
+    assert convergence.consensus(choices).tolist() == [2, NO_CHOICE, NO_CHOICE, 0]
+    assert convergence.agreement(choices).tolist() == pytest.approx([1, 2 / 3, 0, 1])
+
+
+def test_converged_round_is_the_start_of_the_final_unbroken_consensus():
+    assert convergence.converged_round(np.array([-1, 2, 2, -1, 2, 2])) == 4
+    assert convergence.converged_round(np.array([3, 3, 3])) == 0
+    assert convergence.converged_round(np.array([-1, 2, 3])) == 2  # switched option
+    assert convergence.converged_round(np.array([2, 2, -1])) is None
+    assert convergence.converged_round(np.array([], dtype=int)) is None
+
+
+def test_seed_result_round_trips_and_leaves_out_what_does_not_apply():
+    result = SeedResult(
+        method="iql",
+        game="naming_game",
+        seed=3,
+        rounds=2,
+        converged_round=None,
+        winner=None,
+        final_success=0.5,
+        series=RoundSeries(agreement=(0.5, 1.0), success=(0.0, 1.0)),
+    )
+    data = result.to_dict(series=True)
+    assert "peak_words" not in data and data["converged_round"] is None
+    assert data["series"] == {"agreement": [0.5, 1.0], "success": [0.0, 1.0]}
+    assert SeedResult.from_dict(data) == result
+    assert "series" not in result.to_dict()
+
+
+# ---- the vectorised naming game is the PettingZoo env ------------------------------------
+
+
+def test_vectorised_naming_game_matches_the_pettingzoo_env():
+    """Same pairs, rewards and history observations as NamingGameEnv, across episode
+    boundaries, with idle agents, for the second of two seeds."""
+    rules = NamingGameRules(names=("A", "B", "C", "D"), memory=2)
+    game = VecNamingGame(rules, num_agents=7, pairs_per_round=2, episode_rounds=4, seeds=[5, 11])
+    env = NamingGameEnv(rules, num_agents=7, pairs_per_round=2, rounds=4)
+    obs, _ = env.reset(seed=11)
+    rng = np.random.default_rng(0)
+    for t in range(10):
+        if not env.agents:
+            obs, _ = env.reset()  # the next generation, as the vectorised game's episode
+        game.start_round(t)
+        pairs = game.pairs(t)
+        assert pairs[1].tolist() == [[int(a[-2:]), int(b[-2:])] for a, b in env.pairs]
+        agents = pairs.reshape(2, -1)
+        states = game.states(agents, "history")
+        for k, a in enumerate(agents[1]):
+            assert states[1, k].tolist() == obs[f"agent_{a:02d}"].tolist()
+        actions = rng.integers(0, 4, size=pairs.shape)
+        rewards = game.play(pairs, actions)
+        chosen = {
+            f"agent_{a:02d}": int(x) for a, x in zip(agents[1], actions[1].ravel(), strict=True)
+        }
+        obs, env_rewards, *_ = env.step(chosen)
+        assert {a: env_rewards[a] for a in chosen} == dict(
+            zip(chosen, rewards[1].ravel().tolist(), strict=True)
+        )
+        assert all(env_rewards[a] == 0.0 for a in env_rewards if a not in chosen)
+
+
+def test_empty_history_state_is_what_the_env_shows_at_reset():
+    rules = NamingGameRules(names=LETTERS, memory=5)
+    game = VecNamingGame(rules, num_agents=4, pairs_per_round=None, episode_rounds=5, seeds=[0])
+    obs, _ = NamingGameEnv(rules, num_agents=4).reset(seed=0)
+    assert game.empty_state("history").tolist() == obs["agent_00"].tolist()
+
+
+# ---- IQL on the naming game ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def iql_100_seeds() -> list[SeedResult]:
+    """The paper's population (N = 24, W = 10, +100 / -50), stateless IQL."""
+    args = iql.IqlArgs(num_agents=24, rounds=400, epsilon=0.05, alpha=0.1)
+    return iql.run(args, range(100))
+
+
+def test_iql_reaches_consensus_on_most_seeds_within_a_few_hundred_rounds(iql_100_seeds):
+    rounds = [r.converged_round for r in iql_100_seeds]
+    done = [r for r in rounds if r is not None]
+    assert len(done) >= 90  # observed: 100 of 100
+    assert np.median(done) < 250  # observed: 109
+
+
+def test_iql_success_at_consensus_is_what_epsilon_allows(iql_100_seeds):
+    """At consensus each agent says the convention with p = 1 - eps + eps / W, so two
+    agents match with p^2 + (W - 1)(eps / W)^2 = 0.912 (eps = 0.05, W = 10)."""
+    p, w, eps = 1 - 0.05 + 0.005, 10, 0.05
+    expected = p**2 + (w - 1) * (eps / w) ** 2
+    done = [r.final_success for r in iql_100_seeds if r.converged_round is not None]
+    assert np.mean(done) == pytest.approx(expected, abs=0.015)
+
+
+def test_iql_winning_name_is_uniform_over_the_names(iql_100_seeds):
+    """Nothing favours a name (ties are broken at random), so over 100 seeds the winners
+    are consistent with uniform: chi-square (9 dof) below its p = 0.001 critical value."""
+    winners = [r.winner for r in iql_100_seeds if r.winner is not None]
+    counts = Counter(winners)
+    observed = np.array([counts.get(name, 0) for name in LETTERS])
+    expected = len(winners) / len(LETTERS)
+    chi2 = float(((observed - expected) ** 2 / expected).sum())
+    assert set(counts) <= set(LETTERS)
+    assert chi2 < CHI2_9DOF_P001, (chi2, counts)
+
+
+def test_a_seed_gives_the_same_result_alone_or_with_others():
+    args = iql.IqlArgs(num_agents=8, rounds=60)
+    alone = iql.run(args, [3])[0]
+    together = iql.run(args, [1, 2, 3])[2]
+    assert alone.to_dict(series=True) == together.to_dict(series=True)
+
+
+def test_iql_with_a_history_state_converges_at_the_empty_history_state():
+    """History learners meet the empty-history state once per episode; with memory 1 and
+    10-round episodes they agree there within 2000 rounds, but coordinate only a little
+    above chance (1/W = 0.1) in later rounds: a tabular learner does not generalise
+    across histories."""
+    rules = NamingGameRules(names=LETTERS, memory=1)
+    args = iql.IqlArgs(observation="history", rounds=2000, episode_rounds=10, rules=rules)
+    results = iql.run(args, range(10))
+    assert sum(r.converged_round is not None for r in results) >= 8  # observed: 10
+    assert 0.13 < np.mean([r.final_success for r in results]) < 0.5  # observed: 0.21
+
+
+# ---- REINFORCE on the naming game -----------------------------------------------------------
+
+
+def test_reinforce_reaches_consensus_on_most_seeds():
+    """lr 0.5 on the logits per unit of advantage (payoffs / 150), an update every 5 rounds."""
+    args = reinforce.ReinforceArgs(num_agents=24, rounds=1500, learning_rate=0.5, episode_rounds=5)
+    results = reinforce.run(args, range(40))
+    assert sum(r.converged_round is not None for r in results) >= 30  # observed: 36 of 40
+    assert np.mean([r.final_success for r in results]) > 0.9  # observed: 0.99
+    assert {r.winner for r in results} - {None} <= set(LETTERS)
+
+
+def test_reinforce_policy_step_moves_towards_the_better_than_average_action():
+    """Two agents of one seed, one decision each: the one above the population mean
+    raises its action's logit, the one below lowers its own."""
+    from societies.baselines.tables import ValueTable
+
+    table = ValueTable(3)
+    rows = table.rows(np.array([[0, 1]]), np.zeros((1, 2, 1), dtype=np.int8))
+    args = reinforce.ReinforceArgs(learning_rate=1.0)
+    reinforce.policy_step(
+        table,
+        rows[:, None, :],
+        np.array([[[0, 2]]]),
+        np.array([[[0, 1]]]),
+        np.array([[[100.0, -50.0]]]),
+        args,
+    )
+    advantage = 75.0 / 150.0  # (100 - 25) / (100 - (-50))
+    assert table.values[0] == pytest.approx(advantage * (np.eye(3)[0] - 1 / 3))
+    assert table.values[1] == pytest.approx(-advantage * (np.eye(3)[2] - 1 / 3))
+
+
+# ---- the donor game ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("module", "make_args", "final_most"),
+    [
+        (iql, iql.IqlArgs, 0.1),  # greedy on 0%; exploration gives 0.025 on average
+        (reinforce, reinforce.ReinforceArgs, 0.2),
+    ],
+)
+def test_myopic_donor_learners_give_less(module, make_args, final_most):
+    """A donor's payoff in the round it gives is -f R (DonorGame.resolve_round): strictly
+    decreasing in the share f. Learners with gamma = 0 follow that gradient from a
+    uniform start (mean share 0.5) towards giving nothing."""
+    args = make_args(game="donor_game", num_agents=12, rounds=12 * 100, rules=DonorGameRules())
+    results = module.run(args, [0, 1])
+    for r in results:
+        first_game = np.mean(r.series.mean_donation[:12])
+        last_ten = np.mean(r.series.mean_donation[-120:])
+        assert first_game > 0.35, first_game
+        assert last_ten < final_most, last_ten
+        assert r.final_success is None and r.rounds == 1200
+        assert r.final_mean_resources > 0
+    if module is iql:
+        assert all(r.winner == "0%" for r in results)
+
+
+def test_donor_rounds_round_up_to_whole_games():
+    result = iql.run(
+        iql.IqlArgs(game="donor_game", num_agents=6, rounds=7, rules=DonorGameRules(rounds=6)), [0]
+    )[0]
+    assert result.rounds == 12 and len(result.series.agreement) == 12
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"epsilon": 1.5}, "epsilon=1.5"),
+        ({"game": "debate"}, "game='debate'"),
+        ({"observation": "full"}, "observation='full'"),
+        ({"num_agents": 10, "pairs_per_round": 6}, "pairs_per_round=6"),
+        ({"game": "donor_game", "rules": NamingGameRules(names=LETTERS)}, "rules="),
+    ],
+)
+def test_bad_args_name_the_value_and_what_is_accepted(kwargs, named):
+    with pytest.raises(ValueError, match="expected") as err:
+        iql.IqlArgs(**kwargs)
+    assert named in str(err.value)
+
+
+def test_iql_discounts_between_an_agents_own_decisions():
+    """Decision in round 0 (reward 10), an idle round (reward 4), the next decision in
+    round 2 in a state worth max Q = 8: target 10 + g 4 + g^2 8 (semi-MDP Q-learning)."""
+    from societies.baselines.tables import ValueTable
+
+    table = ValueTable(2)
+    first = table.rows(np.array([[0]]), np.array([[[0]]], dtype=np.int8))
+    second = table.rows(np.array([[0]]), np.array([[[1]]], dtype=np.int8))
+    table.values[second[0, 0]] = [8.0, 3.0]
+    pending = iql.PendingUpdates((1, 1), gamma=0.5)
+    pending.open(np.array([[0]]), first, np.array([[1]]))
+    pending.add_rewards(np.array([[10.0]]), table, alpha=0.5)
+    pending.add_rewards(np.array([[4.0]]), table, alpha=0.5)
+    assert table.values[first[0, 0]].tolist() == [0.0, 0.0]  # waits for the next decision
+    pending.close(table, 0.5, np.array([[0]]), second)
+    assert table.values[first[0, 0]].tolist() == [0.0, 0.5 * (10 + 0.5 * 4 + 0.25 * 8)]

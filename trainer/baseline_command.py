@@ -1,0 +1,214 @@
+"""``folkways baseline iql|reinforce|mng CONFIG [key=value ...] [--seeds K] [--json]``.
+
+Runs a tabula-rasa baseline (issue #12) on the game of an experiment config: the
+config's ``game:`` section gives the rules (names drawn from ``run.seed`` as in the LLM
+run) and ``population.size`` the number of agents, read through the same loader as
+``folkways run``. Overrides without a dot set the baseline's args (``epsilon=0.1``);
+dotted ones override the experiment config (``game.memory=1``). Seeds are
+``run.seed .. run.seed + K - 1``.
+
+Writes, in ``--out`` (default ``<run.output_dir>/<run.name>-baseline-<method>``)::
+
+    args.json                   method, config, overrides, seeds and the resolved args
+    results.json                one SeedResult per seed (what --json prints)
+    seed_<s>/metrics.jsonl      per-round series as MetricRecords (generation 0,
+                                phase "baseline_<method>", round = the round)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from societies.atomic import atomic_write_json
+from societies.baselines import iql, minimal_naming_game, reinforce
+from societies.baselines.records import Game, Method, SeedResult
+from trainer import config_loader
+from trainer.config_loader import ConfigError
+from trainer.game_configs import GameName
+from trainer.games import build_game
+from trainer.tracking import MetricRecord, write_generation_metrics
+
+if TYPE_CHECKING:
+    from trainer.config import ExperimentConfig
+
+Runner = Callable[[Any, Sequence[int]], list[SeedResult]]
+ARGS: dict[Method, tuple[type, Runner]] = {
+    Method.IQL: (iql.IqlArgs, iql.run),
+    Method.REINFORCE: (reinforce.ReinforceArgs, reinforce.run),
+    Method.MNG: (minimal_naming_game.MngArgs, minimal_naming_game.run),
+}
+FROM_CONFIG = ("game", "rules")  # set from the experiment config, never overridden
+
+
+def add_baseline_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``folkways baseline``; its handler is :func:`run_baseline_command`."""
+    parser = subparsers.add_parser(
+        "baseline",
+        help="tabula-rasa baselines (IQL, REINFORCE, minimal naming game) on a config's game",
+    )
+    parser.add_argument("method", choices=[m.value for m in Method])
+    parser.add_argument("config", help="experiment YAML, e.g. configs/naming_game/ashery2025.yaml")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        help="key=value: baseline args (epsilon=0.1) or dotted config keys (game.memory=1)",
+    )
+    parser.add_argument(
+        "--seeds", type=int, default=5, help="root seeds run.seed .. run.seed+K-1 (default 5)"
+    )
+    parser.add_argument("--out", default=None, help="output directory (default under runs/)")
+    parser.add_argument("--json", action="store_true", help="print the per-seed records as JSON")
+    parser.set_defaults(func=run_baseline_command)
+    return parser
+
+
+def run_baseline_command(args: argparse.Namespace) -> int:
+    # the experiment config imports torch (societies.population): only when a baseline runs
+    from trainer.config import load_experiment
+
+    method = Method(args.method)
+    if args.seeds < 1:
+        raise ValueError(f"--seeds={args.seeds}; expected an integer >= 1")
+    dotted = [o for o in args.overrides if "=" in o and "." in o.split("=", 1)[0]]
+    own = [o for o in args.overrides if o not in dotted]
+    config = load_experiment(args.config, dotted)
+    baseline_args = resolve_args(method, config, own)
+    seeds = list(range(config.run.seed, config.run.seed + args.seeds))
+    _, runner = ARGS[method]
+    results = runner(baseline_args, seeds)
+
+    out = (
+        Path(args.out)
+        if args.out
+        else config.run_dir.with_name(f"{config.run.name}-baseline-{method.value}")
+    )
+    write_results(out, method, baseline_args, results, args.config, args.overrides)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(format_results(results))
+        print(f"per-round metrics: {out}")
+    return 0
+
+
+def resolve_args(method: Method, config: ExperimentConfig, overrides: list[str]) -> Any:
+    """The baseline's args: game and population from ``config``, then ``overrides``."""
+    cls, _ = ARGS[method]
+    if config.population.scripted:
+        raise ConfigError(
+            f"population.scripted={[s.policy for s in config.population.scripted]}: the "
+            "baselines have no scripted seats (every agent learns); remove the section, or "
+            "use `mng committed_fraction=...` for committed agents"
+        )
+    game = config.game
+    if game.name not in (GameName.NAMING_GAME, GameName.DONOR_GAME) or (
+        method is Method.MNG and game.name is not GameName.NAMING_GAME
+    ):
+        accepted = "naming_game" if method is Method.MNG else "naming_game or donor_game"
+        raise ConfigError(
+            f"game.name={game.name.value!r}: `folkways baseline {method.value}` plays {accepted}"
+        )
+    n = config.population.size
+    if method is Method.MNG:
+        base: dict[str, Any] = {"num_agents": n, "interactions_per_round": game.pairs_per_round}
+        rules = None
+    elif game.name is GameName.NAMING_GAME:
+        base = {
+            "game": Game.NAMING_GAME.value,
+            "num_agents": n,
+            "pairs_per_round": game.pairs_per_round,
+            "episode_rounds": game.rounds,
+        }
+        rules = build_game(game, config.run.seed).rules
+    else:
+        base = {"game": Game.DONOR_GAME.value, "num_agents": n}
+        rules = game.rules()
+
+    valid = [f.name for f in dataclasses.fields(cls) if f.name not in FROM_CONFIG]
+    values: dict[str, Any] = {}
+    for text in overrides:
+        key_path, value = config_loader.parse_override(text)
+        key = key_path[0]
+        if key not in valid:
+            raise ConfigError(
+                f"override {text!r}: {key!r} is not an arg of baseline {method.value}; valid "
+                f"args: {', '.join(valid)} (dotted keys such as game.memory=1 set the config)"
+            )
+        values[key] = value
+    built = config_loader.build(cls, {**base, **values}, source=f"baseline {method.value} args")
+    return built if rules is None else dataclasses.replace(built, rules=rules)
+
+
+def write_results(
+    out: Path,
+    method: Method,
+    baseline_args: Any,
+    results: list[SeedResult],
+    config_path: str,
+    overrides: list[str],
+) -> None:
+    """``args.json``, ``results.json`` and each seed's ``metrics.jsonl`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(
+        out / "args.json",
+        {
+            "method": method.value,
+            "config": str(config_path),
+            "overrides": list(overrides),
+            "seeds": [r.seed for r in results],
+            "args": config_loader.to_dict(baseline_args),
+        },
+    )
+    atomic_write_json(out / "results.json", [r.to_dict() for r in results])
+    for r in results:
+        records = [
+            MetricRecord(0, name, float(value), f"baseline_{method.value}", round=t)
+            for name, values in (r.series.named().items() if r.series else ())
+            for t, value in enumerate(values)
+        ]
+        seed_dir = out / f"seed_{r.seed}"
+        seed_dir.mkdir(exist_ok=True)
+        write_generation_metrics(seed_dir / "metrics.jsonl", records)
+
+
+def format_results(results: list[SeedResult]) -> str:
+    """One line per seed, then how many converged and when."""
+    extra = [
+        key
+        for key in (
+            "final_mean_resources",
+            "final_mean_donation",
+            "peak_words",
+            "peak_round",
+            "flipped",
+            "flip_round",
+        )
+        if any(getattr(r, key) is not None for r in results)
+    ]
+    columns = ["seed", "rounds", "converged_round", "winner", "final_success", *extra]
+    rows = [[_cell(getattr(r, c)) for c in columns] for r in results]
+    widths = [max(len(c), *(len(row[i]) for row in rows)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(columns, widths, strict=True))]
+    lines += ["  ".join(v.rjust(w) for v, w in zip(row, widths, strict=True)) for row in rows]
+    done = [r.converged_round for r in results if r.converged_round is not None]
+    median = f", median round {np.median(done):g}" if done else ""
+    first = results[0]
+    lines.append(
+        f"{first.method.value} on {first.game.value}: converged {len(done)}/{len(results)}{median}"
+    )
+    return "\n".join(lines)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return str(value)
