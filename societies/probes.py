@@ -9,11 +9,12 @@ bias of small models (FACTS.md: 0.48 on the first of 10 names) cancels out.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from societies.games.protocol import CORRECT, INCORRECT, Game, ProbeItem, RequestKind
+from societies.personas import with_persona
 from societies.population import ChoiceRequest, PopulationModel
 from societies.records import AgentPrior
 
@@ -34,13 +35,18 @@ def prior_probe(
     game: Game,
     agents: Sequence[str],
     orders: Sequence[tuple[str, ...]],
+    personas: Mapping[str, str] | None = None,
 ) -> dict[str, AgentPrior]:
-    """Every agent's empty-history distribution over the game's options, in one batched call."""
+    """Every agent's empty-history distribution over the game's options, in one batched
+    call; an agent with a persona is asked with it (societies.personas)."""
     items = game.probe_items(orders)
+    personas = personas or {}
     if items and items[0].kind is RequestKind.TEXT:
-        return _answer_probe(population, game, agents, items)
+        return _answer_probe(population, game, agents, items, personas)
     requests = [
-        ChoiceRequest(agent, item.messages, item.options) for agent in agents for item in items
+        ChoiceRequest(agent, with_persona(item.messages, personas.get(agent)), item.options)
+        for agent in agents
+        for item in items
     ]
     scores = population.score(requests)
     priors: dict[str, AgentPrior] = {}
@@ -60,7 +66,11 @@ def prior_probe(
 
 
 def _answer_probe(
-    population: PopulationModel, game: Game, agents: Sequence[str], items: Sequence[ProbeItem]
+    population: PopulationModel,
+    game: Game,
+    agents: Sequence[str],
+    items: Sequence[ProbeItem],
+    personas: Mapping[str, str],
 ) -> dict[str, AgentPrior]:
     """Free-text items (debate's held-out questions), answered greedily in one batch:
     each agent's "prior" is its share of correct answers; ``option_mass`` holds the share
@@ -68,7 +78,9 @@ def _answer_probe(
     from societies.text_generation import TextRequest, generate_replies
 
     requests = [
-        TextRequest(agent, item.messages, item.max_new_tokens) for agent in agents for item in items
+        TextRequest(agent, with_persona(item.messages, personas.get(agent)), item.max_new_tokens)
+        for agent in agents
+        for item in items
     ]
     replies = generate_replies(population, requests, temperature=0.0, seed=0)
     priors: dict[str, AgentPrior] = {}

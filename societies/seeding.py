@@ -28,6 +28,7 @@ class Stream(str, Enum):
     SELECTION = "selection"  # tie-breaks and parents in evolution between generations
     ANCHOR = "anchor"  # which generation-0 rows an anchored data policy draws
     INTERVENTION = "intervention"
+    GRAPH = "graph"  # the interaction graph's draw
 
 
 def stream_seed(root_seed: int, stream: Stream, *keys: int | str) -> int:

@@ -10,6 +10,7 @@ needs no model at all.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 
 from societies.games.protocol import (
     Game,
@@ -21,6 +22,7 @@ from societies.games.protocol import (
     Turn,
     sampled_option,
 )
+from societies.personas import with_persona
 from societies.records import Decision
 from societies.seeding import Stream
 
@@ -34,6 +36,7 @@ def play_round(
     history: Sequence[Decision],
     ctx: RoundContext,
     scripted: Mapping[str, ScriptedPolicy] | None = None,
+    personas: Mapping[str, str] | None = None,
 ) -> list[Decision]:
     """Play one round and return its decisions, in the order of the game's turns.
 
@@ -42,9 +45,14 @@ def play_round(
             agent's adapter; may be None when every acting seat is scripted.
         history: this generation's decisions before this round (read, not changed).
         scripted: agent -> the scripted policy holding its seat.
+        personas: agent -> text put before its system message (societies.personas).
     """
     scripted = scripted or {}
     turns = game.turns(agents, history, ctx)
+    if personas:
+        turns = [
+            replace(t, messages=with_persona(t.messages, personas.get(t.agent))) for t in turns
+        ]
     uniforms = ctx.rng(Stream.SAMPLING).random(len(turns)).tolist()
     moves: list[Move | None] = [None] * len(turns)
     llm_choices, llm_texts = [], []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from societies.games.protocol import ScriptedSeat
 from societies.population import Engine
+from societies.topology import Topology
 from trainer import config_loader
 from trainer.config_loader import ConfigError
 from trainer.data_policies import DataPolicy
@@ -125,11 +126,40 @@ class PopulationConfig:
     scripted: list[ScriptedSeat] = field(default_factory=list)
     """Scripted seats: [{policy: NAME, count: K, ...args}], filling the last seats; they act
     without a model call and are never distilled (policies per game in the README)."""
+    personas: list[str] = field(default_factory=list)
+    """Per-agent text put before the game's system message, agent i gets personas[i];
+    agents beyond the list have none."""
+    personas_file: str | None = None
+    """A file with one persona per line (agent i: line i), instead of ``personas``."""
+
+    def persona_list(self) -> list[str]:
+        """The personas, from the list or the file (read here, so errors name the file)."""
+        if self.personas_file is None:
+            return list(self.personas)
+        path = Path(self.personas_file)
+        if not path.is_file():
+            raise ConfigError(
+                f"population.personas_file={self.personas_file!r} is not a file; expected a "
+                "text file with one persona per line"
+            )
+        return [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
 
     def __post_init__(self) -> None:
+        _require(
+            not (self.personas and self.personas_file),
+            "population.personas_file",
+            self.personas_file,
+            "null when population.personas is given (one source of personas)",
+        )
         _require(2 <= self.size <= 4096, "population.size", self.size, "2 <= size <= 4096")
         for i, seat in enumerate(self.scripted):
             _require(seat.count >= 1, f"population.scripted[{i}].count", seat.count, ">= 1")
+        _require(
+            len(self.persona_list()) <= self.size,
+            "population.personas",
+            f"{len(self.persona_list())} personas",
+            f"at most population.size={self.size}",
+        )
         held = sum(seat.count for seat in self.scripted)
         _require(
             held <= self.size,
@@ -306,6 +336,86 @@ class EvolutionConfig:
 
 
 @dataclass(frozen=True)
+class NetworkConfig:
+    """Who meets whom (societies/topology.py); the naming game pairs agents along edges."""
+
+    topology: Topology = Topology.COMPLETE
+    """complete, ring_lattice, random_regular, watts_strogatz, barabasi_albert,
+    erdos_renyi or edge_list."""
+    k: int = 4
+    """ring_lattice, watts_strogatz (even), random_regular: neighbours per agent."""
+    p: float = 0.1
+    """watts_strogatz: rewiring probability; erdos_renyi: edge probability."""
+    m: int = 2
+    """barabasi_albert: edges per new node."""
+    edge_list: str | None = None
+    """edge_list: a file with two agents (names or 0-based indices) per line."""
+
+
+class InterventionKind(str, Enum):
+    COMMITTED_MINORITY = "committed_minority"  # seats taken over by a scripted policy
+    ABLATION = "ablation"  # agents' adapters reset to the base model
+    TRANSPLANT = "transplant"  # an agent gets another agent's adapter
+
+
+@dataclass(frozen=True)
+class InterventionConfig:
+    """One scheduled intervention, from ``round`` of ``generation`` on.
+
+    ``committed_minority`` (Centola et al., Science 2018; Ashery et al. 2025): ``share``
+    of the population's seats, drawn from the LLM agents by the intervention stream,
+    play scripted ``policy`` (naming: ``fixed_name`` of ``name``; null name = the option
+    least played in the rounds before) until the end of ``until_generation`` (null: the
+    run's end). ``ablation``: ``agents``' adapters become the base model for the rest of
+    the generation (and what it distils from). ``transplant``: ``agents`` each get
+    ``donor``'s adapter of the generation's start.
+    """
+
+    kind: InterventionKind
+    generation: int = 0
+    round: int = 0
+    share: float = 0.0
+    policy: str = "fixed_name"
+    name: str | None = None
+    fraction: float | None = None
+    until_generation: int | None = None
+    agents: list[str] = field(default_factory=list)
+    donor: str | None = None
+
+    def __post_init__(self) -> None:
+        _require(self.generation >= 0, "interventions[].generation", self.generation, ">= 0")
+        _require(self.round >= 0, "interventions[].round", self.round, ">= 0")
+        if self.kind is InterventionKind.COMMITTED_MINORITY:
+            _require(0 < self.share < 1, "interventions[].share", self.share, "0 < share < 1")
+            _require(
+                self.until_generation is None or self.until_generation >= self.generation,
+                "interventions[].until_generation",
+                self.until_generation,
+                f"null or >= generation ({self.generation})",
+            )
+        else:
+            _require(
+                bool(self.agents),
+                "interventions[].agents",
+                self.agents,
+                f"the agents {self.kind.value} applies to, e.g. [agent_00]",
+            )
+        if self.kind is InterventionKind.TRANSPLANT:
+            _require(
+                self.donor is not None and self.donor not in self.agents,
+                "interventions[].donor",
+                self.donor,
+                "the agent whose adapter is transplanted (not one of agents)",
+            )
+
+    def active(self, generation: int, round_index: int) -> bool:
+        """Whether a committed minority holds its seats at (generation, round)."""
+        if (generation, round_index) < (self.generation, self.round):
+            return False
+        return self.until_generation is None or generation <= self.until_generation
+
+
+@dataclass(frozen=True)
 class MetricsConfig:
     window: int = 3
     """The last `window` rounds of a generation define its success rate and majority name."""
@@ -333,6 +443,8 @@ class ExperimentConfig:
     probe: ProbeConfig = field(default_factory=ProbeConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     evolution: EvolutionConfig = field(default_factory=EvolutionConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    interventions: list[InterventionConfig] = field(default_factory=list)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
@@ -352,6 +464,49 @@ class ExperimentConfig:
             f"1..{self.game.rounds} (game.rounds)",
         )
         self._check_evolution()
+        self._check_network_and_interventions()
+
+    def _check_network_and_interventions(self) -> None:
+        if self.network.topology is not Topology.COMPLETE:
+            _require(
+                self.game.name is GameName.NAMING_GAME,
+                "network.topology",
+                self.network.topology.value,
+                f"'complete' for game.name={self.game.name.value} (graphs pair agents in the "
+                "naming game only so far)",
+            )
+        agents = {f"agent_{i:02d}" for i in range(self.population.size)}
+        llm = self.population.size - self.population.num_scripted
+        for i, iv in enumerate(self.interventions):
+            key = f"interventions[{i}]"
+            _require(
+                iv.round < self.game.rounds, f"{key}.round", iv.round, f"0..{self.game.rounds - 1}"
+            )
+            unknown = sorted(set(iv.agents) - agents) + (
+                [iv.donor] if iv.donor is not None and iv.donor not in agents else []
+            )
+            _require(
+                not unknown,
+                f"{key}.agents",
+                unknown,
+                f"agents of the population (agent_00..agent_{self.population.size - 1:02d})",
+            )
+            if iv.kind is InterventionKind.COMMITTED_MINORITY:
+                seats = round(iv.share * self.population.size)
+                _require(
+                    1 <= seats <= llm,
+                    f"{key}.share",
+                    iv.share,
+                    f"a share giving 1..{llm} seats of population.size={self.population.size} "
+                    f"(round(share x size) = {seats})",
+                )
+                _require(
+                    iv.name is not None or (iv.generation, iv.round) > (0, 0),
+                    f"{key}.name",
+                    None,
+                    "an option when the intervention starts at generation 0 round 0 (null "
+                    "means the option least played before it)",
+                )
 
     def _check_evolution(self) -> None:
         evo = self.evolution

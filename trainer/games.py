@@ -9,11 +9,17 @@ from __future__ import annotations
 from societies import seeding
 from societies.games.protocol import Game
 from societies.seeding import Stream
+from societies.topology import InteractionGraph
 from trainer.game_configs import DebateConfig, DonorGameConfig, GameName, NamingGameConfig
 
 
-def build_game(game: NamingGameConfig | DonorGameConfig | DebateConfig, root_seed: int) -> Game:
-    """The game of a config's ``game:`` section (names drawn from the seed if not given)."""
+def build_game(
+    game: NamingGameConfig | DonorGameConfig | DebateConfig,
+    root_seed: int,
+    graph: InteractionGraph | None = None,
+) -> Game:
+    """The game of a config's ``game:`` section (names drawn from the seed if not given),
+    its pairs drawn on ``graph`` (None: the complete graph)."""
     if game.name is GameName.NAMING_GAME:
         from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
 
@@ -26,7 +32,7 @@ def build_game(game: NamingGameConfig | DonorGameConfig | DebateConfig, root_see
             payoff_match=game.payoff_match,
             payoff_mismatch=game.payoff_mismatch,
         )
-        return NamingGame(rules, pairs_per_round=game.pairs_per_round, topology=game.topology)
+        return NamingGame(rules, pairs_per_round=game.pairs_per_round, graph=graph)
     if game.name is GameName.DONOR_GAME:
         from societies.games.donor_society import DonorSocietyGame
 

@@ -18,6 +18,7 @@ run would have written.
 from __future__ import annotations
 
 import gc
+import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from pathlib import Path
 
 from societies import faults, seeding
 from societies.atomic import remove_stale_temporaries
-from societies.games.protocol import RoundContext, seats
+from societies.games.protocol import RoundContext, ScriptedSeat, seats
 from societies.lora_targets import check_target_modules
 from societies.model_store import resolve_model
 from societies.population import Engine, LoraSpec, PopulationModel
@@ -33,13 +34,21 @@ from societies.probes import prior_probe, probe_orders
 from societies.records import AgentPrior, Decision
 from societies.seeding import Stream
 from societies.society import play_round
+from societies.topology import build_graph
 from societies.transcripts import (
     append_decisions,
     read_complete_rounds,
     truncate_to,
 )
 from trainer import lineage
-from trainer.config import AdapterScope, DistillBackend, ExperimentConfig, load_experiment
+from trainer.config import (
+    AdapterScope,
+    DistillBackend,
+    ExperimentConfig,
+    GameName,
+    InterventionKind,
+    load_experiment,
+)
 from trainer.distill_group import distill_group
 from trainer.distill_sft import (
     DistillOutcome,
@@ -50,6 +59,12 @@ from trainer.distill_sft import (
 )
 from trainer.evolution_step import SeatPlan, apply_plan, plan_evolution
 from trainer.games import build_game
+from trainer.interventions import (
+    InterventionEvent,
+    adapters_at,
+    committed_option,
+    committed_seats,
+)
 from trainer.measure_generation import measure_generation
 from trainer.run_config_check import check_or_write_config
 from trainer.run_dir import (
@@ -95,8 +110,31 @@ class Experiment:
         self.progress = progress
         self.log = log
         seed = config.run.seed
-        self.game = build_game(config.game, seed)
         self.agents = [f"agent_{i:02d}" for i in range(config.population.size)]
+        net = config.network
+        self.graph = build_graph(
+            net.topology,
+            self.agents,
+            seeding.stream_seed(seed, Stream.GRAPH),
+            k=net.k,
+            p=net.p,
+            m=net.m,
+            edge_list=net.edge_list,
+        )
+        if config.game.name is GameName.NAMING_GAME:
+            most = self.graph.max_matching()
+            if config.game.pairs_per_round > most:
+                raise ValueError(
+                    f"game.pairs_per_round={config.game.pairs_per_round}: the "
+                    f"{net.topology.value} graph's largest matching has {most} pairs; "
+                    f"expected 1..{most}"
+                )
+        self.game = build_game(config.game, seed, self.graph)
+        self.personas = {
+            a: text
+            for a, text in zip(self.agents, config.population.persona_list(), strict=False)
+            if text
+        }
         # Scripted seats (the last ones) act without a model and are never distilled.
         held = seats(self.agents, config.population.scripted)
         self.policies = {a: self.game.scripted_policy(seat) for a, seat in held.items()}
@@ -170,6 +208,7 @@ class Experiment:
             for path in remove_stale_temporaries(self.layout.root):
                 self.log(f"removed {path.relative_to(self.layout.root)}, left by a killed write")
         check_or_write_config(self.layout, self.config.to_dict(), log=self.log)
+        atomic_write_json(self.layout.graph, self.graph.to_node_link())
         total = self.config.run.generations
         skipped = [g for g in range(total) if self.layout.is_complete(g)]
         if len(skipped) == total:
@@ -352,7 +391,7 @@ class Experiment:
         faults.point(f"probe: {when}")
         if population is None:
             return {}
-        return prior_probe(population, self.game, self.llm_agents, self.probe_orders)
+        return prior_probe(population, self.game, self.llm_agents, self.probe_orders, self.personas)
 
     def _rollout(self, population: PopulationModel, g: int) -> list[Decision]:
         cfg = self.config
@@ -364,6 +403,7 @@ class Experiment:
         if first:
             self.log(f"generation {g}: resuming at round {first} ({len(done)} decisions kept)")
         decisions = list(done)
+        in_play = self.start_adapters(g)
         bar = self._bar(
             range(first, cfg.game.rounds),
             desc=f"gen {g} rounds",
@@ -371,8 +411,22 @@ class Experiment:
             total=cfg.game.rounds,
         )
         for r in bar:
+            wanted = self.adapters_at(g, r)
+            if wanted != in_play:  # an ablation or transplant starts this round
+                del population
+                gc.collect()
+                population, in_play = self.population(wanted), wanted
+            self._record_interventions(g, r, decisions)
             ctx = RoundContext(cfg.run.name, g, r, cfg.run.seed, cfg.game.temperature)
-            new = play_round(population, self.game, self.agents, decisions, ctx, self.policies)
+            new = play_round(
+                population,
+                self.game,
+                self.agents,
+                decisions,
+                ctx,
+                self._scripted_at(g, r, decisions),
+                self.personas,
+            )
             append_decisions(path, new)
             faults.point(f"rollout: generation {g} round {r}")
             decisions.extend(new)
@@ -380,6 +434,86 @@ class Experiment:
                 {k: f"{v:.2f}" for k, v in self.game.round_metrics(new).items()}, refresh=False
             )
         return decisions
+
+    # ----- interventions --------------------------------------------------------------
+    def adapters_at(self, g: int, r: int) -> dict[str, Path]:
+        """The adapter folders in play at round ``r`` of generation ``g``."""
+        return adapters_at(
+            self.config.interventions, g, r, self.start_adapters(g), self.layout.initial_adapter
+        )
+
+    def distill_starts(self, g: int) -> dict[str, Path]:
+        """What each agent's distillation starts from: its adapter at the generation's end."""
+        return self.adapters_at(g, self.config.game.rounds)
+
+    def _committed(self, g: int, r: int, decisions: list[Decision]) -> list[InterventionEvent]:
+        """The committed minorities holding seats at (g, r), as events."""
+        events = []
+        read = self._transcripts(g, decisions)
+        for index, iv in enumerate(self.config.interventions):
+            if iv.kind is not InterventionKind.COMMITTED_MINORITY or not iv.active(g, r):
+                continue
+            seats_ = committed_seats(
+                index, iv.share, len(self.agents), self.llm_agents, self.config.run.seed
+            )
+            option = committed_option(iv, self.game.options, read)
+            start = iv.round if g == iv.generation else 0
+            events.append(
+                InterventionEvent(index, iv.kind.value, g, start, seats_, option, iv.policy)
+            )
+        return events
+
+    def _scripted_at(self, g: int, r: int, decisions: list[Decision]) -> dict:
+        """Scripted seats of round ``r``: the config's, then any committed minority's."""
+        policies = dict(self.policies)
+        for event in self._committed(g, r, decisions):
+            iv = self.config.interventions[event.index]
+            seat = ScriptedSeat(
+                iv.policy, len(event.agents), name=event.option, fraction=iv.fraction
+            )
+            policy = self.game.scripted_policy(seat)
+            policies.update(dict.fromkeys(event.agents, policy))
+        return policies
+
+    def _swap_events(self, g: int, r: int) -> list[InterventionEvent]:
+        """The ablations and transplants that start at round ``r`` of generation ``g``."""
+        events = []
+        start = self.start_adapters(g)
+        for index, iv in enumerate(self.config.interventions):
+            if iv.kind is InterventionKind.COMMITTED_MINORITY or (iv.generation, iv.round) != (
+                g,
+                r,
+            ):
+                continue
+            ablation = iv.kind is InterventionKind.ABLATION
+            events.append(
+                InterventionEvent(
+                    index,
+                    iv.kind.value,
+                    g,
+                    r,
+                    tuple(iv.agents),
+                    donor=iv.donor,
+                    adapter=None if ablation else self.layout.relative(start[iv.donor]),
+                )
+            )
+        return events
+
+    def _record_interventions(self, g: int, r: int, decisions: list[Decision]) -> None:
+        """Write ``interventions.jsonl`` when an intervention starts at round ``r``
+        (before the round is played, so a resumed run finds it written)."""
+        events = [e for e in self._committed(g, r, decisions) if e.round == r]
+        swaps = self._swap_events(g, r)
+        if not events and not swaps:
+            return
+        path = self.layout.interventions(g)
+        known = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
+        keys = {(k["index"], k["round"]) for k in known}
+        fresh = [e.to_dict() for e in [*events, *swaps] if (e.index, e.round) not in keys]
+        if fresh:
+            atomic_write_text(path, "".join(json.dumps(k) + "\n" for k in known + fresh))
+            for event in fresh:
+                self.log(f"generation {g} round {r}: intervention {event}")
 
     # ----- distillation ---------------------------------------------------------------
     def _transcripts(self, g: int, current: list[Decision]) -> Callable[[int], list[Decision]]:
@@ -449,7 +583,7 @@ class Experiment:
             outcome = distill_adapter(
                 agent=agent,
                 model_path=self.model_path,
-                start_adapter=self.start_adapters(g)[agent],
+                start_adapter=self.distill_starts(g)[agent],
                 examples=data[agent].rows,
                 out_dir=out_dir,
                 settings=settings,
@@ -493,7 +627,7 @@ class Experiment:
             self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
             distill_group(
                 model_path=self.model_path,
-                start_adapters={a: self.start_adapters(g)[a] for a in todo},
+                start_adapters={a: self.distill_starts(g)[a] for a in todo},
                 examples={a: data[a].rows for a in todo},
                 out_dirs={a: self._distilled_dir(g, a) for a in todo},
                 settings=settings_from_config(cfg.distill),
@@ -555,10 +689,16 @@ class Experiment:
     ) -> list[lineage.LineageEntry]:
         layout = self.layout
         rel = layout.relative
-        start = self.start_adapters(g)
+        start = self.distill_starts(g)
+        swapped = self.start_adapters(g)
         entries = []
 
         def trained(agent, adapter, parent, outcome, rows):
+            details = {"skipped_contexts": rows.skipped} if rows.skipped else {}
+            if agent in self.personas:
+                details["persona"] = self.personas[agent]
+            if agent in swapped and parent != swapped[agent]:
+                details["start_replaced_by_intervention"] = rel(swapped[agent])
             return lineage.LineageEntry(
                 agent=agent,
                 generation=g,
@@ -569,7 +709,7 @@ class Experiment:
                 data_sha256=rows.sha256 if outcome.examples else "",
                 data_generations=rows.generations if outcome.examples else [],
                 training=_training_summary(outcome),
-                details={"skipped_contexts": rows.skipped} if rows.skipped else {},
+                details=details,
             )
 
         if self._community:

@@ -42,9 +42,11 @@ class RunLayout:
     ```
     runs/<name>/
       config.yaml                      resolved config, as run
+      graph.json                       the interaction graph (networkx node-link)
       initial_adapters/<agent>/        fresh adapters generation 0 starts from
       generation_000/
         transcripts.jsonl              one Decision per line
+        interventions.jsonl            interventions applied in this generation, if any
         probe_before.json              priors of the adapters the generation started with
         probes.json                    priors before and after distillation
         adapters/<agent>/              the adapter the next generation starts from
@@ -97,6 +99,13 @@ class RunLayout:
 
     def adapter(self, g: int, agent: str) -> Path:
         return self.generation(g) / "adapters" / agent
+
+    @property
+    def graph(self) -> Path:
+        return self.root / "graph.json"
+
+    def interventions(self, g: int) -> Path:
+        return self.generation(g) / "interventions.jsonl"
 
     def distilled(self, g: int, agent: str) -> Path:
         return self.generation(g) / "distilled" / agent

@@ -34,7 +34,7 @@ from societies.games.protocol import (
 )
 from societies.records import Decision, Message
 from societies.seeding import Stream
-from societies.topology import Topology, sample_pairs
+from societies.topology import InteractionGraph, Topology, sample_pairs
 
 GAME_NAME = "naming_game"
 
@@ -84,8 +84,9 @@ def draw_letter_names(count: int, rng: np.random.Generator) -> tuple[str, ...]:
 class NamingGame:
     """Prompts and payoffs of the naming game; stateless apart from its rules.
 
-    Each round ``pairs_per_round`` disjoint pairs, drawn on ``topology``, play at once
-    (one batched model call); the paper plays one pair at a time.
+    Each round ``pairs_per_round`` disjoint pairs, a random matching of ``graph`` (the
+    complete graph when None), play at once (one batched model call); the paper plays
+    one pair at a time on the complete graph.
     """
 
     name = GAME_NAME
@@ -95,11 +96,11 @@ class NamingGame:
         self,
         rules: NamingGameRules,
         pairs_per_round: int = 1,
-        topology: Topology = Topology.COMPLETE,
+        graph: InteractionGraph | None = None,
     ) -> None:
         self.rules = rules
         self.pairs_per_round = pairs_per_round
-        self.topology = Topology(topology)
+        self.graph = graph
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -153,7 +154,11 @@ class NamingGame:
         self, agents: Sequence[str], history: Sequence[Decision], ctx: RoundContext
     ) -> list[Turn]:
         """Both seats of every pair, in pair order: (a, b), (b, a), ..."""
-        pairs = sample_pairs(self.topology, agents, self.pairs_per_round, ctx.rng(Stream.PAIRING))
+        rng = ctx.rng(Stream.PAIRING)
+        if self.graph is None or self.graph.complete:
+            pairs = sample_pairs(Topology.COMPLETE, agents, self.pairs_per_round, rng)
+        else:
+            pairs = self.graph.matching(self.pairs_per_round, rng)
         memory = memories(history, agents)
         turns = []
         for index, (a, b) in enumerate(pairs):
