@@ -110,3 +110,18 @@ def test_round_trip_through_yaml(tmp_path):
     path = tmp_path / "resolved.yaml"
     path.write_text(yaml.safe_dump(c.to_dict()))
     assert load_experiment(path) == c
+
+
+def test_an_override_reaches_into_a_list_section_by_index():
+    """Sweeps vary one intervention's share: interventions.0.share=..."""
+    from trainer.config import ConfigError, load_experiment
+
+    base = ["interventions=[{kind: committed_minority, round: 5, share: 0.34}]"]
+    config = load_experiment(
+        "configs/naming_game/quickstart.yaml", [*base, "interventions.0.share=0.5"]
+    )
+    assert config.interventions[0].share == 0.5 and config.interventions[0].round == 5
+    with pytest.raises(ConfigError, match="'3' is not an index of the 1-item list"):
+        load_experiment("configs/naming_game/quickstart.yaml", [*base, "interventions.3.share=0.5"])
+    with pytest.raises(ConfigError, match="unknown key 'interventions.0.shar'"):
+        load_experiment("configs/naming_game/quickstart.yaml", [*base, "interventions.0.shar=0.5"])

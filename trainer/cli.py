@@ -172,10 +172,14 @@ def build_parser() -> argparse.ArgumentParser:
     from trainer.baseline_command import add_baseline_parser
 
     add_baseline_parser(sub)
+
+    from trainer.sweep import add_sweep_parser
+
+    add_sweep_parser(sub)
     return parser
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Our own progress bars say what is happening; hide the libraries' per-call bars."""
     import os
     import warnings
@@ -193,14 +197,16 @@ def _quiet_libraries() -> None:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    """Parse ``argv``; ``run``'s and ``baseline``'s key=value overrides may also follow
-    their options."""
+    """Parse ``argv``; the key=value overrides of ``run``, ``baseline`` and ``sweep`` may
+    also follow their options."""
     args, extra = build_parser().parse_known_args(argv)
     if extra:
         # argparse stops filling the overrides list at the first option
         # (`run CONFIG --no-progress population.size=8`): give it the rest.
         options = [
-            e for e in extra if e.startswith("-") or args.command not in ("run", "baseline")
+            e
+            for e in extra
+            if e.startswith("-") or args.command not in ("run", "baseline", "sweep")
         ]
         if options:
             prog = "folkways" + (f" {args.command}" if args.command else "")
@@ -228,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"folkways: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return args.func(args)
     except (ConfigError, ModelNotFoundError, FileNotFoundError, ValueError) as err:

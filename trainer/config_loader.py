@@ -197,14 +197,31 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
         path, value = parse_override(text)
         node = data
         for part in path[:-1]:
+            if isinstance(node, list):
+                node = _list_item(node, part, text)
+                continue
             child = node.setdefault(part, {})
-            if not isinstance(child, dict):
+            if not isinstance(child, (dict, list)):
                 raise ConfigError(
                     f"override {text!r}: '{part}' is a value, not a section with keys"
                 )
             node = child
-        node[path[-1]] = value
+        if isinstance(node, list):
+            _list_item(node, path[-1], text)  # checks the index
+            node[int(path[-1])] = value
+        else:
+            node[path[-1]] = value
     return data
+
+
+def _list_item(items: list, part: str, text: str) -> Any:
+    """``items[int(part)]`` for an override such as ``interventions.0.share=0.2``."""
+    if not part.isdigit() or int(part) >= len(items):
+        raise ConfigError(
+            f"override {text!r}: '{part}' is not an index of the {len(items)}-item list; "
+            f"expected 0..{len(items) - 1}"
+        )
+    return items[int(part)]
 
 
 def _deep_copy(data: Any) -> Any:
@@ -256,6 +273,9 @@ def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = No
 def _check_key_path(cls: Any, keys: list[str], source: str) -> None:
     node = cls
     for depth, key in enumerate(keys):
+        if typing.get_origin(node) is list and key.isdigit():
+            node = typing.get_args(node)[0]  # an item of a list section, by index
+            continue
         options = _variants(node) or [node]
         if not all(dataclasses.is_dataclass(n) for n in options):
             raise ConfigError(f"{source}: '{'.'.join(keys[:depth])}' is a value, not a section")

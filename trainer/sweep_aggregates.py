@@ -1,0 +1,414 @@
+"""What a sweep's runs say together: consensus, collective bias and the tipping point.
+
+Pure functions of :class:`RunOutcome` records (read from run directories by
+``trainer.sweep_outcomes``), one row per grid point × generation:
+
+* **consensus** — the share of seeds whose population converged (the naming game's
+  ``convergence_round``: 3N successes in a row, Ashery et al. 2025) and the distribution
+  of the convergence round over the converged seeds;
+* **collective bias** — how the winning option (the generation's ``majority_option``) is
+  distributed over seeds, tested against uniform over each seed's W options, side by side
+  with the individual empty-memory prior of generation 0 (the mean over agents and seeds
+  of each option's probability): a bias of the collective absent in the individual shows
+  as winners far from uniform while the prior is near uniform;
+* **tipping point** — in a committed-minority sweep over a fraction key, the share of
+  seeds whose population ended on the committed option, per fraction, and the fitted
+  critical fraction (``trainer.sweep_stats.fit_tipping``), per generation and per value
+  of the other grid keys.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from trainer.sweep_stats import ChiSquareTest, TippingFit, fit_tipping, quartiles, winner_test
+
+AGGREGATE_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GenerationOutcome:
+    """One run's generation: its winner and the game's own numbers (summary.json)."""
+
+    generation: int
+    majority_option: str | None
+    game_metrics: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What the aggregates read of one run of a sweep.
+
+    Attributes:
+        run: the run's name (its folder in the experiment directory).
+        point: the run's grid values, ``{key: value}``.
+        seed: its ``run.seed``.
+        options: the game's options in this run (W of them; letter names are drawn
+            from the seed, so they may differ between seeds).
+        prior: generation 0's empty-memory prior before any distillation, mean over the
+            LLM agents, ``{option: probability}``; empty when every seat is scripted.
+        generations: the complete generations, in order.
+        committed_option: the option a committed minority held (None: no intervention).
+    """
+
+    run: str
+    point: dict[str, Any]
+    seed: int
+    options: tuple[str, ...]
+    prior: dict[str, float]
+    generations: tuple[GenerationOutcome, ...]
+    committed_option: str | None = None
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """Did the seeds converge, and when (rounds counted from 0 within the generation)."""
+
+    seeds: int
+    converged: int
+    converged_share: float
+    convergence_rounds: list[int | None]  # per seed, None: never converged
+    quartiles: tuple[float, float, float] | None  # (q1, median, q3) over converged seeds
+    success_rate_last_mean: float | None
+
+
+@dataclass(frozen=True)
+class CollectiveBias:
+    """The winners of one generation across seeds, against uniform and the prior.
+
+    ``winner_share``, ``individual_prior`` and ``uniform`` are shares over the seeds
+    with a winner (each sums to 1): what won, what the generation-0 agents preferred
+    alone, and what winning at random among each seed's options would give.
+    """
+
+    winners: dict[str, int]
+    no_winner: int
+    winner_share: dict[str, float]
+    individual_prior: dict[str, float]
+    uniform: dict[str, float]
+    vs_uniform: ChiSquareTest | None
+    vs_individual_prior: ChiSquareTest | None
+
+
+@dataclass(frozen=True)
+class PointGeneration:
+    """One row of the aggregate: a grid point's seeds at one generation."""
+
+    point: dict[str, Any]
+    generation: int
+    runs: list[str]
+    seeds: list[int]
+    consensus: Consensus | None  # None: the game reports no convergence round
+    bias: CollectiveBias
+    flipped_share: float | None = None  # tipping sweeps: seeds on the committed option
+
+
+@dataclass(frozen=True)
+class TippingCurve:
+    """The tipping point at one generation, for one value of the other grid keys."""
+
+    key: str
+    fixed: dict[str, Any]
+    generation: int
+    fit: TippingFit
+
+
+@dataclass(frozen=True)
+class SweepAggregate:
+    grid_keys: list[str]
+    rows: list[PointGeneration]
+    tipping_key: str | None = None
+    tipping: list[TippingCurve] = field(default_factory=list)
+    excluded: list[dict[str, str]] = field(default_factory=list)  # runs left out, and why
+    schema_version: int = AGGREGATE_SCHEMA_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return _plain(asdict(self))
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe: tuples as lists, non-finite floats as None (JSON has no NaN)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def point_label(point: dict[str, Any]) -> str:
+    """``key=value, ...`` in grid order (``(all)`` for a sweep over seeds only)."""
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in point.items()) or "(all)"
+
+
+def consensus(generations: Sequence[GenerationOutcome]) -> Consensus | None:
+    """Convergence across seeds; None when the game reports no ``convergence_round``."""
+    if not any("convergence_round" in g.game_metrics for g in generations):
+        return None
+    rounds = [g.game_metrics.get("convergence_round") for g in generations]
+    done = [r for r in rounds if r is not None]
+    success = [
+        g.game_metrics["success_rate_last"]
+        for g in generations
+        if isinstance(g.game_metrics.get("success_rate_last"), (int, float))
+    ]
+    return Consensus(
+        seeds=len(rounds),
+        converged=len(done),
+        converged_share=len(done) / len(rounds),
+        convergence_rounds=rounds,
+        quartiles=quartiles(done),
+        success_rate_last_mean=float(np.mean(success)) if success else None,
+    )
+
+
+def collective_bias(
+    winners: Sequence[str | None],
+    options: Sequence[Sequence[str]],
+    priors: Sequence[dict[str, float]],
+    *,
+    draws: int = 10_000,
+    seed: int = 0,
+) -> CollectiveBias:
+    """Winners (one per seed) against uniform over each seed's options and its prior.
+
+    Args:
+        winners: each seed's winning option (None: no choices were made).
+        options: each seed's options.
+        priors: each seed's mean generation-0 prior (empty: no LLM agents).
+        draws, seed: Monte Carlo draws of the tests and their seed.
+    """
+    kept = [i for i, w in enumerate(winners) if w is not None]
+    counts: dict[str, int] = {}
+    for i in kept:
+        counts[winners[i]] = counts.get(winners[i], 0) + 1
+    # a winner outside its seed's options (a free-text game's answer) has no uniform null
+    uniforms = [
+        {o: 1 / len(options[i]) for o in options[i]} for i in kept if winners[i] in options[i]
+    ]
+    with_prior = [i for i in kept if winners[i] in priors[i]]
+    names = sorted({o for i in kept for o in options[i]} | set(counts))
+    n = len(kept)
+
+    def mean_share(dists: list[dict[str, float]]) -> dict[str, float]:
+        return {o: sum(d.get(o, 0.0) for d in dists) / len(dists) for o in names} if dists else {}
+
+    return CollectiveBias(
+        winners=dict(sorted(counts.items())),
+        no_winner=len(winners) - n,
+        winner_share={o: counts.get(o, 0) / n for o in names} if n else {},
+        individual_prior=mean_share([priors[i] for i in with_prior]),
+        uniform=mean_share(uniforms),
+        vs_uniform=(
+            winner_test([winners[i] for i in kept], uniforms, draws=draws, seed=seed)
+            if len(uniforms) == n
+            else None
+        ),
+        vs_individual_prior=winner_test(
+            [winners[i] for i in with_prior],
+            [priors[i] for i in with_prior],
+            draws=draws,
+            seed=seed,
+        ),
+    )
+
+
+def flipped(run: RunOutcome, generation: GenerationOutcome) -> bool:
+    """Whether the generation's population ended on the run's committed option."""
+    return run.committed_option is not None and generation.majority_option == run.committed_option
+
+
+def aggregate(
+    runs: Sequence[RunOutcome],
+    grid_keys: Sequence[str],
+    *,
+    tipping_key: str | None = None,
+    draws: int = 10_000,
+    seed: int = 0,
+) -> SweepAggregate:
+    """Rows per grid point × generation, and tipping curves when ``tipping_key`` is set.
+
+    In a tipping sweep a run without a committed option counts as "not flipped" when its
+    fraction is 0 (no committed agents: nothing to flip to), and is left out, listed in
+    ``excluded``, otherwise (its intervention record is missing).
+
+    Raises:
+        ValueError: ``tipping_key`` is not a grid key, or one of its values is not a number.
+    """
+    grid_keys = list(grid_keys)
+    excluded: list[dict[str, str]] = []
+    if tipping_key is not None:
+        if tipping_key not in grid_keys:
+            raise ValueError(
+                f"--tipping-key {tipping_key!r} is not a grid key; accepted: "
+                + (", ".join(grid_keys) or "none (give it as --grid KEY=f1,f2,...)")
+            )
+        for run in runs:
+            _fraction(run, tipping_key)  # every value a number, or an error now
+    points: dict[str, list[RunOutcome]] = {}
+    for run in runs:
+        points.setdefault(json.dumps(run.point, sort_keys=True), []).append(run)
+    rows = []
+    for group in points.values():
+        group = sorted(group, key=lambda r: r.seed)
+        generations = sorted({g.generation for r in group for g in r.generations})
+        for gen in generations:
+            present = [(r, g) for r in group for g in r.generations if g.generation == gen]
+            share = None
+            if tipping_key is not None:
+                scored = [flipped(r, g) for r, g in present if _scored(r, tipping_key)]
+                share = sum(scored) / len(scored) if scored else None
+            rows.append(
+                PointGeneration(
+                    point=group[0].point,
+                    generation=gen,
+                    runs=[r.run for r, _ in present],
+                    seeds=[r.seed for r, _ in present],
+                    consensus=consensus([g for _, g in present]),
+                    bias=collective_bias(
+                        [g.majority_option for _, g in present],
+                        [r.options for r, _ in present],
+                        [r.prior for r, _ in present],
+                        draws=draws,
+                        seed=seed,
+                    ),
+                    flipped_share=share,
+                )
+            )
+    curves = []
+    if tipping_key is not None:
+        excluded = [
+            {
+                "run": r.run,
+                "reason": f"no committed option recorded at {tipping_key}="
+                f"{_fraction(r, tipping_key)} (generation_NNN/interventions.jsonl)",
+            }
+            for r in runs
+            if not _scored(r, tipping_key)
+        ]
+        curves = tipping_curves([r for r in runs if _scored(r, tipping_key)], tipping_key)
+    return SweepAggregate(grid_keys, rows, tipping_key, curves, excluded)
+
+
+def _fraction(run: RunOutcome, key: str) -> float:
+    value = run.point.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(
+            f"--tipping-key {key}: run {run.run} has {key}={value!r}; expected a number "
+            "(the committed fraction)"
+        )
+    return float(value)
+
+
+def _scored(run: RunOutcome, key: str) -> bool:
+    return run.committed_option is not None or _fraction(run, key) == 0
+
+
+def tipping_curves(runs: Sequence[RunOutcome], key: str) -> list[TippingCurve]:
+    """One fit per generation and value of the grid keys other than ``key``."""
+    groups: dict[tuple[str, int], tuple[dict, list[float], list[bool]]] = {}
+    for run in runs:
+        fixed = {k: v for k, v in run.point.items() if k != key}
+        for g in run.generations:
+            entry = groups.setdefault(
+                (json.dumps(fixed, sort_keys=True), g.generation), (fixed, [], [])
+            )
+            entry[1].append(_fraction(run, key))
+            entry[2].append(flipped(run, g))
+    return [
+        TippingCurve(key, fixed, generation, fit_tipping(fractions, outcomes))
+        for (_, generation), (fixed, fractions, outcomes) in groups.items()
+    ]
+
+
+def csv_rows(agg: SweepAggregate) -> list[dict[str, Any]]:
+    """``aggregate.csv``: one flat row per grid point × generation (lists joined by ';')."""
+    fits = {(json.dumps(c.fixed, sort_keys=True), c.generation): c.fit for c in agg.tipping}
+    rows = []
+    for row in agg.rows:
+        c, b = row.consensus, row.bias
+        top = max(b.winner_share.items(), key=lambda kv: kv[1], default=None)  # ties: A-Z
+        top_prior = max(b.individual_prior.items(), key=lambda kv: kv[1], default=None)
+        flat: dict[str, Any] = {k: json.dumps(row.point.get(k)) for k in agg.grid_keys}
+        flat |= {
+            "generation": row.generation,
+            "seeds": len(row.seeds),
+            "converged_share": c.converged_share if c else None,
+            "convergence_q1": c.quartiles[0] if c and c.quartiles else None,
+            "convergence_median": c.quartiles[1] if c and c.quartiles else None,
+            "convergence_q3": c.quartiles[2] if c and c.quartiles else None,
+            "convergence_rounds": ";".join(
+                "-" if r is None else str(r) for r in c.convergence_rounds
+            )
+            if c
+            else None,
+            "success_rate_last_mean": c.success_rate_last_mean if c else None,
+            "winners": ";".join(f"{o}:{n}" for o, n in b.winners.items()),
+            "top_winner": top[0] if top else None,
+            "top_winner_share": top[1] if top else None,
+            "top_prior_option": top_prior[0] if top_prior else None,
+            "top_prior": top_prior[1] if top_prior else None,
+        }
+        for name, test in (("uniform", b.vs_uniform), ("prior", b.vs_individual_prior)):
+            flat[f"chi2_vs_{name}"] = test.statistic if test else None
+            flat[f"df_vs_{name}"] = test.df if test else None
+            flat[f"p_vs_{name}"] = test.p_value if test else None
+            flat[f"p_mc_vs_{name}"] = test.p_value_monte_carlo if test else None
+        if agg.tipping_key is not None:
+            fixed = {k: v for k, v in row.point.items() if k != agg.tipping_key}
+            fit = fits.get((json.dumps(fixed, sort_keys=True), row.generation))
+            low, high = fit.interval if fit and fit.interval else (None, None)
+            flat |= {
+                "flipped_share": row.flipped_share,
+                "critical_fraction": fit.critical_fraction if fit else None,
+                "critical_low": low,
+                "critical_high": high,
+            }
+        rows.append(_plain(flat))
+    return rows
+
+
+def format_aggregate(agg: SweepAggregate) -> str:
+    """A plain-text digest: one line per grid point × generation, then the tipping fits."""
+
+    def num(x: float | None, fmt: str = ".2f") -> str:
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
+
+    lines = [
+        "point | gen | seeds | converged | round median [q1, q3] | top winner | p uniform (MC)"
+    ]
+    for row in agg.rows:
+        c, b = row.consensus, row.bias
+        conv = f"{num(c.converged_share)}" if c else "n/a"
+        q = c.quartiles if c else None
+        when = f"{num(q[1], '.1f')} [{num(q[0], '.1f')}, {num(q[2], '.1f')}]" if q else "-"
+        top = max(b.winner_share.items(), key=lambda kv: kv[1], default=None)
+        test = b.vs_uniform
+        p = f"{test.p_value:.3g} ({test.p_value_monte_carlo:.3g})" if test else "-"
+        winner = f"{top[0]} ({top[1]:.0%})" if top else "-"
+        lines.append(
+            f"{point_label(row.point)} | {row.generation} | {len(row.seeds)} | {conv} | {when} "
+            f"| {winner} | {p}"
+        )
+    for curve in agg.tipping:
+        fit = curve.fit
+        where = point_label(curve.fixed)
+        if fit.critical_fraction is None:
+            lines.append(f"tipping ({where}, gen {curve.generation}): {fit.note}")
+            continue
+        low, high = fit.interval or (None, None)
+        lines.append(
+            f"tipping ({where}, gen {curve.generation}): {curve.key} critical = "
+            f"{fit.critical_fraction:.3f}, {fit.level:.0%} interval [{num(low, '.3f')}, "
+            f"{num(high, '.3f')}]" + (" (separated outcomes)" if fit.separated else "")
+        )
+    for item in agg.excluded:
+        lines.append(f"excluded {item['run']}: {item['reason']}")
+    return "\n".join(lines)
