@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+from societies.custom_probes import CustomProbe
 from societies.games.protocol import ScriptedSeat
 from societies.population import Engine
 from societies.topology import Topology
@@ -180,6 +181,15 @@ class ProbeConfig:
     order. null (default) = one per name, so every name sits in every position once,
     which cancels position bias exactly."""
 
+    questionnaire: bool = False
+    """Also ask the IPIP 50-item Big-Five markers after every generation (and before
+    generation 0): trait scores per agent (societies/measures/questionnaire.py)."""
+    questionnaire_orders: str = "rotations"
+    """Likert anchor orders per item: 'rotations' (5 prompts per item) or 'reversed' (2)."""
+    custom: list[CustomProbe] = field(default_factory=list)
+    """Probes declared without code: [{name, prompt, options, system?}]; each agent's
+    distribution over the options, averaged over option orders (societies/custom_probes.py)."""
+
     def __post_init__(self) -> None:
         _require(
             self.orders is None or self.orders >= 1,
@@ -187,6 +197,14 @@ class ProbeConfig:
             self.orders,
             "null or an integer >= 1",
         )
+        _require(
+            self.questionnaire_orders in ("rotations", "reversed"),
+            "probe.questionnaire_orders",
+            self.questionnaire_orders,
+            "'rotations' or 'reversed'",
+        )
+        names = [p.name for p in self.custom]
+        _require(len(set(names)) == len(names), "probe.custom", names, "probes with distinct names")
 
 
 @dataclass(frozen=True)

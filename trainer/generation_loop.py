@@ -57,7 +57,9 @@ from trainer.distill_sft import (
     read_outcome,
     settings_from_config,
 )
+from trainer.drift_metrics import drift_records
 from trainer.evolution_step import SeatPlan, apply_plan, plan_evolution
+from trainer.extra_probes import extra_records, measure_extras, wanted
 from trainer.games import build_game
 from trainer.interventions import (
     InterventionEvent,
@@ -282,6 +284,7 @@ class Experiment:
         self.log(f"generation {g}/{cfg.run.generations - 1}: interaction phase")
         population = self.population(self.start_adapters(g))
         before = self._probe_before(population, g)
+        baseline = self._baseline_extras(population if g == 0 else None)
         decisions = self._rollout(population, g)
         del population
         gc.collect()
@@ -297,6 +300,7 @@ class Experiment:
 
         after_population = self.population({a: layout.adapter(g, a) for a in self.llm_agents})
         after = self._probe(after_population, f"generation {g} after")
+        extras = measure_extras(after_population, self.llm_agents, cfg.probe, cfg.run.seed)
         del after_population
         gc.collect()
 
@@ -312,6 +316,9 @@ class Experiment:
             population_size=cfg.population.size,
         )
         records += self._weight_records(g)
+        gen0 = before if g == 0 else read_probes(layout, 0)["before"]
+        records += drift_records(g, after, gen0, summary.majority_option)
+        records += extra_records(g, extras, baseline)
         records += [
             MetricRecord(g, "fitness", plan.details["fitness"], "evolution", agent=a)
             for a, plan in plans.items()
@@ -322,6 +329,8 @@ class Experiment:
                 "orders": [list(o) for o in self.probe_orders],
                 "before": {a: p.to_dict() for a, p in before.items()},
                 "after": {a: p.to_dict() for a, p in after.items()},
+                **{f"{k}_after": v for k, v in extras.items()},
+                **({f"{k}_before": v for k, v in baseline.items()} if g == 0 else {}),
             },
         )
         write_generation_metrics(layout.generation_metrics(g), records)
@@ -369,6 +378,22 @@ class Experiment:
             f"{summary.prior_on_majority_before:.3f} -> {summary.prior_on_majority_after:.3f}"
         )
         return summary
+
+    def _baseline_extras(self, population: PopulationModel | None) -> dict:
+        """Traits and custom probes of generation 0's starting adapters, measured once
+        (cached in generation 0's folder) and read back by every later generation."""
+        if not wanted(self.config.probe):
+            return {}
+        cache = self.layout.generation(0) / "probe_before_extra.json"
+        if cache.exists():
+            return json.loads(cache.read_text())
+        if population is None:  # a later generation resuming: generation 0 measured it
+            population = self.population(self.start_adapters(0))
+        extras = measure_extras(
+            population, self.llm_agents, self.config.probe, self.config.run.seed
+        )
+        atomic_write_json(cache, extras)
+        return extras
 
     def _probe_before(self, population: PopulationModel, g: int) -> dict[str, AgentPrior]:
         """Priors of the adapters generation ``g`` starts with, measured once.

@@ -23,7 +23,9 @@ class MetricRecord:
     """One number: ``name`` at ``generation`` (and optionally for one agent or round).
 
     ``phase`` says when it was measured: "rollout", "probe_before", "probe_after",
-    "distill", "weights" (adapter weight-space metrics) or "evolution" (fitness).
+    "distill", "weights" (adapter weight-space metrics), "evolution" (fitness), "drift"
+    (probe distributions against generation 0 and the population mean), "traits_before"
+    / "traits_after" (Big-Five scores).
     """
 
     generation: int
