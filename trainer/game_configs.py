@@ -38,8 +38,15 @@ class NamingGameConfig:
     temperature: float = 0.5
     """Sampling temperature over the renormalised option probabilities (0 = greedy)."""
     topology: Topology = Topology.COMPLETE
+    """Kept so run directories written before ``network:`` load; only 'complete'."""
 
     def __post_init__(self) -> None:
+        require(
+            self.topology is Topology.COMPLETE,
+            "game.topology",
+            self.topology.value,
+            "'complete' (set the graph with network.topology)",
+        )
         if self.names:
             require(
                 len(set(self.names)) == len(self.names), "game.names", self.names, "distinct names"
