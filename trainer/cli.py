@@ -62,6 +62,18 @@ def _cmd_report(args: argparse.Namespace) -> int:
     from trainer.report import make_report
     from trainer.summary import format_table
 
+    if args.more_runs:
+        from trainer.multi_report import compare_runs, format_rows
+
+        if not args.out:
+            raise ValueError("report of several run directories needs --out DIR for its figure")
+        comparison = compare_runs([Path(args.run_dir), *map(Path, args.more_runs)], Path(args.out))
+        if args.json:
+            print(json.dumps(comparison.to_dict(), indent=2))
+        else:
+            print(format_rows(comparison.rows))
+            print("figures: " + ", ".join(map(str, comparison.figures)))
+        return 0
     report = make_report(Path(args.run_dir), Path(args.out) if args.out else None)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -144,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="plots and summary table from a run directory")
     report.add_argument("run_dir")
+    report.add_argument(
+        "more_runs", nargs="*", help="more run directories: compare them side by side (--out)"
+    )
     report.add_argument("--out", default=None, help="output directory (default: the run directory)")
     report.add_argument("--json", action="store_true")
     report.set_defaults(func=_cmd_report)
