@@ -217,3 +217,18 @@ def test_a_dpo_run_trains_on_pairs_and_records_its_margins(tiny_model_path, tmp_
         d["agent"] for d in read_decisions(run_dir, 0) if d["action"] != d["partner_action"]
     }
     assert {e.agent for e in trained} == mismatched
+
+
+def test_a_released_crossover_child_names_both_parents_in_its_card(evolved, tmp_path):
+    from trainer.release import release_adapter
+
+    layout = RunLayout(evolved)
+    child, entry = next(
+        (a, e) for a, e in final_entries(layout, 1).items() if "crossover" in e.operations
+    )
+    release = release_adapter(evolved, child, tmp_path / "release", generation=1)
+    card = (tmp_path / "release" / "README.md").read_text()
+    assert all(f"`{p}`" in card for p in entry.parents)
+    assert "inherit+crossover" in card and "naming game" in card
+    # the chain walks first parents back to an initial adapter
+    assert release.lineage[0].operations == ["init"] and release.lineage[-1].adapter == entry.adapter
