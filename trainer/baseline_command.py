@@ -45,6 +45,7 @@ ARGS: dict[Method, tuple[type, Runner]] = {
     Method.MNG: (minimal_naming_game.MngArgs, minimal_naming_game.run),
 }
 FROM_CONFIG = ("game", "rules")  # set from the experiment config, never overridden
+LLM_RL = "llm_rl"  # the LLM population learning online by policy gradient (trainer/llm_rl.py)
 
 
 def add_baseline_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -53,7 +54,7 @@ def add_baseline_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
         "baseline",
         help="tabula-rasa baselines (IQL, REINFORCE, minimal naming game) on a config's game",
     )
-    parser.add_argument("method", choices=[m.value for m in Method])
+    parser.add_argument("method", choices=[*(m.value for m in Method), LLM_RL])
     parser.add_argument("config", help="experiment YAML, e.g. configs/naming_game/ashery2025.yaml")
     parser.add_argument(
         "overrides",
@@ -73,12 +74,14 @@ def run_baseline_command(args: argparse.Namespace) -> int:
     # the experiment config imports torch (societies.population): only when a baseline runs
     from trainer.config import load_experiment
 
-    method = Method(args.method)
     if args.seeds < 1:
         raise ValueError(f"--seeds={args.seeds}; expected an integer >= 1")
     dotted = [o for o in args.overrides if "=" in o and "." in o.split("=", 1)[0]]
     own = [o for o in args.overrides if o not in dotted]
     config = load_experiment(args.config, dotted)
+    if args.method == LLM_RL:
+        return _run_llm_rl(args, config, own)
+    method = Method(args.method)
     baseline_args = resolve_args(method, config, own)
     seeds = list(range(config.run.seed, config.run.seed + args.seeds))
     _, runner = ARGS[method]
@@ -212,3 +215,45 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def _run_llm_rl(args: argparse.Namespace, config: ExperimentConfig, overrides: list[str]) -> int:
+    """``folkways baseline llm_rl``: one online-RL population per seed, each in its own
+    folder ``seed_<s>/`` of ``--out`` (transcripts, per-round series, adapters)."""
+    from trainer.config import load_experiment
+    from trainer.llm_rl import LlmRlArgs, run_llm_rl
+
+    valid = [f.name for f in dataclasses.fields(LlmRlArgs)]
+    values: dict[str, Any] = {}
+    for text in overrides:
+        key_path, value = config_loader.parse_override(text)
+        if key_path[0] not in valid:
+            raise ConfigError(
+                f"override {text!r}: {key_path[0]!r} is not an arg of baseline llm_rl; valid "
+                f"args: {', '.join(valid)} (dotted keys such as game.num_names=2 set the config)"
+            )
+        values[key_path[0]] = value
+    rl_args = LlmRlArgs(**values)
+    out = (
+        Path(args.out)
+        if args.out
+        else config.run_dir.with_name(f"{config.run.name}-baseline-llm_rl")
+    )
+    results = []
+    for s in range(config.run.seed, config.run.seed + args.seeds):
+        seeded = load_experiment(
+            args.config, [*[o for o in args.overrides if o not in overrides], f"run.seed={s}"]
+        )
+        results.append(run_llm_rl(seeded, rl_args, out / f"seed_{s}", progress=not args.json))
+    atomic_write_json(out / "results.json", [r.to_dict() for r in results])
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        for r in results:
+            print(
+                f"seed {r.seed}: converged_round {r.converged_round}, winner {r.winner}, "
+                f"final_success {r.final_success:.2f}, mean payoff {r.mean_payoff_first:.1f} "
+                f"-> {r.mean_payoff_last:.1f} ({r.updates} updates)"
+            )
+        print(f"runs: {out}")
+    return 0
