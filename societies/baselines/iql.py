@@ -38,8 +38,9 @@ from societies.baselines.learner_games import (
     learner_game,
     observation_mode,
 )
+from societies.baselines.naming_progress import NamingProgress
 from societies.baselines.naming_vec import VecNamingGame
-from societies.baselines.records import Game, Method, RoundSeries, SeedResult, final_success
+from societies.baselines.records import Game, Method, RoundSeries, SeedResult
 from societies.baselines.tables import ValueTable
 from societies.envs.naming_env import ObservationMode
 from societies.games.donor_game import DonorGameRules
@@ -171,9 +172,7 @@ def _run_naming(args: IqlArgs, seeds: list[int]) -> list[SeedResult]:
     empty_rows = table.rows(everyone, np.broadcast_to(empty, (s, n, len(empty))))
     rngs = [seeding.rng(seed, Stream.SAMPLING, Method.IQL.value) for seed in seeds]
     pending = PendingUpdates((s, n), args.gamma)
-    held = np.empty((s, args.rounds), dtype=np.int64)
-    agree = np.empty((s, args.rounds))
-    success = np.empty((s, args.rounds))
+    progress = NamingProgress(s, args.rounds)
 
     for t in range(args.rounds):
         if t % args.episode_rounds == 0:
@@ -191,28 +190,9 @@ def _run_naming(args: IqlArgs, seeds: list[int]) -> list[SeedResult]:
         per_agent[np.arange(s)[:, None], agents] = rewards
         pending.add_rewards(per_agent, table, args.alpha)
 
-        choices = convergence.most_probable(table.values[empty_rows])
-        held[:, t] = convergence.consensus(choices)
-        agree[:, t] = convergence.agreement(choices)
-        said = actions.reshape(pairs.shape)
-        success[:, t] = (said[..., 0] == said[..., 1]).mean(axis=-1)
+        progress.record(t, table.values[empty_rows], actions.reshape(pairs.shape))
 
-    results = []
-    for k, seed in enumerate(seeds):
-        at = convergence.converged_round(held[k])
-        results.append(
-            SeedResult(
-                method=Method.IQL,
-                game=Game.NAMING_GAME,
-                seed=seed,
-                rounds=args.rounds,
-                converged_round=at,
-                winner=None if at is None else game.names[held[k, -1]],
-                final_success=final_success(success[k], args.window),
-                series=RoundSeries(agreement=tuple(agree[k]), success=tuple(success[k])),
-            )
-        )
-    return results
+    return progress.results(Method.IQL, seeds, game.names, args.window)
 
 
 def _run_donor(args: IqlArgs, seed: int) -> SeedResult:

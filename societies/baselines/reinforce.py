@@ -44,8 +44,9 @@ from societies.baselines.learner_games import (
     learner_game,
     observation_mode,
 )
+from societies.baselines.naming_progress import NamingProgress
 from societies.baselines.naming_vec import VecNamingGame
-from societies.baselines.records import Game, Method, RoundSeries, SeedResult, final_success
+from societies.baselines.records import Game, Method, RoundSeries, SeedResult
 from societies.baselines.tables import ValueTable
 from societies.envs.naming_env import ObservationMode
 from societies.games.donor_game import DonorGameRules
@@ -170,9 +171,7 @@ def _run_naming(args: ReinforceArgs, seeds: list[int]) -> list[SeedResult]:
     empty = game.empty_state(args.observation)
     empty_rows = table.rows(everyone, np.broadcast_to(empty, (s, n, len(empty))))
     rngs = [seeding.rng(seed, Stream.SAMPLING, Method.REINFORCE.value) for seed in seeds]
-    held = np.empty((s, args.rounds), dtype=np.int64)
-    agree = np.empty((s, args.rounds))
-    success = np.empty((s, args.rounds))
+    progress = NamingProgress(s, args.rounds)
     episode: list[tuple[np.ndarray, ...]] = []
 
     for t in range(args.rounds):
@@ -191,28 +190,9 @@ def _run_naming(args: ReinforceArgs, seeds: list[int]) -> list[SeedResult]:
             policy_step(table, *stacked, args)
             episode = []
 
-        choices = convergence.most_probable(table.values[empty_rows])
-        held[:, t] = convergence.consensus(choices)
-        agree[:, t] = convergence.agreement(choices)
-        said = actions.reshape(pairs.shape)
-        success[:, t] = (said[..., 0] == said[..., 1]).mean(axis=-1)
+        progress.record(t, table.values[empty_rows], actions.reshape(pairs.shape))
 
-    results = []
-    for k, seed in enumerate(seeds):
-        at = convergence.converged_round(held[k])
-        results.append(
-            SeedResult(
-                method=Method.REINFORCE,
-                game=Game.NAMING_GAME,
-                seed=seed,
-                rounds=args.rounds,
-                converged_round=at,
-                winner=None if at is None else game.names[held[k, -1]],
-                final_success=final_success(success[k], args.window),
-                series=RoundSeries(agreement=tuple(agree[k]), success=tuple(success[k])),
-            )
-        )
-    return results
+    return progress.results(Method.REINFORCE, seeds, game.names, args.window)
 
 
 def _run_donor(args: ReinforceArgs, seed: int) -> SeedResult:
