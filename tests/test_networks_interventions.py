@@ -137,7 +137,7 @@ def test_a_config_asking_for_more_pairs_than_the_graph_holds_fails_before_starti
     assert not (tmp_path / "t").exists()
 
 
-def test_graphs_pair_agents_in_the_naming_game_only():
+def test_the_donor_game_takes_only_the_complete_graph():
     donor = "configs/donor_game/quickstart.yaml"
     with pytest.raises(ConfigError, match="network.topology"):
         load_experiment(donor, ["network.topology=ring_lattice", "network.k=2"])
@@ -290,3 +290,35 @@ def test_interventions_evolution_and_personas_replay_exactly_after_kills(tmp_pat
     )
     assert report.differences == [], "\n".join(report.differences)
     assert len(report.kills) == 4
+
+
+def test_debaters_see_only_their_neighbours_replies():
+    from dataclasses import replace as _replace
+
+    from societies.games.debate import DebateRules
+    from societies.games.debate_society import DebateSocietyGame
+    from societies.games.protocol import RoundContext
+    from tests.test_data_builders import naming
+
+    agents = [f"agent_{i:02d}" for i in range(6)]
+    ring = build_graph("ring_lattice", agents, seed=0, k=2)
+    game = DebateSocietyGame(DebateRules(), root_seed=0, graph=ring)
+    history = [
+        _replace(naming(0, 0, a, None, "A", "A"), game="debate", text=f"reply of {a}")
+        for a in agents
+    ]
+    (turn,) = [
+        t
+        for t in game.turns(agents, history, RoundContext("r", 0, 1, 0, 0.0))
+        if t.agent == "agent_00"
+    ]
+    prompt = turn.messages[-1].content
+    assert "reply of agent_01" in prompt and "reply of agent_05" in prompt
+    assert all(f"reply of agent_0{i}" not in prompt for i in (2, 3, 4))
+    everyone = DebateSocietyGame(DebateRules(), root_seed=0)
+    (turn,) = [
+        t
+        for t in everyone.turns(agents, history, RoundContext("r", 0, 1, 0, 0.0))
+        if t.agent == "agent_00"
+    ]
+    assert all(f"reply of agent_0{i}" in turn.messages[-1].content for i in range(1, 6))

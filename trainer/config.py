@@ -487,11 +487,12 @@ class ExperimentConfig:
     def _check_network_and_interventions(self) -> None:
         if self.network.topology is not Topology.COMPLETE:
             _require(
-                self.game.name is GameName.NAMING_GAME,
+                self.game.name is not GameName.DONOR_GAME,
                 "network.topology",
                 self.network.topology.value,
                 f"'complete' for game.name={self.game.name.value} (graphs pair agents in the "
-                "naming game only so far)",
+                "naming game and choose whom debaters see; the donor game's schedule is the "
+                "paper's)",
             )
         agents = {f"agent_{i:02d}" for i in range(self.population.size)}
         llm = self.population.size - self.population.num_scripted

@@ -40,5 +40,5 @@ def build_game(
     if game.name is GameName.DEBATE:
         from societies.games.debate_society import DebateSocietyGame
 
-        return DebateSocietyGame(game.rules(), root_seed)
+        return DebateSocietyGame(game.rules(), root_seed, graph)
     raise NotImplementedError(game.name)  # pragma: no cover - the enum is closed

@@ -36,6 +36,7 @@ from societies.games.protocol import (
     mean_payoff,
 )
 from societies.records import AgentPrior, Decision
+from societies.topology import InteractionGraph
 
 
 class DebateSocietyGame:
@@ -45,9 +46,12 @@ class DebateSocietyGame:
     policies: tuple[str, ...] = ()
     options = (CORRECT, INCORRECT)  # the held-out probe's outcomes
 
-    def __init__(self, rules: DebateRules, root_seed: int) -> None:
+    def __init__(
+        self, rules: DebateRules, root_seed: int, graph: InteractionGraph | None = None
+    ) -> None:
         self.rules = rules
         self.root_seed = root_seed
+        self.graph = graph  # who sees whom in revision rounds; None: everyone
 
     @property
     def steps(self) -> int:
@@ -73,10 +77,11 @@ class DebateSocietyGame:
             if step == 0:
                 messages = debate.first_prompt(q)
             else:
+                seen = set(self.graph.neighbours(agent)) if self.graph else set(agents)
                 others = [
                     (f"Agent {i + 1}", previous[other])
                     for i, other in enumerate(agents)
-                    if other != agent
+                    if other != agent and other in seen
                 ]
                 messages = debate.revision_prompt(
                     q, previous[agent], others, self.rules.max_shown_chars
