@@ -191,6 +191,10 @@ def build_parser() -> argparse.ArgumentParser:
     from trainer.sweep import add_sweep_parser
 
     add_sweep_parser(sub)
+
+    from trainer.replay_command import add_replay_parser
+
+    add_replay_parser(sub)
     return parser
 
 

@@ -61,6 +61,7 @@ from trainer.drift_metrics import drift_records
 from trainer.evolution_step import SeatPlan, apply_plan, plan_evolution
 from trainer.extra_probes import extra_records, measure_extras, wanted
 from trainer.games import build_game
+from trainer.information_metrics import information_records
 from trainer.interventions import (
     InterventionEvent,
     adapters_at,
@@ -319,6 +320,12 @@ class Experiment:
         gen0 = before if g == 0 else read_probes(layout, 0)["before"]
         records += drift_records(g, after, gen0, summary.majority_option)
         records += extra_records(g, extras, baseline)
+        records += information_records(
+            g,
+            decisions,
+            self.agents,
+            seed=seeding.stream_seed(cfg.run.seed, Stream.PROBE, "information", g),
+        )
         records += [
             MetricRecord(g, "fitness", plan.details["fitness"], "evolution", agent=a)
             for a, plan in plans.items()

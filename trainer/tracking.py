@@ -25,7 +25,8 @@ class MetricRecord:
     ``phase`` says when it was measured: "rollout", "probe_before", "probe_after",
     "distill", "weights" (adapter weight-space metrics), "evolution" (fitness), "drift"
     (probe distributions against generation 0 and the population mean), "traits_before"
-    / "traits_after" (Big-Five scores).
+    / "traits_after" (Big-Five scores) or "information" (transfer entropy between agents,
+    partners' mutual information).
     """
 
     generation: int

@@ -1,0 +1,166 @@
+"""``folkways replay``: one generation of a finished run played again with one factor
+changed (:mod:`trainer.replay`), or each agent's effect on it (``--attribution``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from trainer.replay_records import AgentEffect, ReplayResult
+
+
+def add_replay_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Register ``folkways replay``; its handler is :func:`run_replay_command`."""
+    parser = subparsers.add_parser(
+        "replay",
+        help="replay one generation with one factor changed and the seeds held fixed",
+    )
+    parser.add_argument("run_dir", help="a run directory written by `folkways run`")
+    parser.add_argument(
+        "--generation", type=int, required=True, help="the complete generation to replay"
+    )
+    parser.add_argument(
+        "--swap-adapter",
+        action="append",
+        default=[],
+        metavar="AGENT=DONOR",
+        help="AGENT starts with DONOR's start adapter (repeatable; swaps are simultaneous)",
+    )
+    parser.add_argument(
+        "--reset",
+        action="append",
+        default=[],
+        metavar="AGENT",
+        help="AGENT starts with its initial adapter, the base model (repeatable)",
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override, e.g. game.temperature=0.7 (repeatable)",
+    )
+    parser.add_argument(
+        "--attribution",
+        action="store_true",
+        help="replay once per LLM agent with it reset; print each agent's effect",
+    )
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="the replay's folder (default: beside the run, <run>-replay-g<G>-<label>); "
+        "with --attribution, the folder the replays go in",
+    )
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run_replay_command)
+    return parser
+
+
+def parse_swaps(values: list[str]) -> dict[str, str]:
+    """``["agent_01=agent_03", ...]`` -> ``{"agent_01": "agent_03"}``."""
+    swaps: dict[str, str] = {}
+    for value in values:
+        agent, sep, donor = value.partition("=")
+        if not sep or not agent.strip() or not donor.strip():
+            raise ValueError(
+                f"--swap-adapter {value!r} is not of the form AGENT=DONOR (e.g. agent_01=agent_03)"
+            )
+        agent, donor = agent.strip(), donor.strip()
+        if agent in swaps:
+            raise ValueError(
+                f"--swap-adapter {value!r}: {agent} is already given {swaps[agent]}'s adapter; "
+                "expected each agent once"
+            )
+        swaps[agent] = donor
+    return swaps
+
+
+def run_replay_command(args: argparse.Namespace) -> int:
+    from trainer.replay import attribution, replay_generation
+
+    swaps = parse_swaps(args.swap_adapter)
+    log = _stderr if not args.no_progress else (lambda _: None)
+    if args.attribution:
+        if swaps or args.reset:
+            raise ValueError(
+                "--attribution replays each agent reset in turn; it takes no --swap-adapter "
+                "or --reset (run those as a plain replay)"
+            )
+        effects = attribution(
+            Path(args.run_dir),
+            args.generation,
+            overrides=args.overrides,
+            out_root=args.out,
+            progress=not args.no_progress,
+            log=log,
+        )
+        if args.json:
+            print(json.dumps([e.to_dict() for e in effects], indent=2))
+        else:
+            print(format_attribution(args.run_dir, args.generation, effects))
+        return 0
+    result = replay_generation(
+        Path(args.run_dir),
+        args.generation,
+        swap_adapters=swaps,
+        reset_to_start=args.reset,
+        overrides=args.overrides,
+        out_dir=args.out,
+        progress=not args.no_progress,
+        log=log,
+    )
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_result(result))
+    return 0
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def format_result(result: ReplayResult) -> str:
+    spec, a, b = result.spec, result.original, result.replay
+    first = result.first_difference
+    lines = [
+        f"replay of generation {spec.generation} of {spec.source} ({spec.label}): {result.out_dir}",
+        "identical to the original, byte for byte"
+        if result.identical
+        else (
+            "no decision differs (the files differ in formatting only)"
+            if first is None
+            else f"first difference: round {first.round}, {first.agent} (pair {first.pair})"
+        ),
+        f"{'':18}{'original':>12}{'replay':>12}{'difference':>12}",
+        f"{'success rate':18}{a.success_rate:>12.3f}{b.success_rate:>12.3f}"
+        f"{result.success_rate_delta:>+12.3f}",
+        f"{'majority option':18}{a.majority_option or '-':>12}{b.majority_option or '-':>12}",
+        f"{'majority share':18}{a.majority_share:>12.3f}{b.majority_share:>12.3f}"
+        f"{result.majority_share_delta:>+12.3f}",
+        f"{'share of ' + str(a.majority_option):18}{a.majority_share:>12.3f}"
+        f"{result.original_majority_share_in_replay:>12.3f}"
+        f"{result.original_majority_share_delta:>+12.3f}",
+        f"{'mean payoff':18}{a.mean_payoff:>12.2f}{b.mean_payoff:>12.2f}"
+        f"{result.mean_payoff_delta:>+12.2f}",
+        "payoff difference by agent: "
+        + ", ".join(f"{k} {v:+.1f}" for k, v in result.payoff_delta_by_agent.items()),
+    ]
+    return "\n".join(lines)
+
+
+def format_attribution(run_dir, generation: int, effects: list[AgentEffect]) -> str:
+    lines = [
+        f"attribution of generation {generation} of {run_dir}: each agent reset to its initial "
+        "adapter; effect = original - replay",
+        f"{'agent':12}{'success':>10}{'majority share':>16}{'mean payoff':>13}"
+        f"{'convention without':>20}{'first diff':>12}",
+    ]
+    for e in effects:
+        first = "-" if e.first_difference_round is None else f"round {e.first_difference_round}"
+        lines.append(
+            f"{e.agent:12}{e.success_rate_effect:>+10.3f}{e.majority_share_effect:>+16.3f}"
+            f"{e.mean_payoff_effect:>+13.2f}{e.replay_majority_option or '-':>20}{first:>12}"
+        )
+    return "\n".join(lines)
