@@ -134,3 +134,18 @@ def test_distilled_agents_differ_as_persons(reference):
 def test_bad_requests_name_the_value(reference, generation, contexts, error, message):
     with pytest.raises(error, match=message):
         person_situation(reference.run_dir, generation, contexts=contexts)
+
+
+def test_the_command_reports_every_complete_generation(reference, capsys):
+    import json
+
+    from trainer.cli import main
+
+    assert main(["person-situation", str(reference.run_dir), "--contexts", "4", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["generation"] for r in rows] == [0, 1]
+    for r in rows:
+        v = r["variance"]
+        total = v["share_agent"] + v["share_context"] + v["share_residual"]
+        assert total == pytest.approx(1.0) or total != total  # NaN when the table is flat
+    assert main(["person-situation", str(reference.run_dir), "--generation", "7"]) == 2

@@ -83,6 +83,37 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_person_situation(args: argparse.Namespace) -> int:
+    from trainer.person_situation import person_situation
+    from trainer.run_dir import open_run_dir
+
+    layout = open_run_dir(Path(args.run_dir))
+    done = layout.completed_generations()
+    generations = args.generation if args.generation else done
+    missing = sorted(set(generations) - set(done))
+    if missing:
+        raise ValueError(
+            f"--generation {missing}: not complete in {args.run_dir}; complete: {done}"
+        )
+    results = [
+        person_situation(Path(args.run_dir), g, contexts=args.contexts, seed=args.seed)
+        for g in generations
+    ]
+    if args.json:
+        print(json.dumps([r.to_dict() for r in results], indent=2))
+    else:
+        print(
+            "generation | option | share agent (person) | share context (situation) | interaction"
+        )
+        for r in results:
+            v = r.variance
+            print(
+                f"{r.generation} | {r.option} | {v.share_agent:.3f} | {v.share_context:.3f} | "
+                f"{v.share_residual:.3f}"
+            )
+    return 0
+
+
 def _cmd_release(args: argparse.Namespace) -> int:
     from trainer.release import release_adapter
 
@@ -191,6 +222,17 @@ def build_parser() -> argparse.ArgumentParser:
     from trainer.sweep import add_sweep_parser
 
     add_sweep_parser(sub)
+
+    ps = sub.add_parser(
+        "person-situation",
+        help="share of behaviour explained by the agent (weights) vs the context, per generation",
+    )
+    ps.add_argument("run_dir")
+    ps.add_argument("--generation", type=int, action="append", help="default: every complete one")
+    ps.add_argument("--contexts", type=int, default=16, help="contexts drawn per generation")
+    ps.add_argument("--seed", type=int, default=0)
+    ps.add_argument("--json", action="store_true")
+    ps.set_defaults(func=_cmd_person_situation)
 
     from trainer.replay_command import add_replay_parser
 
