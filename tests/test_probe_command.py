@@ -37,3 +37,35 @@ def test_probe_with_more_orders_and_bad_requests(reference):
         probe_run(reference.run_dir, generation=7)
     with pytest.raises(ValueError, match="accepted: 1..4"):
         probe_run(reference.run_dir, orders=9)
+
+
+def test_probe_traits_asks_the_big_five_of_a_generations_adapters(reference, capsys):
+    import json
+
+    from trainer.cli import main
+
+    assert (
+        main(
+            [
+                "probe",
+                str(reference.run_dir),
+                "--generation",
+                "-1",
+                "--traits",
+                "reversed",
+                "--json",
+            ]
+        )
+        == 0
+    )
+    initial = json.loads(capsys.readouterr().out)
+    assert initial["generation"] == -1
+    profiles = list(initial["traits"].values())
+    assert len(profiles) == 4
+    # initial adapters have a zero delta: every agent answers as the base model does
+    for trait, score in profiles[0]["traits"].items():
+        assert 1.0 <= score <= 5.0
+        assert all(abs(p["traits"][trait] - score) < 1e-5 for p in profiles)
+    assert main(["probe", str(reference.run_dir), "--traits", "reversed"]) == 0
+    out = capsys.readouterr().out
+    assert "Big-Five scores (1-5), after generation 1" in out and "mean |" in out

@@ -43,7 +43,16 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_probe(args: argparse.Namespace) -> int:
-    from trainer.probe_command import format_priors, probe_run
+    from trainer.probe_command import format_priors, format_traits, probe_run, trait_run
+
+    if args.traits:
+        generation, profiles = trait_run(Path(args.run_dir), args.generation, args.traits)
+        if args.json:
+            payload = {a: p.to_dict() for a, p in profiles.items()}
+            print(json.dumps({"generation": generation, "traits": payload}, indent=2))
+        else:
+            print(format_traits(generation, profiles))
+        return 0
 
     generation, priors = probe_run(Path(args.run_dir), args.generation, args.orders)
     if args.json:
@@ -181,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="option orders to average (default: the run's probe.orders)",
+    )
+    probe.add_argument(
+        "--traits",
+        choices=["rotations", "reversed"],
+        default=None,
+        help="ask the IPIP Big-Five markers instead, with these Likert anchor orders",
     )
     probe.add_argument("--json", action="store_true")
     probe.set_defaults(func=_cmd_probe)
