@@ -123,6 +123,30 @@ def _cmd_person_situation(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from trainer.compare import METHODS, run_comparison, summarize
+
+    if args.seeds < 1:
+        raise ValueError(f"--seeds={args.seeds}; expected an integer >= 1")
+    methods = args.methods.split(",") if args.methods else list(METHODS)
+    out = Path(args.out) if args.out else Path("runs") / f"compare-{Path(args.config).stem}"
+    rows = run_comparison(
+        args.config,
+        args.overrides,
+        args.seeds,
+        out,
+        methods=methods,
+        llm_rl_rounds=args.llm_rl_rounds,
+        progress=not args.json,
+    )
+    if args.json:
+        print(json.dumps(summarize(rows, [m for m in METHODS if m in methods]), indent=2))
+    else:
+        print((out / "compare.md").read_text())
+        print(f"figure: {out / 'compare.png'}")
+    return 0
+
+
 def _cmd_release(args: argparse.Namespace) -> int:
     from trainer.release import release_adapter
 
@@ -238,6 +262,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_sweep_parser(sub)
 
+    compare = sub.add_parser(
+        "compare",
+        help="one naming game learnt in context, with distillation, and by weight-update baselines",
+    )
+    compare.add_argument("config")
+    compare.add_argument("overrides", nargs="*")
+    compare.add_argument("--seeds", type=int, default=3)
+    compare.add_argument("--methods", default=None, help="comma-separated; default all")
+    compare.add_argument("--llm-rl-rounds", type=int, default=None, help="default 4 x game.rounds")
+    compare.add_argument("--out", default=None, help="default runs/compare-<config name>")
+    compare.add_argument("--json", action="store_true")
+    compare.set_defaults(func=_cmd_compare)
+
     ps = sub.add_parser(
         "person-situation",
         help="share of behaviour explained by the agent (weights) vs the context, per generation",
@@ -273,8 +310,8 @@ def quiet_libraries() -> None:
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    """Parse ``argv``; the key=value overrides of ``run``, ``baseline`` and ``sweep`` may
-    also follow their options."""
+    """Parse ``argv``; the key=value overrides of ``run``, ``baseline``, ``sweep`` and
+    ``compare`` may also follow their options."""
     args, extra = build_parser().parse_known_args(argv)
     if extra:
         # argparse stops filling the overrides list at the first option
@@ -282,7 +319,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         options = [
             e
             for e in extra
-            if e.startswith("-") or args.command not in ("run", "baseline", "sweep")
+            if e.startswith("-") or args.command not in ("run", "baseline", "sweep", "compare")
         ]
         if options:
             prog = "folkways" + (f" {args.command}" if args.command else "")

@@ -1,0 +1,229 @@
+"""``folkways compare CONFIG --seeds K``: one naming game, learnt five ways, side by side.
+
+The methods (issue #12):
+
+- ``in_context``: the LLM society's first generation, adapting in context only (no
+  weights have changed yet);
+- ``distilled``: the same society's second generation, which starts from adapters
+  distilled from the first and adapts in context again (memory resets each generation);
+- ``iql``, ``reinforce``: tabula-rasa learners on the same names, payoffs, population
+  and pairs per round (``societies/baselines``);
+- ``llm_rl``: the same LLM population with no in-context memory, its adapters updated
+  online by policy gradient (:mod:`trainer.llm_rl`).
+
+Convergence means one thing for all (``societies/baselines/convergence.py``): from a
+round to the end, every agent's most probable choice is the same option. For the LLM
+society an agent's most probable choice after a round is the argmax of the option
+probabilities of its latest decision (its in-context policy), a tie counting as none.
+Rounds are rounds of the config's game (``game.pairs_per_round`` interactions each).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from societies.baselines import convergence
+from societies.records import Decision
+
+METHODS = ("in_context", "distilled", "iql", "reinforce", "llm_rl")
+
+
+@dataclass(frozen=True)
+class MethodSeed:
+    method: str
+    seed: int
+    rounds: int
+    converged_round: int | None
+    winner: str | None
+    final_success: float | None
+
+
+def society_outcome(
+    decisions: Sequence[Decision], agents: Sequence[str], options: Sequence[str], window: int
+) -> tuple[int | None, str | None, float, int]:
+    """``(converged_round, winner, final_success, rounds)`` of one generation's decisions.
+
+    After each round every agent's latest decision so far gives its most probable option
+    (an agent that has not played yet has none); consensus and the converged round follow
+    :mod:`societies.baselines.convergence`.
+    """
+    by_round: dict[int, list[Decision]] = {}
+    for d in decisions:
+        by_round.setdefault(d.round, []).append(d)
+    rounds = sorted(by_round)
+    latest = np.full((len(agents), len(options)), 0.0)  # all tied: no choice yet
+    index = {a: i for i, a in enumerate(agents)}
+    held = []
+    for r in rounds:
+        for d in by_round[r]:
+            probs = dict(zip(d.options, d.option_probs, strict=True))
+            latest[index[d.agent]] = [probs.get(o, 0.0) for o in options]
+        held.append(int(convergence.consensus(convergence.most_probable(latest))))
+    at = convergence.converged_round(np.array(held))
+    last = [d for d in decisions if d.round >= rounds[-1] - window + 1] if rounds else []
+    success = float(np.mean([d.success for d in last])) if last else float("nan")
+    winner = options[held[-1]] if at is not None else None
+    return (None if at is None else rounds[at]), winner, success, len(rounds)
+
+
+def run_comparison(
+    config_path: str | Path,
+    overrides: list[str],
+    seeds: int,
+    out_dir: Path,
+    *,
+    methods: Sequence[str] = METHODS,
+    llm_rl_rounds: int | None = None,
+    progress: bool = True,
+) -> list[MethodSeed]:
+    """Run every method on seeds ``run.seed .. run.seed + seeds - 1``; write
+    ``compare.json``, ``compare.md`` and ``compare.png`` into ``out_dir``."""
+    from societies.baselines import iql, reinforce
+    from societies.baselines.records import Method
+    from societies.transcripts import read_complete_rounds
+    from trainer.baseline_command import resolve_args
+    from trainer.config import load_experiment
+    from trainer.games import build_game
+    from trainer.generation_loop import run_experiment
+    from trainer.llm_rl import LlmRlArgs, run_llm_rl
+    from trainer.run_dir import RunLayout
+
+    unknown = sorted(set(methods) - set(METHODS))
+    if unknown:
+        raise ValueError(f"methods {unknown}; accepted: {list(METHODS)}")
+    base = load_experiment(config_path, overrides)
+    if base.game.name.value != "naming_game":
+        raise ValueError(f"compare plays the naming game; the config's is {base.game.name.value!r}")
+    first = base.run.seed
+    out_dir = Path(out_dir)
+    rows: list[MethodSeed] = []
+    society = [m for m in methods if m in ("in_context", "distilled")]
+    for s in range(first, first + seeds):
+        if not society:
+            break
+        generations = 2 if "distilled" in society else 1
+        where = [
+            *overrides,
+            f"run.seed={s}",
+            f"run.generations={generations}",
+            f"run.output_dir={out_dir / 'society'}",
+            f"run.name=seed_{s}",
+        ]
+        config = load_experiment(config_path, where)
+        run_experiment(config_path, where, progress=progress)
+        layout = RunLayout(config.run_dir)
+        agents = [f"agent_{i:02d}" for i in range(config.population.size)]
+        game = build_game(config.game, s)
+        per_round = game.decisions_per_round(len(agents))
+        options = game.options
+        for g, method in ((0, "in_context"), (1, "distilled")):
+            if method not in society:
+                continue
+            decisions = read_complete_rounds(layout.transcripts(g), per_round)[0]
+            at, winner, success, rounds = society_outcome(
+                decisions, agents, options, config.metrics.window
+            )
+            rows.append(MethodSeed(method, s, rounds, at, winner, success))
+    seed_list = list(range(first, first + seeds))
+    for name, module, method in (
+        ("iql", iql, Method.IQL),
+        ("reinforce", reinforce, Method.REINFORCE),
+    ):
+        if name in methods:
+            args = resolve_args(method, base, [])
+            for r in module.run(args, seed_list):
+                rows.append(
+                    MethodSeed(name, r.seed, r.rounds, r.converged_round, r.winner, r.final_success)
+                )
+    if "llm_rl" in methods:
+        rl_args = LlmRlArgs(rounds=llm_rl_rounds or base.game.rounds * 4)
+        for s in seed_list:
+            config = load_experiment(config_path, [*overrides, f"run.seed={s}"])
+            r = run_llm_rl(config, rl_args, out_dir / "llm_rl" / f"seed_{s}", progress=progress)
+            rows.append(
+                MethodSeed("llm_rl", s, r.rounds, r.converged_round, r.winner, r.final_success)
+            )
+    write_comparison(out_dir, rows, [m for m in METHODS if m in methods])
+    return rows
+
+
+def summarize(rows: Sequence[MethodSeed], methods: Sequence[str]) -> list[dict]:
+    """Per method: seeds, share converged, convergence-round median and quartiles,
+    mean final success, and the winners."""
+    table = []
+    for m in methods:
+        mine = [r for r in rows if r.method == m]
+        rounds = [r.converged_round for r in mine if r.converged_round is not None]
+        success = [r.final_success for r in mine if r.final_success is not None]
+        winners = [r.winner for r in mine if r.winner is not None]
+        table.append(
+            {
+                "method": m,
+                "seeds": len(mine),
+                "converged": len(rounds) / len(mine) if mine else float("nan"),
+                "round_median": float(np.median(rounds)) if rounds else None,
+                "round_q1_q3": [float(np.percentile(rounds, 25)), float(np.percentile(rounds, 75))]
+                if rounds
+                else None,
+                "final_success": float(np.mean(success)) if success else None,
+                "winners": {w: winners.count(w) for w in sorted(set(winners))},
+            }
+        )
+    return table
+
+
+def write_comparison(out_dir: Path, rows: Sequence[MethodSeed], methods: Sequence[str]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = summarize(rows, methods)
+    (out_dir / "compare.json").write_text(
+        json.dumps({"summary": table, "seeds": [asdict(r) for r in rows]}, indent=2)
+    )
+    lines = [
+        "| method | seeds | converged | convergence round, median [q1, q3] | final success | winners |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for t in table:
+        q = t["round_q1_q3"]
+        when = f"{t['round_median']:.0f} [{q[0]:.0f}, {q[1]:.0f}]" if q else "—"
+        success = "—" if t["final_success"] is None else f"{t['final_success']:.2f}"
+        winners = ", ".join(f"{w} ×{n}" for w, n in t["winners"].items()) or "—"
+        lines.append(
+            f"| {t['method']} | {t['seeds']} | {t['converged']:.0%} | {when} | {success} | {winners} |"
+        )
+    (out_dir / "compare.md").write_text("\n".join(lines) + "\n")
+    _plot(rows, methods, out_dir / "compare.png")
+
+
+def _plot(rows: Sequence[MethodSeed], methods: Sequence[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    for i, m in enumerate(methods):
+        mine = [r for r in rows if r.method == m]
+        done = [r.converged_round for r in mine if r.converged_round is not None]
+        left.scatter([i] * len(done), done, alpha=0.7)
+        never = len(mine) - len(done)
+        if never:
+            left.annotate(f"{never} never", (i, 0), ha="center", va="bottom", fontsize=8)
+        success = [r.final_success for r in mine if r.final_success is not None]
+        right.bar(i, float(np.mean(success)) if success else 0.0, color="tab:blue")
+    for ax, title, label in (
+        (left, "time to convergence (each seed)", "round"),
+        (right, "final success rate (mean over seeds)", "share of interactions"),
+    ):
+        ax.set_xticks(range(len(methods)), methods, rotation=15)
+        ax.set_title(title, fontsize=10)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, axis="y")
+    right.set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
