@@ -26,7 +26,7 @@ from pathlib import Path
 
 from societies import faults, seeding
 from societies.atomic import remove_stale_temporaries
-from societies.games.protocol import RoundContext, ScriptedSeat, seats
+from societies.games.protocol import RoundContext, seats
 from societies.lora_targets import check_target_modules
 from societies.model_store import resolve_model
 from societies.population import Engine, LoraSpec, PopulationModel
@@ -42,32 +42,17 @@ from societies.transcripts import (
 )
 from trainer import lineage
 from trainer.config import (
-    AdapterScope,
-    DistillBackend,
     ExperimentConfig,
     GameName,
-    InterventionKind,
     load_experiment,
 )
-from trainer.distill_group import distill_group
-from trainer.distill_sft import (
-    DistillOutcome,
-    carry_over,
-    distill_adapter,
-    read_outcome,
-    settings_from_config,
-)
 from trainer.drift_metrics import drift_records
-from trainer.evolution_step import SeatPlan, apply_plan, plan_evolution
 from trainer.extra_probes import extra_records, measure_extras, wanted
 from trainer.games import build_game
 from trainer.information_metrics import information_records
-from trainer.interventions import (
-    InterventionEvent,
-    adapters_at,
-    committed_option,
-    committed_seats,
-)
+from trainer.loop_distill import DistillSteps
+from trainer.loop_interventions import InterventionSteps
+from trainer.loop_records import RecordSteps
 from trainer.measure_generation import measure_generation
 from trainer.run_config_check import check_or_write_config
 from trainer.run_dir import (
@@ -80,9 +65,7 @@ from trainer.run_dir import (
 from trainer.run_records import read_priors, read_probes, read_summary
 from trainer.summary import GenerationSummary
 from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
-from trainer.training_data import COMMUNITY, TrainingRows, training_rows
 from trainer.wandb_tracking import WandbTracker
-from trainer.weight_metrics import generation_weight_records
 
 
 def _stderr(message: str) -> None:
@@ -98,7 +81,7 @@ class RunResult:
     skipped: list[int]  # generations found complete and not recomputed
 
 
-class Experiment:
+class Experiment(InterventionSteps, DistillSteps, RecordSteps):
     """Everything fixed for the whole run: config, names, agents, model location."""
 
     def __init__(
@@ -466,330 +449,6 @@ class Experiment:
                 {k: f"{v:.2f}" for k, v in self.game.round_metrics(new).items()}, refresh=False
             )
         return decisions
-
-    # ----- interventions --------------------------------------------------------------
-    def adapters_at(self, g: int, r: int) -> dict[str, Path]:
-        """The adapter folders in play at round ``r`` of generation ``g``."""
-        return adapters_at(
-            self.config.interventions, g, r, self.start_adapters(g), self.layout.initial_adapter
-        )
-
-    def distill_starts(self, g: int) -> dict[str, Path]:
-        """What each agent's distillation starts from: its adapter at the generation's end."""
-        return self.adapters_at(g, self.config.game.rounds)
-
-    def _committed(self, g: int, r: int, decisions: list[Decision]) -> list[InterventionEvent]:
-        """The committed minorities holding seats at (g, r), as events."""
-        events = []
-        read = self._transcripts(g, decisions)
-        for index, iv in enumerate(self.config.interventions):
-            if iv.kind is not InterventionKind.COMMITTED_MINORITY or not iv.active(g, r):
-                continue
-            seats_ = committed_seats(
-                index, iv.share, len(self.agents), self.llm_agents, self.config.run.seed
-            )
-            option = committed_option(iv, self.game.options, read)
-            start = iv.round if g == iv.generation else 0
-            events.append(
-                InterventionEvent(index, iv.kind.value, g, start, seats_, option, iv.policy)
-            )
-        return events
-
-    def _scripted_at(self, g: int, r: int, decisions: list[Decision]) -> dict:
-        """Scripted seats of round ``r``: the config's, then any committed minority's."""
-        policies = dict(self.policies)
-        for event in self._committed(g, r, decisions):
-            iv = self.config.interventions[event.index]
-            seat = ScriptedSeat(
-                iv.policy, len(event.agents), name=event.option, fraction=iv.fraction
-            )
-            policy = self.game.scripted_policy(seat)
-            policies.update(dict.fromkeys(event.agents, policy))
-        return policies
-
-    def _swap_events(self, g: int, r: int) -> list[InterventionEvent]:
-        """The ablations and transplants that start at round ``r`` of generation ``g``."""
-        events = []
-        start = self.start_adapters(g)
-        for index, iv in enumerate(self.config.interventions):
-            if iv.kind is InterventionKind.COMMITTED_MINORITY or (iv.generation, iv.round) != (
-                g,
-                r,
-            ):
-                continue
-            ablation = iv.kind is InterventionKind.ABLATION
-            events.append(
-                InterventionEvent(
-                    index,
-                    iv.kind.value,
-                    g,
-                    r,
-                    tuple(iv.agents),
-                    donor=iv.donor,
-                    adapter=None if ablation else self.layout.relative(start[iv.donor]),
-                )
-            )
-        return events
-
-    def _record_interventions(self, g: int, r: int, decisions: list[Decision]) -> None:
-        """Write ``interventions.jsonl`` when an intervention starts at round ``r``
-        (before the round is played, so a resumed run finds it written)."""
-        events = [e for e in self._committed(g, r, decisions) if e.round == r]
-        swaps = self._swap_events(g, r)
-        if not events and not swaps:
-            return
-        path = self.layout.interventions(g)
-        known = [json.loads(x) for x in path.read_text().splitlines()] if path.exists() else []
-        keys = {(k["index"], k["round"]) for k in known}
-        fresh = [e.to_dict() for e in [*events, *swaps] if (e.index, e.round) not in keys]
-        if fresh:
-            atomic_write_text(path, "".join(json.dumps(k) + "\n" for k in known + fresh))
-            for event in fresh:
-                self.log(f"generation {g} round {r}: intervention {event}")
-
-    # ----- distillation ---------------------------------------------------------------
-    def _transcripts(self, g: int, current: list[Decision]) -> Callable[[int], list[Decision]]:
-        """Generation -> its decisions: ``current`` for ``g``, earlier ones read from disk."""
-        per_round = self.game.decisions_per_round(len(self.agents))
-
-        def read(k: int) -> list[Decision]:
-            return (
-                current
-                if k == g
-                else read_complete_rounds(self.layout.transcripts(k), per_round)[0]
-            )
-
-        return read
-
-    def _training_rows(self, g: int, decisions: list[Decision]) -> dict[str, TrainingRows]:
-        """Each learner's rows: every LLM agent's, or the community adapter's."""
-        learners = [COMMUNITY] if self._community else self.llm_agents
-        read = self._transcripts(g, decisions)
-        cfg = self.config
-        data = {
-            who: training_rows(self.game, who, g, read, cfg.distill, cfg.run.seed)
-            for who in learners
-        }
-        for who, rows in data.items():
-            if not rows.rows:
-                self.log(
-                    f"generation {g}: {who} had no rows to learn from "
-                    f"({cfg.distill.method.value}, {cfg.distill.selection.value}); "
-                    "adapter carried over unchanged"
-                )
-        return data
-
-    @property
-    def _community(self) -> bool:
-        return self.config.distill.scope is AdapterScope.COMMUNITY
-
-    def _distilled_dir(self, g: int, agent: str) -> Path:
-        """Where distillation writes ``agent``'s adapter: its final folder, unless
-        evolution makes the final one from it."""
-        if self.config.evolution.active:
-            return self.layout.distilled(g, agent)
-        return self.layout.adapter(g, agent)
-
-    def _community_start(self, g: int) -> Path:
-        """The community adapter generation ``g`` trains from: the last generation's, or
-        for generation 0 the first LLM agent's initial adapter (every initial adapter has
-        a zero delta, so which one only seeds the trajectory)."""
-        if g == 0:
-            return self.layout.initial_adapter(self.llm_agents[0])
-        return self.layout.community_adapter(g - 1)
-
-    def _distill(self, g: int, data: dict[str, TrainingRows]) -> list[DistillOutcome]:
-        if self._community:
-            return self._distill_community(g, data[COMMUNITY])
-        if self.config.distill.backend is DistillBackend.BATCHED:
-            return self._distill_batched(g, data)
-        cfg = self.config
-        settings = settings_from_config(cfg.distill)
-        outcomes = []
-        bar = self._bar(self.llm_agents, desc=f"gen {g} distill")
-        for agent in bar:
-            out_dir = self._distilled_dir(g, agent)
-            if adapter_is_saved(out_dir):
-                outcomes.append(read_outcome(out_dir))
-                continue
-            outcome = distill_adapter(
-                agent=agent,
-                model_path=self.model_path,
-                start_adapter=self.distill_starts(g)[agent],
-                examples=data[agent].rows,
-                out_dir=out_dir,
-                settings=settings,
-                seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g, agent) % (2**31),
-            )
-            if outcome.losses:
-                bar.set_postfix(
-                    agent=agent, loss=f"{outcome.losses[0]:.3f}->{outcome.losses[-1]:.3f}"
-                )
-            outcomes.append(outcome)
-        return outcomes
-
-    def _distill_community(self, g: int, rows: TrainingRows) -> list[DistillOutcome]:
-        """One adapter trained on everyone's rows, then copied into every agent's folder."""
-        cfg, layout = self.config, self.layout
-        shared = layout.community_adapter(g)
-        if not adapter_is_saved(shared):
-            self.log(f"generation {g}: training the community adapter on {len(rows.rows)} rows")
-            distill_adapter(
-                agent=COMMUNITY,
-                model_path=self.model_path,
-                start_adapter=self._community_start(g),
-                examples=rows.rows,
-                out_dir=shared,
-                settings=settings_from_config(cfg.distill),
-                seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g, COMMUNITY) % (2**31),
-            )
-        trained = read_outcome(shared)
-        outcomes = []
-        for agent in self.llm_agents:
-            if not adapter_is_saved(layout.adapter(g, agent)):
-                carry_over(agent, shared, layout.adapter(g, agent))
-            outcomes.append(DistillOutcome(**{**trained.to_dict(), "agent": agent}))
-        return outcomes
-
-    def _distill_batched(self, g: int, data: dict[str, TrainingRows]) -> list[DistillOutcome]:
-        """All agents in one pass; agents whose adapter is already saved are kept."""
-        cfg = self.config
-        todo = [a for a in self.llm_agents if not adapter_is_saved(self._distilled_dir(g, a))]
-        if todo:
-            self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
-            distill_group(
-                model_path=self.model_path,
-                start_adapters={a: self.distill_starts(g)[a] for a in todo},
-                examples={a: data[a].rows for a in todo},
-                out_dirs={a: self._distilled_dir(g, a) for a in todo},
-                settings=settings_from_config(cfg.distill),
-                seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
-                label=f"generation {g}",
-            )
-        return [read_outcome(self._distilled_dir(g, a)) for a in self.llm_agents]
-
-    # ----- evolution ------------------------------------------------------------------
-    def _evolve(self, g: int, decisions: list[Decision]) -> dict[str, SeatPlan]:
-        """Select, cross and mutate the distilled adapters into the generation's final ones."""
-        cfg = self.config
-        fitness = self.game.fitness(self.llm_agents, decisions)
-        plans = plan_evolution(fitness, cfg.evolution, cfg.run.seed, g)
-        faults.point(f"evolution: generation {g}")
-        self.log(
-            f"generation {g}: evolution ("
-            + ", ".join(f"{a}: {'+'.join(p.operations)}" for a, p in plans.items())
-            + ")"
-        )
-        return apply_plan(
-            plans,
-            distilled=lambda a: self.layout.distilled(g, a),
-            out_dir=lambda a: self.layout.adapter(g, a),
-            max_rank=cfg.evolution.max_rank or 4 * cfg.lora.r,
-            make_fresh=self._save_fresh_adapters,
-        )
-
-    def _save_fresh_adapters(self, seeds: dict[str, tuple[int, Path]]) -> None:
-        """Fresh adapters (immigrants), seeded per seat, into their folders."""
-        population = PopulationModel(
-            self.model_path,
-            list(seeds),
-            self.lora,
-            init_seeds={a: seed for a, (seed, _) in seeds.items()},
-            batch_size=self.config.model.batch_size,
-            engine=Engine.PEFT,
-        )
-        for agent, (_, path) in seeds.items():
-            population.save_adapter(agent, path)
-
-    # ----- records --------------------------------------------------------------------
-    def _weight_records(self, g: int) -> list[MetricRecord]:
-        """Adapter delta norms, their homogenisation and their distance from generation 0."""
-        if not self.llm_agents:
-            return []
-        return generation_weight_records(
-            g,
-            {a: self.layout.adapter(g, a) for a in self.llm_agents},
-            {a: self.layout.adapter(0, a) for a in self.llm_agents},
-        )
-
-    def _lineage_entries(
-        self,
-        g: int,
-        data: dict[str, TrainingRows],
-        outcomes: list[DistillOutcome],
-        plans: dict[str, SeatPlan],
-    ) -> list[lineage.LineageEntry]:
-        layout = self.layout
-        rel = layout.relative
-        start = self.distill_starts(g)
-        swapped = self.start_adapters(g)
-        entries = []
-
-        def trained(agent, adapter, parent, outcome, rows):
-            details = {"skipped_contexts": rows.skipped} if rows.skipped else {}
-            if agent in self.personas:
-                details["persona"] = self.personas[agent]
-            if agent in swapped and parent != swapped[agent]:
-                details["start_replaced_by_intervention"] = rel(swapped[agent])
-            return lineage.LineageEntry(
-                agent=agent,
-                generation=g,
-                adapter=rel(adapter),
-                operations=[outcome.operation],
-                parents=[rel(parent)],
-                examples=outcome.examples,
-                data_sha256=rows.sha256 if outcome.examples else "",
-                data_generations=rows.generations if outcome.examples else [],
-                training=_training_summary(outcome),
-                details=details,
-            )
-
-        if self._community:
-            shared = layout.community_adapter(g)
-            outcome = read_outcome(shared)
-            start_dir = self._community_start(g)
-            entries.append(trained(COMMUNITY, shared, start_dir, outcome, data[COMMUNITY]))
-            for o in outcomes:
-                entries.append(
-                    lineage.LineageEntry(
-                        agent=o.agent,
-                        generation=g,
-                        adapter=rel(layout.adapter(g, o.agent)),
-                        operations=["community"],
-                        parents=[rel(shared)],
-                    )
-                )
-            return entries
-        for o in outcomes:
-            entries.append(
-                trained(o.agent, self._distilled_dir(g, o.agent), start[o.agent], o, data[o.agent])
-            )
-        for seat, plan in plans.items():
-            entries.append(
-                lineage.LineageEntry(
-                    agent=seat,
-                    generation=g,
-                    adapter=rel(layout.adapter(g, seat)),
-                    operations=list(plan.operations),
-                    parents=[rel(layout.distilled(g, p)) for p in plan.parents],
-                    details=plan.details,
-                )
-            )
-        return entries
-
-
-def _training_summary(outcome: DistillOutcome) -> dict:
-    """The training record as lineage keeps it: losses at the ends, tokens and metrics
-    (not the time, which differs between runs: it is in the folder's training.json)."""
-    if not outcome.losses:
-        return {}
-    return {
-        "loss_first": outcome.losses[0],
-        "loss_last": outcome.losses[-1],
-        "steps": len(outcome.losses),
-        "train_tokens": outcome.train_tokens,
-        **outcome.metrics,
-    }
 
 
 def run_experiment(
