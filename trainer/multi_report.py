@@ -113,6 +113,7 @@ def _plot(rows: list[GenerationRow], path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     panels = [
         ("prior_entropy_after", "prior entropy after (bits)"),
@@ -129,10 +130,12 @@ def _plot(rows: list[GenerationRow], path: Path) -> Path:
                 [r.generation for r in mine],
                 [getattr(r, field) for r in mine],
                 marker="o",
+                markersize=7 - 2 * runs.index(run) % 6,  # identical curves stay visible
                 label=run,
             )
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("generation")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.tight_layout()
