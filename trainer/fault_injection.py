@@ -85,6 +85,9 @@ def phase_of(point: str) -> str:
         "summary.json": "summary",
         "COMPLETE": "complete marker",
         "config.yaml": "config",
+        "graph.json": "config",  # written with the config when a run starts
+        "probe_before_extra.json": "probe",
+        "interventions.jsonl": "rollout",
     }.get(name, name)
 
 

@@ -300,8 +300,9 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
             population_size=cfg.population.size,
         )
         records += self._weight_records(g)
-        gen0 = before if g == 0 else read_probes(layout, 0)["before"]
-        records += drift_records(g, after, gen0, summary.majority_option)
+        if after:  # a population of scripted seats only has no priors to drift
+            gen0 = before if g == 0 else read_probes(layout, 0)["before"]
+            records += drift_records(g, after, gen0, summary.majority_option)
         records += extra_records(g, extras, baseline)
         records += information_records(
             g,
