@@ -231,4 +231,6 @@ def test_a_released_crossover_child_names_both_parents_in_its_card(evolved, tmp_
     assert all(f"`{p}`" in card for p in entry.parents)
     assert "inherit+crossover" in card and "naming game" in card
     # the chain walks first parents back to an initial adapter
-    assert release.lineage[0].operations == ["init"] and release.lineage[-1].adapter == entry.adapter
+    assert (
+        release.lineage[0].operations == ["init"] and release.lineage[-1].adapter == entry.adapter
+    )

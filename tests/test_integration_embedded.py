@@ -91,3 +91,61 @@ def test_distilled_convention_raises_the_prior_on_it(embedded_model_path, tmp_pa
         print(agent, target, before[agent].probs[target], "->", after[agent].probs[target])
         assert after[agent].probs[target] > before[agent].probs[target] + 0.05
         assert sum(after[agent].probs.values()) == pytest.approx(1.0)
+
+
+def test_dpo_towards_an_unfavoured_name_raises_the_prior_on_it(embedded_model_path, tmp_path):
+    """DPO with the config's defaults (distill.method=dpo on the quickstart): pairs that
+    prefer a name the model does not favour over the one it favours most, on empty-memory
+    prompts, raise the prior on the preferred name."""
+    from dataclasses import replace
+
+    config = load_experiment("configs/naming_game/quickstart.yaml", ["distill.method=dpo"])
+    game = NamingGame(NamingGameRules(names=tuple("RKTBQMDWLP"), memory=config.game.memory))
+    lora = LoraSpec(r=config.lora.r, alpha=config.lora.alpha)
+    orders = probe_orders(game.options, 5, np.random.default_rng(0))
+    agent = AGENTS[0]
+    start = PopulationModel(embedded_model_path, [agent], lora, init_seeds={agent: 0})
+    before = prior_probe(start, game, [agent], orders)[agent].probs
+    start.save_adapter(agent, tmp_path / "start")
+    del start
+    ranked = sorted(game.options, key=lambda n: before[n])
+    target, favoured = ranked[len(ranked) // 2], ranked[-1]
+
+    rng = np.random.default_rng(1)
+    pairs = [
+        {
+            "prompt": [m.to_dict() for m in game.prompt([], game.shuffled_options(rng))],
+            "chosen": [{"role": "assistant", "content": target}],
+            "rejected": [{"role": "assistant", "content": favoured}],
+        }
+        for _ in range(config.distill.max_examples)
+    ]
+    settings = settings_from_config(config.distill)
+    assert settings.method == "dpo" and settings.dpo_beta == config.distill.dpo_beta
+    outcome = distill_adapter(
+        agent=agent,
+        model_path=embedded_model_path,
+        start_adapter=tmp_path / "start",
+        examples=pairs,
+        out_dir=tmp_path / "after",
+        settings=replace(settings),
+        seed=0,
+    )
+    assert outcome.operation == "dpo"
+    assert outcome.metrics["rewards_margins_last"] > outcome.metrics["rewards_margins_first"]
+    after_pop = PopulationModel(
+        embedded_model_path, [agent], lora, adapter_dirs={agent: tmp_path / "after"}
+    )
+    after = prior_probe(after_pop, game, [agent], orders)[agent].probs
+    print(
+        target,
+        before[target],
+        "->",
+        after[target],
+        favoured,
+        before[favoured],
+        "->",
+        after[favoured],
+    )
+    assert after[target] > before[target] + 0.05
+    assert after[favoured] < before[favoured]
