@@ -307,6 +307,21 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     datasets.utils.logging.set_verbosity_error()
+    _deepspeed_logs_to_stderr()
+
+
+def _deepspeed_logs_to_stderr() -> None:
+    """DeepSpeed, when installed, is imported by the training libraries and logs to
+    stdout from the moment it is imported (its handler holds the stdout of that moment),
+    which would corrupt ``--json`` output. Importing it first with stdout pointed at
+    stderr sends its logs to stderr for good."""
+    import contextlib
+    import importlib.util
+
+    if "deepspeed" in sys.modules or importlib.util.find_spec("deepspeed") is None:
+        return
+    with contextlib.redirect_stdout(sys.stderr):
+        import deepspeed  # noqa: F401
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

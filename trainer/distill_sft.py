@@ -5,10 +5,19 @@ attached (named "default", as TRL expects), so one agent's step can never touch
 another agent's weights, and the same function serves a Slurm array task per agent.
 CPU settings from FACTS.md: ``use_cpu=True, bf16=False``. SFT is here; DPO's trainer
 is :mod:`trainer.distill_dpo`.
+
+Several processes (``torchrun --nproc_per_node N`` or ``accelerate launch --config_file
+configs/accelerate/...``): every process calls :func:`distill_adapter` with the same
+arguments and they train one adapter together, data-parallel. ``distill.batch_size``
+stays the global batch, the rows of one optimizer step, so N processes take
+``batch_size / N`` rows each and the steps are those of one process (see
+:func:`trainer_arguments`). Only the main process (rank 0) writes the adapter folder;
+the others wait for it and return its outcome. Run alone, nothing here changes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -79,6 +88,9 @@ def distill_adapter(
     "dpo" rows ``{"prompt", "chosen", "rejected"}``. With no examples the adapter is
     copied unchanged ("carried_over"). The output folder appears whole (renamed into
     place) with ``training.json`` inside.
+
+    Under several processes (module docstring) every process must call this with the
+    same arguments; only the main one writes ``out_dir``, and each returns its outcome.
     """
     if not examples:
         return carry_over(agent, Path(start_adapter), Path(out_dir))
@@ -88,14 +100,20 @@ def distill_adapter(
         train = _train
     else:
         raise ValueError(f"distillation method {settings.method!r}; expected 'sft' or 'dpo'")
+    label = faults.short(Path(out_dir), 3)  # e.g. generation_000/adapters/agent_01
+    if not is_main_process():
+        # Train in step with the main process; save_trained writes nothing here.
+        train(
+            agent, model_path, Path(start_adapter), examples, Path(out_dir), settings, seed, label
+        )
+        return _outcome_of_main(None)
     with atomic_directory(Path(out_dir)) as tmp:
-        label = faults.short(Path(out_dir), 3)  # e.g. generation_000/adapters/agent_01
         outcome = train(
             agent, model_path, Path(start_adapter), examples, tmp, settings, seed, label
         )
         outcome = replace(outcome, parent=parent_label(start_adapter, out_dir))
         (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
-    return outcome
+    return _outcome_of_main(outcome)
 
 
 def parent_label(start_adapter: Path, out_dir: Path) -> str:
@@ -106,14 +124,17 @@ def parent_label(start_adapter: Path, out_dir: Path) -> str:
 
 
 def carry_over(agent: str, start_adapter: Path, out_dir: Path) -> DistillOutcome:
-    """Copy an agent's adapter unchanged into ``out_dir`` (it had nothing to learn from)."""
+    """Copy an agent's adapter unchanged into ``out_dir`` (it had nothing to learn from).
+
+    Under several processes the main one copies and the others wait until it has."""
     outcome = DistillOutcome(agent, "carried_over", 0, parent=parent_label(start_adapter, out_dir))
-    with atomic_directory(out_dir) as tmp:
-        for item in start_adapter.iterdir():
-            if item.name != TRAINING_RECORD:
-                shutil.copy2(item, tmp / item.name)
-        (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
-    return outcome
+    if is_main_process():
+        with atomic_directory(out_dir) as tmp:
+            for item in start_adapter.iterdir():
+                if item.name != TRAINING_RECORD:
+                    shutil.copy2(item, tmp / item.name)
+            (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
+    return _outcome_of_main(outcome if is_main_process() else None)
 
 
 def _train(
@@ -178,8 +199,21 @@ def load_trainable(model_path: str, start_adapter: Path):
 
 
 def trainer_arguments(settings: SftSettings, seed: int, output_dir: str) -> dict[str, Any]:
-    """The TRL config arguments SFT and DPO share: CPU, float32, no checkpoints, seeded."""
-    return dict(
+    """The TRL config arguments SFT and DPO share: CPU, float32, no checkpoints, seeded.
+
+    Started by a launcher (``WORLD_SIZE`` set), the processes split the global batch
+    ``settings.batch_size`` evenly (TRL/Trainer's ``per_device_train_batch_size`` is
+    per process; the Trainer's sampler deals consecutive per-process batches of one
+    shuffled order to the processes in turn, so step k trains on the same rows as one
+    process does). Per-token losses are averaged over the tokens of all processes
+    (``average_tokens_across_devices``, on by default), so the loss and gradient of a
+    step are those of one process up to float32 summation order. That equality holds
+    when the number of rows is a multiple of ``batch_size`` and LoRA dropout is 0: a
+    last, short step is filled up with rows from the start of the epoch by accelerate
+    (``even_batches``), and dropout masks are drawn per process.
+    CPU stays the device unless a launcher started the process on a machine with CUDA.
+    """
+    args = dict(
         output_dir=output_dir,
         num_train_epochs=settings.epochs,
         per_device_train_batch_size=settings.batch_size,
@@ -195,6 +229,15 @@ def trainer_arguments(settings: SftSettings, seed: int, output_dir: str) -> dict
         disable_tqdm=True,
         dataset_num_proc=None,
     )
+    if launched():
+        on_cpu = not _cuda_available()
+        args.update(
+            per_device_train_batch_size=per_process_batch(settings.batch_size, process_count()),
+            use_cpu=on_cpu,
+            # gloo on CPU (accelerate would pick MPI if torch had it); NCCL's default on GPUs
+            ddp_backend="gloo" if on_cpu else None,
+        )
+    return args
 
 
 def prepare_trainer(trainer, label: str) -> None:
@@ -208,9 +251,13 @@ def prepare_trainer(trainer, label: str) -> None:
 
 def save_trained(model, out_dir: Path) -> None:
     """Save only the trained "default" adapter, at the top level of ``out_dir`` (DPO's
-    frozen "ref" copy is not saved)."""
-    model.save_pretrained(out_dir, selected_adapters=["default"])
-    canonicalize_adapter_config(out_dir)
+    frozen "ref" copy is not saved).
+
+    Under several processes every process calls this and only the main one writes."""
+    with _gathered_zero3(model):
+        if is_main_process():
+            model.save_pretrained(out_dir, selected_adapters=["default"])
+            canonicalize_adapter_config(out_dir)
 
 
 def _fault_point_callback(label: str):
@@ -235,3 +282,73 @@ def settings_from_config(distill_config) -> SftSettings:
         method=getattr(distill_config.method, "value", distill_config.method),
         dpo_beta=distill_config.dpo_beta,
     )
+
+
+# ----- several processes (torchrun, accelerate launch) ----------------------------------
+# Ranks come from the launcher's environment (torchrun and accelerate launch both set
+# RANK and WORLD_SIZE), so they are known before the process group exists.
+
+
+def launched() -> bool:
+    """Whether a launcher (torchrun, accelerate launch) started this process."""
+    return "WORLD_SIZE" in os.environ
+
+
+def process_count() -> int:
+    """How many processes train together (1 when run alone)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """The process that writes (rank 0; the only one when run alone)."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def per_process_batch(batch_size: int, processes: int) -> int:
+    """Each process's share of the global batch ``batch_size``."""
+    if batch_size % processes:
+        raise ValueError(
+            f"distill.batch_size = {batch_size} does not split evenly over {processes} "
+            f"processes; accepted: a multiple of {processes} (e.g. "
+            f"{processes * max(1, round(batch_size / processes))}), or launch a number of "
+            f"processes that divides {batch_size}"
+        )
+    return batch_size // processes
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _outcome_of_main(outcome: DistillOutcome | None) -> DistillOutcome:
+    """The main process's outcome, on every process, once the main one has written it.
+
+    Alone, ``outcome`` itself. The broadcast is also the barrier: no process goes on
+    (e.g. to the next agent, or to check which adapters are saved) before the folder is
+    in place. If the main process fails first, the launcher stops the others.
+    """
+    if process_count() == 1:
+        assert outcome is not None
+        return outcome
+    import torch.distributed as dist
+    from accelerate import PartialState
+
+    # Training set the process group up; a carry-over before any training has not yet.
+    PartialState(cpu=not _cuda_available())
+    box = [outcome.to_dict() if outcome is not None else None]
+    dist.broadcast_object_list(box, src=0)
+    return DistillOutcome.from_dict(box[0])
+
+
+def _gathered_zero3(model):
+    """Under DeepSpeed ZeRO-3 each process holds a shard of every parameter: gather the
+    trainable (adapter) ones on every process for the save (a collective, so every
+    process enters). Any other case: nothing to do. Not run here (ZeRO needs a GPU)."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    if not any(hasattr(p, "ds_id") for p in trainable):
+        return contextlib.nullcontext()
+    import deepspeed
+
+    return deepspeed.zero.GatheredParameters(trainable, modifier_rank=None)
