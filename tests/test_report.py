@@ -17,7 +17,7 @@ ROOT = Path(__file__).parents[1]
 def test_report_writes_a_figure_and_the_table(reference, tmp_path):
     report = make_report(reference.run_dir, tmp_path)
     png = tmp_path / "report.png"
-    assert report.figures == [png]
+    assert report.figures == [png, tmp_path / "measures.png"]
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
     text = (tmp_path / "summary.md").read_text()
     for s in reference.summaries:

@@ -93,7 +93,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_person_situation(args: argparse.Namespace) -> int:
-    from trainer.person_situation import person_situation
+    from trainer.person_situation import person_situation, write_person_situation
     from trainer.run_dir import open_run_dir
 
     layout = open_run_dir(Path(args.run_dir))
@@ -108,6 +108,7 @@ def _cmd_person_situation(args: argparse.Namespace) -> int:
         person_situation(Path(args.run_dir), g, contexts=args.contexts, seed=args.seed)
         for g in generations
     ]
+    saved = write_person_situation(Path(args.run_dir), results)  # for `folkways report`
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
@@ -120,6 +121,7 @@ def _cmd_person_situation(args: argparse.Namespace) -> int:
                 f"{r.generation} | {r.option} | {v.share_agent:.3f} | {v.share_context:.3f} | "
                 f"{v.share_residual:.3f}"
             )
+        print(f"saved: {saved}")
     return 0
 
 

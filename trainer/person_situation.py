@@ -25,14 +25,17 @@ from typing import Any
 
 import numpy as np
 
+from societies.atomic import atomic_write_json
 from societies.measures.person_situation import VarianceShares, decompose
-from societies.population import ChoiceRequest
-from societies.records import check_record
+from societies.records import SchemaError, check_record
 from societies.transcripts import read_decisions
-from trainer.generation_loop import Experiment
-from trainer.run_dir import adapter_is_saved
+from trainer.run_dir import adapter_is_saved, read_json
 
 PERSON_SITUATION_SCHEMA_VERSION = 1
+
+PERSON_SITUATION_FILE = "person_situation.json"
+"""Where ``folkways person-situation`` keeps its results in the run directory, one entry
+per generation (read by ``folkways report``)."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +114,11 @@ def person_situation(
         FileNotFoundError: the run directory, the generation or an adapter is missing.
         ValueError: too few agents or contexts, or a game without choices (debate).
     """
+    # Imported here: they load torch, and reading the stored results (``folkways report``)
+    # should not.
+    from societies.population import ChoiceRequest
+    from trainer.generation_loop import Experiment
+
     exp = Experiment.from_run_dir(run_dir, progress=False)
     layout, cfg = exp.layout, exp.config
     completed = layout.completed_generations()
@@ -174,3 +182,57 @@ def person_situation(
         variance=decompose(values),
         seed=seed,
     )
+
+
+def write_person_situation(run_dir: str | Path, results: list[PersonSituation]) -> Path:
+    """Merge ``results`` into ``run_dir/person_situation.json`` (atomically).
+
+    The file is ``{"schema_version": 1, "generations": {"<g>": PersonSituation}}``; a
+    result replaces a stored one of the same generation and leaves the others, so
+    measuring generations one at a time (or again with more contexts) accumulates.
+
+    Returns:
+        the file's path.
+    """
+    path = Path(run_dir) / PERSON_SITUATION_FILE
+    stored = read_person_situation(run_dir)
+    stored.update({r.generation: r for r in results})
+    atomic_write_json(
+        path,
+        {
+            "schema_version": PERSON_SITUATION_SCHEMA_VERSION,
+            "generations": {str(g): stored[g].to_dict() for g in sorted(stored)},
+        },
+    )
+    return path
+
+
+def read_person_situation(run_dir: str | Path) -> dict[int, PersonSituation]:
+    """``{generation: result}`` from ``run_dir/person_situation.json``; empty when the file
+    does not exist (``folkways person-situation`` was never run on it).
+
+    Raises:
+        SchemaError: the file is not one this version writes; the message names it.
+    """
+    path = Path(run_dir) / PERSON_SITUATION_FILE
+    if not path.exists():
+        return {}
+    data = read_json(path)
+    expected = '{"schema_version": 1, "generations": {"<generation>": result}}'
+    if not isinstance(data, dict) or not isinstance(data.get("generations"), dict):
+        raise SchemaError(f"{path}: expected {expected}")
+    if data.get("schema_version") != PERSON_SITUATION_SCHEMA_VERSION:
+        raise SchemaError(
+            f"{path}: schema_version={data.get('schema_version')!r}; this folkways reads "
+            f"schema_version {PERSON_SITUATION_SCHEMA_VERSION}"
+        )
+    try:
+        results = {int(g): PersonSituation.from_dict(r) for g, r in data["generations"].items()}
+    except SchemaError as err:
+        raise SchemaError(f"{path}: {err}") from None
+    except (ValueError, TypeError, KeyError) as err:
+        raise SchemaError(f"{path}: {err!r}; expected {expected}") from None
+    wrong = sorted(g for g, r in results.items() if r.generation != g)
+    if wrong:
+        raise SchemaError(f"{path}: entries {wrong} hold another generation's result")
+    return results

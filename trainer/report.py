@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from societies.records import AgentPrior
+from trainer.person_situation import read_person_situation
+from trainer.report_measures import Measures, load_measures, measures_markdown
+from trainer.report_measures_plot import plot_measures
 from trainer.run_dir import RunLayout, open_run_dir
 from trainer.run_records import read_probes, read_summary
 from trainer.summary import GenerationSummary, format_table
@@ -22,11 +25,13 @@ class Report:
     run_dir: Path
     summaries: list[GenerationSummary]
     figures: list[Path]
+    measures: Measures
 
     def to_dict(self) -> dict:
         return {
             "run_dir": str(self.run_dir),
             "generations": [s.to_dict() for s in self.summaries],
+            "measures": self.measures.to_dict(),
             "figures": [str(f) for f in self.figures],
         }
 
@@ -37,7 +42,8 @@ def load_summaries(run_dir: Path) -> list[GenerationSummary]:
 
 
 def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
-    """Write ``report.png`` and ``summary.md`` into ``out_dir`` (default: the run directory).
+    """Write ``report.png``, ``measures.png`` and ``summary.md`` into ``out_dir`` (default:
+    the run directory).
 
     Everything is read (and checked) before anything is written.
     """
@@ -57,13 +63,18 @@ def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
         )
     metrics = read_metrics(layout.metrics)
     probes = [read_probes(layout, s.generation) for s in summaries]
+    measures = load_measures(
+        [s.generation for s in summaries], metrics, probes, read_person_situation(run_dir)
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     figure = out_dir / "report.png"
     _plot(layout, summaries, metrics, probes, figure)
+    second = plot_measures(measures, out_dir / "measures.png", run_dir.name)
     (out_dir / "summary.md").write_text(
-        f"# {run_dir.name}\n\n![report](report.png)\n\n```\n{format_table(summaries)}\n```\n"
+        f"# {run_dir.name}\n\n![report](report.png)\n\n```\n{format_table(summaries)}\n```\n\n"
+        + measures_markdown(measures)
     )
-    return Report(run_dir, summaries, [figure])
+    return Report(run_dir, summaries, [figure, second], measures)
 
 
 def _natural(option: str) -> tuple[float, str]:
