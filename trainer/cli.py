@@ -150,18 +150,46 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _cmd_release(args: argparse.Namespace) -> int:
-    from trainer.release import release_adapter
+    from trainer.release import (
+        EXIT_PUSH_FAILED,
+        PushError,
+        check_repo_id,
+        push_release,
+        release_adapter,
+    )
 
-    release = release_adapter(Path(args.run_dir), args.agent, Path(args.out), args.generation)
-    if args.json:
-        print(json.dumps(release.to_dict(), indent=2))
-    else:
+    if args.private and not args.push:
+        raise ValueError("--private applies to --push REPO_ID; add --push or drop --private")
+    if args.push:
+        check_repo_id(args.push)  # before any work: a typo must not cost a release
+    release = release_adapter(
+        Path(args.run_dir), args.agent, Path(args.out), args.generation, args.full_precision_base
+    )
+    record = release.to_dict()
+    if not args.json:
         steps = " -> ".join(f"{e.operation}" for e in release.lineage)
         print(
             f"released {release.agent} (generation {release.generation}, base {release.base_model}) to {release.path}"
         )
         print(f"lineage: {steps}")
-    return 0
+        shift = record["full_precision_prior_shift"]
+        if shift["measured"]:
+            print(f"prior shift on the full-precision base: TV {shift['total_variation']:.3f}")
+        elif release.base_weights.gguf is not None:
+            print(f"prior shift on the full-precision base: {shift['reason']}")
+    status = 0
+    if args.push:
+        try:
+            record["pushed"] = push_release(release.path, args.push, private=args.private)
+            if not args.json:
+                print(f"uploaded to {record['pushed']}")
+        except PushError as err:
+            record["pushed"], record["push_error"] = None, str(err)
+            print(f"folkways: error: {err}", file=sys.stderr)
+            status = EXIT_PUSH_FAILED
+    if args.json:
+        print(json.dumps(record, indent=2))
+    return status
 
 
 def _cmd_model_prepare(args: argparse.Namespace) -> int:
@@ -244,6 +272,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--generation", type=int, default=None, help="default: the last complete generation"
     )
     release.add_argument("--out", required=True, help="output folder")
+    release.add_argument(
+        "--full-precision-base",
+        default=None,
+        metavar="PATH",
+        help="folder with the full-precision weights the run's base stands in for (e.g. the "
+        "hub's SmolLM2-135M-Instruct): the card then reports how far the prior moves on it",
+    )
+    release.add_argument(
+        "--push",
+        default=None,
+        metavar="REPO_ID",
+        help="upload the released folder to this Hugging Face model repo (created if missing)",
+    )
+    release.add_argument(
+        "--private", action="store_true", help="with --push: create the repo as private"
+    )
     release.add_argument("--json", action="store_true")
     release.set_defaults(func=_cmd_release)
 
