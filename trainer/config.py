@@ -445,8 +445,30 @@ class MetricsConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     wandb: WandbMode = WandbMode.DISABLED
-    """W&B mode; files go to <run_dir>/wandb (offline: `wandb sync` them later)."""
+    """W&B mode; files go to <run_dir>/wandb (offline: `folkways wandb sync` them later)."""
     project: str = "folkways"
+    group: str | None = None
+    """W&B group: one experiment (several seeds, a sweep); null = run.name. `folkways
+    sweep` sets it to the experiment directory's name for every run it launches."""
+    differs: list[str] | None = None
+    """The config keys that differ between the runs of the group (`folkways sweep` sets
+    its grid keys and run.seed), logged as the W&B config field `folkways/differs`."""
+
+    def __post_init__(self) -> None:
+        _require(
+            self.group is None or (bool(self.group.strip()) and self.group == self.group.strip()),
+            "tracking.group",
+            self.group,
+            "null (= run.name) or a non-empty name without surrounding spaces",
+        )
+        keys = self.differs or []
+        _require(
+            all(re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*", k) for k in keys)
+            and len(set(keys)) == len(keys),
+            "tracking.differs",
+            self.differs,
+            "null or distinct dotted config keys, e.g. [game.num_names, run.seed]",
+        )
 
 
 @dataclass(frozen=True)

@@ -4,6 +4,9 @@
 trainer.config_loader); each grid point × seed (``run.seed`` + 0..K-1) becomes a run
 named from its values (``game.num_names-2__seed-3``) whose config is loaded, and so
 checked, before any run starts. :meth:`SweepPlan.manifest` is ``sweep.json``.
+Every run gets ``tracking.group`` = the experiment directory's name (the sweep is one
+W&B group) and ``tracking.differs`` = the grid keys with several values (and
+``run.seed`` when ``--seeds`` > 1).
 """
 
 from __future__ import annotations
@@ -42,7 +45,8 @@ class SweepRun:
     name: str
     point: dict[str, Any]
     seed: int
-    overrides: list[str]  # all of them: the sweep's, the grid point's, seed, name, output_dir
+    # all of them: the W&B group's, the sweep's, the grid point's, seed, name, output_dir
+    overrides: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -186,6 +190,12 @@ def plan_sweep(
             "sweep's runs and aggregates"
         )
     seed_values = [base.run.seed + i for i in range(seeds)]
+    # The experiment is one W&B group; the overrides come first, so a user's own
+    # tracking.group / tracking.differs (shared or gridded) wins.
+    differs = [k for k, values in grid.items() if len(values) > 1]
+    differs += ["run.seed"] if seeds > 1 else []
+    tracking = [_override("tracking.group", out_dir.resolve().name)]
+    tracking += [_override("tracking.differs", differs)] if differs else []
     runs, configs = [], {}
     for values in itertools.product(*grid.values()):
         point = dict(zip(grid, values, strict=True))
@@ -194,6 +204,7 @@ def plan_sweep(
             if name in configs:  # two values with the same slug, e.g. "a b" and "a-b"
                 name = run_name({**point, "_": zlib.crc32(json.dumps(point).encode())}, seed)
             run_overrides = [
+                *tracking,
                 *overrides,
                 *(_override(k, v) for k, v in point.items()),
                 f"run.seed={seed}",
