@@ -3,10 +3,13 @@ an experiment's runs as one group, with their job types, config keys and step me
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
+from societies.metrics import success_rate
+from societies.transcripts import read_decisions
 from tests.conftest import run_tiny
 from trainer.tracking import MetricRecord
 from trainer.wandb_tracking import (
@@ -38,10 +41,12 @@ def test_offline_run_records_metrics_tables_and_adapter_lineage(
     monkeypatch.setenv("WANDB_SILENT", "true")
     result = run_tiny(tmp_path, **OFFLINE)
     runs = sorted((result.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
-    assert len(runs) == 1
+    # one W&B run per step of the generation, all in the run's group
+    by_type = {read_offline_run(r.parent)["job_type"]: r for r in runs}
+    assert len(runs) == 3 and set(by_type) == {"rollout", "distill", "probe"}
     # The offline log is a record stream; logged keys, artifact names, types and
     # metadata strings appear literally in it (FACTS.md).
-    data = runs[0].read_bytes()
+    data = by_type["probe"].read_bytes()
     for needle in (
         b"prior_on_majority_after",
         b"success_rate_last",
@@ -55,13 +60,27 @@ def test_offline_run_records_metrics_tables_and_adapter_lineage(
         b"folkways-test",
     ):
         assert needle in data, needle
-    # today's one W&B run per generation is the probe step, its group the run's name
-    run = read_offline_run(runs[0].parent)
-    assert (run["group"], run["job_type"], run["name"]) == ("t", "probe", "t-gen000-probe")
-    assert run["config"]["run.name"] == "t" and "folkways/differs" not in run["config"]
+    for job_type, log in by_type.items():
+        run = read_offline_run(log.parent)
+        assert (run["group"], run["name"]) == ("t", f"t-gen000-{job_type}")
+        assert run["config"]["run.name"] == "t" and "folkways/differs" not in run["config"]
+    # the rollout run has one row per round, with the round's success rate from the
+    # transcript; the distill run one row per agent's training
+    rollout = read_offline_run(by_type["rollout"].parent)["history"]
+    rounds = {}
+    for d in read_decisions(result.run_dir / "generation_000" / "transcripts.jsonl"):
+        rounds.setdefault(d.round, []).append(d)
+    assert [r["round"] for r in rollout] == sorted(rounds)
+    assert [r["rollout/success_rate"] for r in rollout] == [
+        success_rate(v) for _, v in sorted(rounds.items())
+    ]
+    distill = read_offline_run(by_type["distill"].parent)["history"]
+    assert {k.split("/")[1] for row in distill for k in row if k.startswith("distill/")} == {
+        f"agent_{i:02d}" for i in range(4)
+    }
     # re-running a finished run starts no new W&B run
     run_tiny(tmp_path, **OFFLINE)
-    assert len(sorted((result.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+    assert len(sorted((result.run_dir / "wandb").glob("offline-run-*/run-*.wandb"))) == 3
 
 
 # ----- experiments: groups, job types, config keys, step metrics -----------------------------
@@ -69,7 +88,6 @@ def test_offline_run_records_metrics_tables_and_adapter_lineage(
 
 def read_offline_run(offline_run):
     """An offline run folder's W&B run record, metric definitions and history rows."""
-    import json
 
     from trainer.wandb_sync import read_records
 

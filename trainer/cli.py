@@ -335,6 +335,15 @@ def build_parser() -> argparse.ArgumentParser:
     from trainer.replay_command import add_replay_parser
 
     add_replay_parser(sub)
+    from trainer.wandb_sync import add_wandb_parser
+
+    add_wandb_parser(sub)
+    from trainer.steps import add_step_parser
+
+    add_step_parser(sub)
+    from trainer.slurm_command import add_slurm_parser
+
+    add_slurm_parser(sub)
     return parser
 
 
@@ -358,16 +367,21 @@ def quiet_libraries() -> None:
 
 def _deepspeed_logs_to_stderr() -> None:
     """DeepSpeed, when installed, is imported by the training libraries and logs to
-    stdout from the moment it is imported (its handler holds the stdout of that moment),
-    which would corrupt ``--json`` output. Importing it first with stdout pointed at
-    stderr sends its logs to stderr for good."""
+    stdout (its handler holds the stdout of the moment it is imported), which would
+    corrupt ``--json`` output. Import it first, drop what importing it prints (on a CPU
+    machine, a warning that it found no GPU) and point its handlers at stderr."""
     import contextlib
     import importlib.util
+    import io
+    import logging
 
     if "deepspeed" in sys.modules or importlib.util.find_spec("deepspeed") is None:
         return
-    with contextlib.redirect_stdout(sys.stderr):
+    with contextlib.redirect_stdout(io.StringIO()):
         import deepspeed  # noqa: F401
+    for handler in logging.getLogger("DeepSpeed").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(sys.stderr)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -380,7 +394,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         options = [
             e
             for e in extra
-            if e.startswith("-") or args.command not in ("run", "baseline", "sweep", "compare")
+            if e.startswith("-")
+            or args.command not in ("run", "baseline", "sweep", "compare", "slurm")
         ]
         if options:
             prog = "folkways" + (f" {args.command}" if args.command else "")

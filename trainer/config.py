@@ -23,6 +23,7 @@ from trainer.data_policies import DataPolicy
 from trainer.datasets import Selection
 from trainer.evolve import ParentRule, survivor_count
 from trainer.game_configs import DebateConfig, DonorGameConfig, GameName, NamingGameConfig
+from trainer.slurm_config import Launcher, SlurmConfig
 
 __all__ = ["ConfigError", "ExperimentConfig", "GameName", "load_experiment"]
 
@@ -487,6 +488,7 @@ class ExperimentConfig:
     interventions: list[InterventionConfig] = field(default_factory=list)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
     def __post_init__(self) -> None:
         # Checks that span sections.
@@ -505,6 +507,12 @@ class ExperimentConfig:
         )
         self._check_evolution()
         self._check_network_and_interventions()
+        _require(
+            self.slurm.launcher is Launcher.NONE or self.distill.backend is DistillBackend.TRL,
+            "slurm.launcher",
+            self.slurm.launcher.value,
+            "'none' with distill.backend=batched (multi-process training runs the TRL path)",
+        )
 
     def _check_network_and_interventions(self) -> None:
         if self.network.topology is not Topology.COMPLETE:

@@ -46,6 +46,7 @@ from trainer.config import (
     GameName,
     load_experiment,
 )
+from trainer.distill_sft import DistillOutcome
 from trainer.drift_metrics import drift_records
 from trainer.extra_probes import extra_records, measure_extras, wanted
 from trainer.games import build_game
@@ -65,6 +66,7 @@ from trainer.run_dir import (
 from trainer.run_records import read_priors, read_probes, read_summary
 from trainer.summary import GenerationSummary
 from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
+from trainer.training_data import TrainingRows
 from trainer.wandb_tracking import WandbTracker
 
 
@@ -72,6 +74,15 @@ def _stderr(message: str) -> None:
     from tqdm import tqdm
 
     tqdm.write(message, file=sys.stderr)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """What a generation's interaction phase recorded."""
+
+    decisions: list[Decision]
+    before: dict[str, AgentPrior]  # the starting adapters' priors
+    baseline: dict  # generation 0's extra probes (traits, custom), if any
 
 
 @dataclass
@@ -189,12 +200,7 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
 
     # ----- run -----------------------------------------------------------------------
     def run(self) -> RunResult:
-        self.check_before_start()
-        if self.layout.root.is_dir():
-            for path in remove_stale_temporaries(self.layout.root):
-                self.log(f"removed {path.relative_to(self.layout.root)}, left by a killed write")
-        check_or_write_config(self.layout, self.config.to_dict(), log=self.log)
-        atomic_write_json(self.layout.graph, self.graph.to_node_link())
+        self.prepare()
         total = self.config.run.generations
         skipped = [g for g in range(total) if self.layout.is_complete(g)]
         if len(skipped) == total:
@@ -203,10 +209,7 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
             )
         elif skipped:
             self.log(f"resuming {self.layout.root}: generations {skipped} are complete and kept")
-        if self.config.model.threads:
-            import torch
-
-            torch.set_num_threads(self.config.model.threads)
+        self._set_threads()
         self._ensure_initial_adapters()
         pending = [g for g in range(total) if not self.layout.is_complete(g)]
         for g in pending:
@@ -214,6 +217,26 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
         rebuild_run_metrics(self.layout)  # a kill may have come after COMPLETE, before it
         summaries = [read_summary(self.layout, g) for g in range(total)]
         return RunResult(self.layout.root, summaries, skipped)
+
+    def prepare(self) -> None:
+        """Write what the run directory holds before any work, without loading a model.
+
+        Checks the model and LoRA targets, clears temporaries a killed write left,
+        writes (or checks against) ``config.yaml`` and writes ``graph.json``. Idempotent:
+        every step (``folkways step``) and every Slurm submission calls it.
+        """
+        self.check_before_start()
+        if self.layout.root.is_dir():
+            for path in remove_stale_temporaries(self.layout.root):
+                self.log(f"removed {path.relative_to(self.layout.root)}, left by a killed write")
+        check_or_write_config(self.layout, self.config.to_dict(), log=self.log)
+        atomic_write_json(self.layout.graph, self.graph.to_node_link())
+
+    def _set_threads(self) -> None:
+        if self.config.model.threads:
+            import torch
+
+            torch.set_num_threads(self.config.model.threads)
 
     def check_before_start(self) -> None:
         """Check what config validation cannot, before the run directory is written.
@@ -263,8 +286,25 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
 
     # ----- one generation ------------------------------------------------------------
     def run_generation(self, g: int) -> GenerationSummary:
+        """The generation's three steps in one process (``folkways step`` runs them apart)."""
+        rollout = self.rollout_step(g)
+        data, outcomes = self.distill_step(g, rollout.decisions)
+        return self.finish_step(g, rollout, data, outcomes)
+
+    def rollout_step(self, g: int) -> Rollout:
+        """Probe the starting adapters and play the rounds (steps 1-3).
+
+        Idempotent: complete rounds and the cached probe are kept; when everything is
+        recorded already, nothing is loaded and the records are read back.
+        """
         cfg, layout = self.config, self.layout
         layout.generation(g).mkdir(parents=True, exist_ok=True)
+        if self.rollout_recorded(g):
+            return Rollout(
+                self._recorded_decisions(g),
+                read_priors(layout.probe_before(g)),
+                self._baseline_extras(None),
+            )
         self.log(f"generation {g}/{cfg.run.generations - 1}: interaction phase")
         population = self.population(self.start_adapters(g))
         before = self._probe_before(population, g)
@@ -272,14 +312,80 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
         decisions = self._rollout(population, g)
         del population
         gc.collect()
+        self._track_rollout(g, decisions)
+        return Rollout(decisions, before, baseline)
 
-        d = cfg.distill
-        self.log(
-            f"generation {g}: distillation ({d.method.value}, {d.selection.value}, "
-            f"{d.scope.value}, data {d.data_policy.value})"
-        )
+    def _track_rollout(self, g: int, decisions: list[Decision]) -> None:
+        """The rollout step's W&B run: each round's game metrics against ``round``.
+
+        Logged once the rounds are all recorded; a kill before ``finish`` loses only this
+        copy (metrics.jsonl gets every round's records in the probe step)."""
+        tracker = WandbTracker.for_step(self.config, self.layout.root, "rollout", g)
+        try:
+            by_round: dict[int, list[Decision]] = {}
+            for d in decisions:
+                by_round.setdefault(d.round, []).append(d)
+            for r in sorted(by_round):
+                tracker.log_round(r, self.game.round_metrics(by_round[r]))
+        finally:
+            tracker.finish()
+
+    def rollout_recorded(self, g: int) -> bool:
+        """Whether generation ``g``'s probe-before and every round are on disk."""
+        layout = self.layout
+        if not layout.probe_before(g).exists():
+            return False
+        if wanted(self.config.probe) and not self._baseline_cache.exists():
+            return False
+        rounds = len(self._recorded_decisions(g)) // self.game.decisions_per_round(len(self.agents))
+        return rounds == self.config.game.rounds
+
+    def _recorded_decisions(self, g: int) -> list[Decision]:
+        per_round = self.game.decisions_per_round(len(self.agents))
+        return read_complete_rounds(self.layout.transcripts(g), per_round)[0]
+
+    def distill_step(
+        self,
+        g: int,
+        decisions: list[Decision],
+        agents: list[str] | None = None,
+        *,
+        track: bool = True,
+    ) -> tuple[dict[str, TrainingRows], list[DistillOutcome]]:
+        """Each learner's training rows, and the distillation of ``agents`` (default:
+        all LLM agents) into their adapters (step 4). Saved adapters are kept.
+
+        ``track``: log the outcomes as the distill step's W&B run (the probe step, which
+        only reads them back, does not)."""
+        d = self.config.distill
+        if track:
+            self.log(
+                f"generation {g}: distillation ({d.method.value}, {d.selection.value}, "
+                f"{d.scope.value}, data {d.data_policy.value})"
+            )
         data = self._training_rows(g, decisions)
-        outcomes = self._distill(g, data)
+        outcomes = self._distill(g, data, agents)
+        if track:
+            part = f"agents-{agents[0]}-{agents[-1]}" if agents else None
+            tracker = WandbTracker.for_step(self.config, self.layout.root, "distill", g, part=part)
+            try:
+                for outcome in outcomes:
+                    tracker.log_distill(outcome)
+            finally:
+                tracker.finish()
+        return data, outcomes
+
+    def finish_step(
+        self,
+        g: int,
+        rollout: Rollout,
+        data: dict[str, TrainingRows],
+        outcomes: list[DistillOutcome],
+    ) -> GenerationSummary:
+        """Evolve, probe the new adapters, write the records and mark ``g`` complete
+        (steps 5-6)."""
+        cfg, layout = self.config, self.layout
+        decisions, before, baseline = rollout.decisions, rollout.before, rollout.baseline
         plans = self._evolve(g, decisions) if cfg.evolution.active else {}
 
         after_population = self.population({a: layout.adapter(g, a) for a in self.llm_agents})
@@ -333,14 +439,7 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
         }
         # Tracking before COMPLETE, and finished (written to disk) before it: a kill in
         # between may log a generation twice (in two W&B runs of the group), never lose it.
-        tracker = WandbTracker(
-            cfg.tracking.wandb.value,
-            cfg.tracking.project,
-            cfg.run.name,
-            layout.root,
-            cfg.to_dict(),
-            generation=g,
-        )
+        tracker = WandbTracker.for_step(cfg, layout.root, "probe", g)
         try:
             faults.point(f"tracking: generation {g}")
             tracker.log_generation(summary, records, decisions)
@@ -370,12 +469,16 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
         )
         return summary
 
+    @property
+    def _baseline_cache(self) -> Path:
+        return self.layout.generation(0) / "probe_before_extra.json"
+
     def _baseline_extras(self, population: PopulationModel | None) -> dict:
         """Traits and custom probes of generation 0's starting adapters, measured once
         (cached in generation 0's folder) and read back by every later generation."""
         if not wanted(self.config.probe):
             return {}
-        cache = self.layout.generation(0) / "probe_before_extra.json"
+        cache = self._baseline_cache
         if cache.exists():
             return json.loads(cache.read_text())
         if population is None:  # a later generation resuming: generation 0 measured it

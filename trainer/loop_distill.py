@@ -87,15 +87,26 @@ class DistillSteps:
             return self.layout.initial_adapter(self.llm_agents[0])
         return self.layout.community_adapter(g - 1)
 
-    def _distill(self, g: int, data: dict[str, TrainingRows]) -> list[DistillOutcome]:
+    def _distill(
+        self, g: int, data: dict[str, TrainingRows], agents: list[str] | None = None
+    ) -> list[DistillOutcome]:
+        """Distil ``agents`` (default: every LLM agent; the community adapter ignores it:
+        one adapter serves all) and return their outcomes, in ``agents`` order."""
+        if agents is None:
+            agents = self.llm_agents
+        unknown = sorted(set(agents) - set(self.llm_agents))
+        if unknown:
+            raise ValueError(
+                f"agents {unknown} are not LLM agents of this run; accepted: {self.llm_agents}"
+            )
         if self._community:
             return self._distill_community(g, data[COMMUNITY])
         if self.config.distill.backend is DistillBackend.BATCHED:
-            return self._distill_batched(g, data)
+            return self._distill_batched(g, data, agents)
         cfg = self.config
         settings = settings_from_config(cfg.distill)
         outcomes = []
-        bar = self._bar(self.llm_agents, desc=f"gen {g} distill")
+        bar = self._bar(agents, desc=f"gen {g} distill")
         for agent in bar:
             out_dir = self._distilled_dir(g, agent)
             if adapter_is_saved(out_dir):
@@ -140,10 +151,12 @@ class DistillSteps:
             outcomes.append(DistillOutcome(**{**trained.to_dict(), "agent": agent}))
         return outcomes
 
-    def _distill_batched(self, g: int, data: dict[str, TrainingRows]) -> list[DistillOutcome]:
-        """All agents in one pass; agents whose adapter is already saved are kept."""
+    def _distill_batched(
+        self, g: int, data: dict[str, TrainingRows], agents: list[str]
+    ) -> list[DistillOutcome]:
+        """``agents`` in one pass (memory-budget groups); those already saved are kept."""
         cfg = self.config
-        todo = [a for a in self.llm_agents if not adapter_is_saved(self._distilled_dir(g, a))]
+        todo = [a for a in agents if not adapter_is_saved(self._distilled_dir(g, a))]
         if todo:
             self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
             distill_group(
@@ -155,7 +168,15 @@ class DistillSteps:
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
                 label=f"generation {g}",
             )
-        return [read_outcome(self._distilled_dir(g, a)) for a in self.llm_agents]
+        return [read_outcome(self._distilled_dir(g, a)) for a in agents]
+
+    def distilled_missing(self, g: int) -> list[str]:
+        """LLM agents whose distilled adapter of generation ``g`` is not saved yet (the
+        community adapter counts for all)."""
+        if self._community:
+            missing = not adapter_is_saved(self.layout.community_adapter(g))
+            return list(self.llm_agents) if missing else []
+        return [a for a in self.llm_agents if not adapter_is_saved(self._distilled_dir(g, a))]
 
     # ----- evolution ------------------------------------------------------------------
     def _evolve(self, g: int, decisions: list[Decision]) -> dict[str, SeatPlan]:

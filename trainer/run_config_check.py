@@ -13,8 +13,16 @@ from trainer.config_loader import ConfigError
 from trainer.run_dir import COMPLETE, RunLayout, adapter_is_saved
 
 # Keys that may change between invocations on the same run directory: more generations
-# extend a run; output_dir only says where the directory lives (it may be moved).
+# extend a run; output_dir only says where the directory lives (it may be moved); the
+# Slurm resources say where the steps run and tracking where their numbers are sent,
+# not what they compute.
 RESUMABLE_CHANGES = {"run.generations", "run.output_dir"}
+RESUMABLE_SECTIONS = ("slurm.", "tracking.")
+
+
+def resumable(key: str) -> bool:
+    """Whether the dotted config ``key`` may differ when a run directory is resumed."""
+    return key in RESUMABLE_CHANGES or key.startswith(RESUMABLE_SECTIONS)
 
 
 def check_or_write_config(
@@ -33,9 +41,7 @@ def check_or_write_config(
     path = layout.config
     if path.exists():
         previous = yaml.safe_load(path.read_text())
-        differences = sorted(
-            key for key in _flat_diff(previous, resolved) if key not in RESUMABLE_CHANGES
-        )
+        differences = sorted(key for key in _flat_diff(previous, resolved) if not resumable(key))
         if differences and not has_completed_work(layout):
             log(
                 f"{layout.root} holds no completed work (a failed start); "

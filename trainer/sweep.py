@@ -39,7 +39,7 @@ import yaml
 
 from societies.atomic import atomic_write_json, atomic_write_text
 from trainer.config_loader import ConfigError
-from trainer.run_config_check import RESUMABLE_CHANGES, has_completed_work
+from trainer.run_config_check import has_completed_work, resumable
 from trainer.run_dir import RunLayout
 from trainer.sweep_aggregates import SweepAggregate, aggregate, csv_rows, format_aggregate
 from trainer.sweep_outcomes import committed_option, read_run_outcome
@@ -100,7 +100,7 @@ def _differences(config: ExperimentConfig) -> list[str]:
         return []
     recorded = _flat(yaml.safe_load(layout.config.read_text()))
     wanted = _flat(config.to_dict())
-    keys = (set(recorded) | set(wanted)) - RESUMABLE_CHANGES
+    keys = {k for k in set(recorded) | set(wanted) if not resumable(k)}
     return sorted(k for k in keys if recorded.get(k) != wanted.get(k))
 
 

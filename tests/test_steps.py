@@ -1,0 +1,80 @@
+"""A generation run as three separate steps (``folkways step``) equals ``folkways run``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import QUICKSTART, tiny_overrides
+from trainer.cli import main
+from trainer.run_dir import RunLayout
+from trainer.steps import StepOrderError, agent_groups, chosen_agents, prepare_run, run_step
+
+AGENTS = [f"agent_{i:02d}" for i in range(4)]
+
+
+def test_agent_groups_cover_every_agent_once():
+    assert agent_groups(AGENTS, 3) == [AGENTS[:3], AGENTS[3:]]
+    assert agent_groups(AGENTS, 1) == [[a] for a in AGENTS]
+    assert chosen_agents(AGENTS, task=1, per_task=3) == ["agent_03"]
+    assert chosen_agents(AGENTS, agents=["agent_02"]) == ["agent_02"]
+    assert chosen_agents(AGENTS) == AGENTS
+    with pytest.raises(ValueError, match=r"--task 2: 4 agents in groups of 3 make 2 tasks"):
+        chosen_agents(AGENTS, task=2, per_task=3)
+    with pytest.raises(ValueError, match=r"--agents \['agent_09'\]"):
+        chosen_agents(AGENTS, agents=["agent_09"])
+    with pytest.raises(ValueError, match="agents per task = 0"):
+        agent_groups(AGENTS, 0)
+
+
+def _files(layout: RunLayout, g: int) -> dict[str, str]:
+    names = ["transcripts.jsonl", "probe_before.json", "probes.json", "summary.json"]
+    return {n: (layout.generation(g) / n).read_text() for n in names}
+
+
+def test_steps_in_separate_calls_equal_one_run(reference, tmp_path):
+    run_dir = prepare_run(QUICKSTART, tiny_overrides(tmp_path))
+    layout = RunLayout(run_dir)
+    assert (run_dir / "config.yaml").is_file() and (run_dir / "graph.json").is_file()
+    assert not (run_dir / "initial_adapters").exists()  # preparing loads no model
+
+    with pytest.raises(StepOrderError, match="rollout of generation 0 .* is not recorded"):
+        run_step(run_dir, "distill", 0)
+    with pytest.raises(StepOrderError, match="generation 0 .* is not complete"):
+        run_step(run_dir, "rollout", 1)
+    assert main(["step", "rollout", str(run_dir), "--generation", "0", "--no-progress"]) == 0
+    run_step(run_dir, "distill", 0, task=0, per_task=3)
+    with pytest.raises(StepOrderError, match=r"agents \['agent_03'\] have no distilled"):
+        run_step(run_dir, "probe", 0)
+    run_step(run_dir, "distill", 0, task=1, per_task=3)
+    saved = (layout.adapter(0, "agent_00") / "adapter_model.safetensors").stat().st_mtime_ns
+    again = run_step(run_dir, "distill", 0, agents=["agent_00"])  # a requeued task
+    assert again.agents == ["agent_00"]
+    assert (layout.adapter(0, "agent_00") / "adapter_model.safetensors").stat().st_mtime_ns == saved
+    run_step(run_dir, "probe", 0)
+    assert run_step(run_dir, "rollout", 0).status == "already complete"
+    for step in ("rollout", "distill", "probe"):
+        run_step(run_dir, step, 1)
+
+    expected = RunLayout(reference.run_dir)
+    for g in (0, 1):
+        assert layout.is_complete(g)
+        assert _files(layout, g) == _files(expected, g)
+        for agent in AGENTS:
+            ours = load_file(layout.adapter(g, agent) / "adapter_model.safetensors")
+            theirs = load_file(expected.adapter(g, agent) / "adapter_model.safetensors")
+            assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
+    assert layout.lineage.read_text() == expected.lineage.read_text()
+    assert layout.metrics.read_text() == expected.metrics.read_text()
+
+
+def test_bad_step_input_is_one_line_error(tmp_path, capsys):
+    run_dir = prepare_run(QUICKSTART, tiny_overrides(tmp_path))
+    assert main(["step", "rollout", str(run_dir), "--generation", "5"]) == 2
+    assert "--generation 5; accepted: 0..1" in capsys.readouterr().err
+    missing = Path(tmp_path) / "nowhere"
+    assert main(["step", "rollout", str(missing), "--generation", "0"]) == 2
+    assert str(missing) in capsys.readouterr().err

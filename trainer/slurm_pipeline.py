@@ -1,0 +1,368 @@
+"""``folkways slurm submit|resume|status|cancel``: a run as a chain of Slurm jobs.
+
+Per generation (issue #10; FACTS.md, "Slurm and distributed"):
+
+    rollout job  ->  array of distillation tasks (one per group of
+                     ``slurm.agents_per_task`` agents)  ->  probe job  ->  next generation
+
+chained with ``--dependency=afterok`` (an array id waits for all its tasks) and
+``--kill-on-invalid-dep=yes``, so a failed task takes the jobs after it out of the queue
+instead of leaving them pending for ever. Every job runs one :mod:`trainer.steps` step,
+which is idempotent; submission goes through submitit, whose ``checkpoint`` hook
+requeues a job on preemption or at its time limit (up to ``slurm.max_requeues`` times),
+and the requeued job continues from the run directory.
+
+``submit`` on a run directory that already holds work submits only what remains (the
+first incomplete generation's missing steps and agents, then the rest): that is also
+how a pipeline is resumed after a cancelled or failed job. It refuses while jobs of
+the run are still queued or running, so work is never submitted twice. Submissions are
+recorded in ``<run_dir>/slurm/jobs.json``; logs go to ``<run_dir>/slurm/logs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from societies.atomic import atomic_write_text
+from trainer.config import AdapterScope
+from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
+from trainer.steps import agent_groups, run_step
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One job (or job array) of the pipeline."""
+
+    generation: int
+    step: str  # rollout | distill | probe
+    tasks: tuple[int, ...] = ()  # distill: the agent groups its array tasks train
+    per_task: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"g{self.generation:03d}-{self.step}"
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    generation: int
+    step: str
+    job_id: str  # an array's id for distill
+    tasks: list[int] = field(default_factory=list)
+
+
+def distill_groups(exp) -> tuple[int, list[list[str]]]:
+    """``(agents per task, groups)``: one task for a community adapter, else groups of
+    ``slurm.agents_per_task``."""
+    agents = list(exp.llm_agents)
+    if not agents:
+        return 1, []
+    if exp.config.distill.scope is AdapterScope.COMMUNITY:
+        return len(agents), [agents]
+    per_task = exp.config.slurm.agents_per_task
+    return per_task, agent_groups(agents, per_task)
+
+
+def remaining_stages(exp) -> list[Stage]:
+    """The stages still to run, in order: nothing for complete generations; for the first
+    incomplete one only its missing steps and agent groups; everything after it."""
+    layout, total = exp.layout, exp.config.run.generations
+    per_task, groups = distill_groups(exp)
+    stages: list[Stage] = []
+    first = True
+    for g in range(total):
+        if layout.is_complete(g):
+            continue
+        recorded = first and exp.rollout_recorded(g)
+        if not recorded:
+            stages.append(Stage(g, "rollout"))
+        missing = set(exp.distilled_missing(g)) if recorded else set(exp.llm_agents)
+        tasks = tuple(i for i, group in enumerate(groups) if missing & set(group))
+        if tasks:
+            stages.append(Stage(g, "distill", tasks, per_task))
+        stages.append(Stage(g, "probe"))
+        first = False
+    return stages
+
+
+# ----- what a job runs ------------------------------------------------------------------
+def step_argv(run_dir: str, stage: Stage, task: str | None = None) -> list[str]:
+    """``python -m trainer.cli step ...`` for one stage (``task``: a value or a shell
+    variable for the array task's group)."""
+    argv = [sys.executable, "-m", "trainer.cli", "step", stage.step, str(run_dir)]
+    argv += ["--generation", str(stage.generation), "--no-progress"]
+    if stage.step == "distill" and task is not None:
+        argv += ["--task", task, "--agents-per-task", str(stage.per_task)]
+    return argv
+
+
+def launcher_prefix(cfg: SlurmConfig) -> list[str]:
+    """What starts the distillation step's processes on one node (multi-process runs
+    replace ``python`` in :func:`step_argv` with this)."""
+    res = cfg.distill
+    procs = res.gpus or res.cpus
+    if cfg.launcher is Launcher.TORCHRUN:
+        prefix = ["torchrun", f"--nproc_per_node={procs}"]
+        if res.nodes > 1:
+            prefix += [
+                f"--nnodes={res.nodes}",
+                "--node_rank=$SLURM_NODEID",
+                "--rdzv_backend=c10d",
+                "--rdzv_endpoint=$MASTER_ADDR:29500",
+            ]
+        return prefix
+    if cfg.launcher is Launcher.ACCELERATE:
+        prefix = ["accelerate", "launch", "--config_file", str(cfg.accelerate_config)]
+        prefix += [f"--num_processes={procs * res.nodes}"]
+        if res.nodes > 1:
+            prefix += [
+                f"--num_machines={res.nodes}",
+                "--machine_rank=$SLURM_NODEID",
+                "--main_process_ip=$MASTER_ADDR",
+                "--main_process_port=29500",
+            ]
+        return prefix
+    return []
+
+
+@dataclass
+class StepJob:
+    """The callable a submitit job runs: one step of one generation (a distill array task
+    gets its group index). ``checkpoint`` makes it requeueable: the step resumes."""
+
+    run_dir: str
+    stage: Stage
+    launcher: list[str] = field(default_factory=list)
+
+    def __call__(self, task: int | None = None) -> dict:
+        if self.launcher and self.stage.step == "distill":
+            argv = step_argv(self.run_dir, self.stage, None if task is None else str(task))
+            env = dict(os.environ)
+            nodes = os.environ.get("SLURM_JOB_NODELIST")
+            if nodes and shutil.which("scontrol"):
+                first = subprocess.run(
+                    ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True
+                ).stdout.split()
+                env.setdefault("MASTER_ADDR", first[0] if first else "127.0.0.1")
+            command = [os.path.expandvars(a) for a in self.launcher] + ["-m", *argv[2:]]
+            subprocess.run(command, env=env, check=True)
+            return {"step": "distill", "generation": self.stage.generation, "task": task}
+        return run_step(
+            self.run_dir,
+            self.stage.step,
+            self.stage.generation,
+            task=task,
+            per_task=self.stage.per_task,
+        ).to_dict()
+
+    def checkpoint(self, *args, **kwargs):
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(self, *args, **kwargs)
+
+
+# ----- submission -----------------------------------------------------------------------
+def _resources(res: SlurmResources, cfg: SlurmConfig, name: str) -> dict:
+    params: dict = {
+        "job_name": name,
+        "cpus_per_task": res.cpus,
+        "time": res.time_min,
+        "nodes": res.nodes,
+        "ntasks_per_node": 1,
+        "array_parallelism": cfg.max_parallel_tasks,
+        "additional_parameters": {"requeue": True, "kill_on_invalid_dep": "yes"},
+    }
+    if res.partition:
+        params["partition"] = res.partition
+    if res.gpus:
+        params["gpus_per_node"] = res.gpus
+    if res.mem_gb:
+        params["mem"] = f"{res.mem_gb}G"
+    if cfg.account:
+        params["account"] = cfg.account
+    if cfg.qos:
+        params["qos"] = cfg.qos
+    if cfg.setup:
+        params["setup"] = list(cfg.setup)
+    return params
+
+
+def jobs_file(run_dir: Path) -> Path:
+    return Path(run_dir) / "slurm" / "jobs.json"
+
+
+def read_submissions(run_dir: Path) -> list[dict]:
+    path = jobs_file(run_dir)
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def recorded_job_ids(run_dir: Path) -> list[str]:
+    return [j["job_id"] for s in read_submissions(run_dir) for j in s["jobs"]]
+
+
+def queued_jobs(job_ids: Sequence[str], env: dict | None = None) -> dict[str, tuple[str, str]]:
+    """``{job id (array tasks as 12_3): (state, reason)}`` of the jobs still in the queue."""
+    if not job_ids:
+        return {}
+    if not shutil.which("squeue"):
+        raise FileNotFoundError(
+            "squeue is not on PATH: run `folkways slurm` on a machine of the Slurm cluster"
+        )
+    done = subprocess.run(
+        ["squeue", "-h", "-r", "-o", "%i|%T|%r", "--jobs=" + ",".join(job_ids)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    queued = {}
+    for line in done.stdout.splitlines():
+        job, state, reason = line.strip().split("|", 2)
+        queued[job] = (state, reason)
+    return queued
+
+
+def submit_pipeline(
+    exp,
+    *,
+    log: Callable[[str], None] = lambda _: None,
+    executor_factory: Callable[[Path], object] | None = None,
+) -> list[SubmittedJob]:
+    """Submit the run's remaining stages as chained jobs; record them in jobs.json.
+
+    Raises:
+        ValueError: jobs of this run are still queued or running.
+    """
+    exp.prepare()
+    root = exp.layout.root.resolve()
+    active = queued_jobs(recorded_job_ids(root))
+    if active:
+        shown = ", ".join(f"{j} ({s})" for j, (s, _) in sorted(active.items())[:5])
+        raise ValueError(
+            f"{len(active)} job(s) of {root} are still queued or running: {shown}; wait for "
+            f"them, or `folkways slurm cancel {root}` first, then submit again to resume"
+        )
+    stages = remaining_stages(exp)
+    if not stages:
+        log(f"{root} is complete; nothing to submit")
+        return []
+    if executor_factory is None:
+        import submitit
+
+        def executor_factory(folder: Path):
+            return submitit.SlurmExecutor(
+                folder=folder, max_num_timeout=exp.config.slurm.max_requeues
+            )
+
+    cfg = exp.config.slurm
+    executor = executor_factory(root / "slurm" / "logs" / "%j")
+    launcher = launcher_prefix(cfg) if cfg.launcher is not Launcher.NONE else []
+    submitted: list[SubmittedJob] = []
+    previous: str | None = None
+    for stage in stages:
+        params = _resources(getattr(cfg, stage.step), cfg, f"fw-{exp.config.run.name}-{stage.name}")
+        if previous:
+            params["additional_parameters"] = {
+                **params["additional_parameters"],
+                "dependency": f"afterok:{previous}",
+            }
+        executor.update_parameters(**params)
+        job = StepJob(str(root), stage, launcher)
+        if stage.step == "distill":
+            jobs = executor.map_array(job, list(stage.tasks))
+            job_id = str(jobs[0].job_id).split("_")[0]
+        else:
+            job_id = str(executor.submit(job).job_id)
+        submitted.append(SubmittedJob(stage.generation, stage.step, job_id, list(stage.tasks)))
+        log(
+            f"submitted {stage.name}: job {job_id}"
+            + (f" (tasks {list(stage.tasks)})" if stage.tasks else "")
+        )
+        previous = job_id
+    history = read_submissions(root)
+    history.append(
+        {
+            "submitted_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "jobs": [asdict(j) for j in submitted],
+        }
+    )
+    atomic_write_text(jobs_file(root), json.dumps(history, indent=2) + "\n")
+    return submitted
+
+
+def cancel_pipeline(run_dir: Path) -> list[str]:
+    """``scancel`` every recorded job of the run still in the queue; their ids."""
+    active = sorted(queued_jobs(recorded_job_ids(run_dir)))
+    if active:
+        subprocess.run(["scancel", *sorted({j.split("_")[0] for j in active})], check=True)
+    return active
+
+
+# ----- status ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StepStatus:
+    generation: int
+    step: str
+    state: str  # done | running | pending (reason) | partial (k/n) | not done
+    jobs: list[str]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def pipeline_status(exp) -> list[StepStatus]:
+    """Each generation's steps: done (from the run directory, which is the truth) or the
+    queue state of the recorded jobs that would do them."""
+    layout, root = exp.layout, exp.layout.root
+    history = read_submissions(root)
+    by_step: dict[tuple[int, str], list[str]] = {}
+    for submission in history:
+        for j in submission["jobs"]:
+            by_step.setdefault((j["generation"], j["step"]), []).append(j["job_id"])
+    queue = queued_jobs([j for ids in by_step.values() for j in ids]) if history else {}
+    rows = []
+    for g in range(exp.config.run.generations):
+        complete = layout.is_complete(g)
+        for step in ("rollout", "distill", "probe"):
+            ids = by_step.get((g, step), [])
+            mine = {j: s for j, s in queue.items() if j.split("_")[0] in ids}
+            if step == "rollout":
+                done = complete or exp.rollout_recorded(g)
+                partial = ""
+            elif step == "distill":
+                missing = [] if complete else exp.distilled_missing(g)
+                total = len(exp.llm_agents)
+                done = not missing
+                partial = (
+                    f"{total - len(missing)}/{total} agents" if 0 < len(missing) < total else ""
+                )
+            else:
+                done, partial = complete, ""
+            if done:
+                state = "done"
+            elif mine:
+                states = sorted({s for s, _ in mine.values()})
+                reasons = sorted({r for _, r in mine.values() if r and r != "None"})
+                state = ", ".join(s.lower() for s in states) + (
+                    f" ({', '.join(reasons)})" if reasons else ""
+                )
+            elif partial:
+                state = f"partial ({partial}), not queued"
+            else:
+                state = "not done, not queued" if history else "not submitted"
+            rows.append(StepStatus(g, step, state, ids))
+    return rows
+
+
+def format_status(rows: Sequence[StepStatus]) -> str:
+    lines = ["generation | step    | state                          | jobs"]
+    for r in rows:
+        lines.append(f"{r.generation:>10} | {r.step:<7} | {r.state:<30} | {' '.join(r.jobs)}")
+    return "\n".join(lines)
