@@ -78,3 +78,47 @@ def test_bad_step_input_is_one_line_error(tmp_path, capsys):
     missing = Path(tmp_path) / "nowhere"
     assert main(["step", "rollout", str(missing), "--generation", "0"]) == 2
     assert str(missing) in capsys.readouterr().err
+
+
+def test_distill_step_under_torchrun_trains_with_two_processes(reference, tmp_path):
+    """`folkways step distill` under a launcher: both ranks train each agent on half of
+    the global batch, rank 0 writes; the loss of the first step (before any update, so
+    only the order of the float32 reduction differs) is the one-process run's."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from tests.float32 import LOSS_ATOL
+
+    run_dir = prepare_run(QUICKSTART, tiny_overrides(tmp_path))
+    for step in ("rollout", "distill", "probe"):
+        run_step(run_dir, step, 0)
+    run_step(run_dir, "rollout", 1)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node=2",
+        "-m",
+        "trainer.cli",
+        "step",
+        "distill",
+        str(run_dir),
+        "--generation",
+        "1",
+        "--no-progress",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[1]), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("step distill of generation 1: done") == 2  # both ranks ran
+    layout, expected = RunLayout(run_dir), RunLayout(reference.run_dir)
+    for agent in AGENTS:
+        ours = json.loads((layout.adapter(1, agent) / "training.json").read_text())
+        theirs = json.loads((expected.adapter(1, agent) / "training.json").read_text())
+        assert ours["operation"] == theirs["operation"] == "sft"
+        assert abs(ours["losses"][0] - theirs["losses"][0]) <= LOSS_ATOL, agent
+    assert not list(layout.generation(1).rglob("*.tmp*"))
+    run_step(run_dir, "probe", 1)
+    assert layout.is_complete(1)

@@ -90,6 +90,7 @@ def run_step(
         ValueError: an unknown step, generation or agent.
         StepOrderError: the steps this one needs are not done.
     """
+    from trainer.distill_sft import is_main_process
     from trainer.generation_loop import Experiment
     from trainer.tracking import rebuild_run_metrics
 
@@ -101,7 +102,9 @@ def run_step(
     g = generation
     if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < total:
         raise ValueError(f"--generation {g!r}; accepted: 0..{total - 1} (run.generations)")
-    exp.prepare()
+    main_process = is_main_process()  # under torchrun / accelerate launch: rank 0
+    if main_process:
+        exp.prepare()
     if layout.is_complete(g):
         exp.log(f"generation {g} of {layout.root} is complete; step {step} has nothing to do")
         return StepResult(step, g, "already complete", [])
@@ -123,7 +126,8 @@ def run_step(
     rollout = exp.rollout_step(g)  # read back, nothing recomputed
     if step == "distill":
         mine = chosen_agents(exp.llm_agents, agents, task, per_task)
-        exp.distill_step(g, rollout.decisions, mine)
+        # Under a launcher every process trains the same agents together; rank 0 writes.
+        exp.distill_step(g, rollout.decisions, mine, track=main_process)
         return StepResult(step, g, "done", mine)
     missing = exp.distilled_missing(g)
     if missing:
