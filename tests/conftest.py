@@ -97,3 +97,15 @@ def run_tiny(output_dir, logs=None, **extra):
 def reference(tiny_model_path, tmp_path_factory):
     """One complete two-generation tiny run, shared read-only by the tests that inspect it."""
     return run_tiny(tmp_path_factory.mktemp("reference"))
+
+
+def wandb_offline_environment(home: Path) -> dict[str, str]:
+    """Environment for W&B offline and quiet, every file it writes under ``home``."""
+    return {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DIR": str(home),
+        "WANDB_CONFIG_DIR": str(home / "config"),
+        "WANDB_CACHE_DIR": str(home / "cache"),
+        "WANDB_DATA_DIR": str(home / "data"),
+    }

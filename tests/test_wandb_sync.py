@@ -15,6 +15,7 @@ import textwrap
 
 import pytest
 
+from tests.conftest import wandb_offline_environment
 from trainer.cli import main
 from trainer.wandb_sync import MARKER, find_offline_runs, is_finished, sync_offline_runs
 from trainer.wandb_tracking import WandbTracker
@@ -51,15 +52,8 @@ def template(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiment")
     home = root.parent / f"{root.name}-wandb-home"
     with pytest.MonkeyPatch.context() as mp:
-        for name, value in {
-            "WANDB_MODE": "offline",
-            "WANDB_SILENT": "true",
-            "WANDB_DIR": home,
-            "WANDB_CONFIG_DIR": home / "config",
-            "WANDB_CACHE_DIR": home / "cache",
-            "WANDB_DATA_DIR": home / "data",
-        }.items():
-            mp.setenv(name, str(value))
+        for name, value in wandb_offline_environment(home).items():
+            mp.setenv(name, value)
         mp.delenv("WANDB_API_KEY", raising=False)
         for seed in (0, 1):
             name = f"seed-{seed}"

@@ -10,7 +10,7 @@ import pytest
 
 from societies.metrics import success_rate
 from societies.transcripts import read_decisions
-from tests.conftest import run_tiny
+from tests.conftest import run_tiny, wandb_offline_environment
 from trainer.tracking import MetricRecord
 from trainer.wandb_tracking import (
     JobType,
@@ -121,16 +121,8 @@ def read_offline_run(offline_run):
 @pytest.fixture
 def wandb_env(tmp_path, monkeypatch):
     """W&B offline and quiet, every file it writes inside tmp_path."""
-    home = tmp_path / "wandb-home"
-    for name, value in {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_DIR": home,
-        "WANDB_CONFIG_DIR": home / "config",
-        "WANDB_CACHE_DIR": home / "cache",
-        "WANDB_DATA_DIR": home / "data",
-    }.items():
-        monkeypatch.setenv(name, str(value))
+    for name, value in wandb_offline_environment(tmp_path / "wandb-home").items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     return tmp_path
 
