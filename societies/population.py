@@ -126,6 +126,9 @@ def sample_index(logprobs: Sequence[float], temperature: float, uniform: float) 
 class Engine(str, Enum):
     MULTI_LORA = "multi_lora"
     PEFT = "peft"
+    # vLLM on a GPU (societies.vllm_engine.VllmPopulation, optional install), rollouts and
+    # probes only; PopulationModel serves the two torch engines above.
+    VLLM = "vllm"
 
 
 class PopulationModel:
@@ -162,10 +165,13 @@ class PopulationModel:
         from peft import PeftModel, get_peft_model
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
-        try:
-            self.engine_kind = Engine(engine)
-        except ValueError:
-            raise ValueError(f"engine={engine!r}; accepted: {[e.value for e in Engine]}") from None
+        torch_engines = [e.value for e in Engine if e is not Engine.VLLM]
+        if engine not in torch_engines:  # vLLM populations are VllmPopulation objects
+            raise ValueError(
+                f"engine={engine!r}; accepted: {torch_engines} (engine 'vllm': "
+                "societies.vllm_engine.VllmPopulation, for rollouts and probes)"
+            )
+        self.engine_kind = Engine(engine)
 
         if not agents:
             raise ValueError("PopulationModel needs at least one agent")

@@ -32,12 +32,17 @@ def generate_replies(
     """The reply of every request, decoded in batches of ``population.batch_size`` rows.
 
     Args:
-        population: a :class:`societies.population.PopulationModel`.
+        population: a :class:`societies.population.PopulationModel`, or a
+            :class:`societies.vllm_engine.VllmPopulation`, which decodes with vLLM
+            (its own per-row seeds from ``seed``: replays are exact within vLLM only).
         temperature: 0 for greedy decoding, else sampling at this temperature.
         seed: seeds the sampling generator (one per call, so a replay is exact).
     """
     from societies.decoding import greedy_or_sampled_decode
+    from societies.vllm_engine import VllmPopulation
 
+    if isinstance(population, VllmPopulation):  # it has no torch model to decode with
+        return population.generate_replies(requests, temperature, seed)
     tokenizer = population.tokenizer
     generator = torch.Generator().manual_seed(seed % 2**63)
     replies: list[str] = []

@@ -22,16 +22,22 @@ and field names were read from the vllm-0.33.0 wheel's source
     .venv-vllm/bin/pip install --no-deps -e .
     .venv-vllm/bin/pip install pyyaml tqdm safetensors numpy pettingzoo==1.27.0 gymnasium
 
+That serves this module. A whole ``folkways run`` with ``model.engine=vllm`` also creates
+and distils adapters on the torch path, so the same environment needs peft, trl,
+accelerate and datasets too, at versions that accept vLLM's ``transformers<5.21`` (folkways
+pins them for transformers 5.23): unresolved and untested.
+
 **Interface**: :class:`VllmPopulation` answers what the rollouts ask of
 :class:`~societies.population.PopulationModel`: ``score(requests)``,
 ``choose(requests, temperature, uniforms)`` (sampled with :func:`sample_index` from the
 caller's seeded uniforms, exactly as the torch engines do), ``render(messages)``,
 ``tokenizer``, ``agents``; free text through ``generate_replies(requests, temperature,
-seed)``. Not wired: ``societies.text_generation.generate_replies`` decodes with torch
-(it reads ``population.multi_lora``/``population.model``, which this class does not
-have) and must dispatch to this method first; no config key selects this engine yet.
-One :class:`VllmEngine` (the ``LLM``, tens of seconds to build) is meant to serve every
-generation of a run; :meth:`VllmEngine.population` makes the per-generation view.
+seed)``, to which ``societies.text_generation.generate_replies`` dispatches. Selected by
+``model.engine=vllm`` (``trainer.config.ModelConfig``): ``Experiment.population`` builds one
+:class:`VllmEngine` (the ``LLM``, tens of seconds to build) on first use and keeps it for
+every generation of the run; :meth:`VllmEngine.population` makes each per-generation view.
+Adapters are still created, evolved and distilled by the torch path (PEFT/TRL), in the same
+process: vLLM is for rollouts and probes only (this class has no ``save_adapter``).
 
 **Scoring fixed options** (vLLM 0.33.0 API; ``logprobs_mode="raw_logprobs"``, the
 default, is the log-softmax of the raw logits at temperature 1 — what the torch
@@ -56,6 +62,7 @@ version and GPU), never equal to the torch engines' draws.
 from __future__ import annotations
 
 import importlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +73,10 @@ from societies.population import ChoiceRequest, OptionScores, sample_index
 from societies.records import Message, Scoring
 
 VLLM_PIN = "vllm==0.33.0"
+# Share of the GPU vLLM reserves for the run (weights + KV cache) when the config leaves
+# model.vllm_gpu_memory_utilization null. Not vLLM's 0.9: the torch distillation runs in
+# the same process on the same GPU and needs the rest. A guess: never measured (no GPU).
+DEFAULT_GPU_MEMORY_UTILIZATION = 0.5
 # vllm/config/lora.py: MaxLoRARanks = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]
 VLLM_LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
 # vllm/sampling_params.py: MAX_LOGPROB_TOKEN_IDS = 128
@@ -189,7 +200,10 @@ class VllmEngine:
             ``folkways model prepare`` writes, so vLLM runs the weights the adapters were
             trained on, not the hub's).
         max_loras: adapters in one batch: the number of LLM agents.
-        lora_rank: the agents' LoRA rank (rounded up to a rank vLLM accepts).
+        max_cpu_loras: adapters vLLM keeps loaded in CPU memory (>= ``max_loras``);
+            default ``max_loras``.
+        lora_rank: the largest LoRA rank of any adapter it will serve (rounded up to a
+            rank vLLM accepts); :class:`VllmPopulation` rejects wider adapters.
         dtype: ``"auto"`` lets vLLM downcast the float32 cache to bfloat16 (or float16).
             Not ``"float32"``: vLLM 0.33's Triton LoRA kernels accept only float16/bfloat16
             adapter weights (an assert in ``vllm/lora/ops/triton_ops/lora_expand_op.py``),
@@ -205,22 +219,30 @@ class VllmEngine:
         model_path: str,
         *,
         max_loras: int,
+        max_cpu_loras: int | None = None,
         lora_rank: int = 8,
         dtype: str = "auto",
         seed: int = 0,
         backend=None,
         **llm_kwargs,
     ) -> None:
+        max_cpu_loras = max_loras if max_cpu_loras is None else max_cpu_loras
+        if not 1 <= max_loras <= max_cpu_loras:  # vllm/config/lora.py checks the same
+            raise ValueError(
+                f"max_loras={max_loras}, max_cpu_loras={max_cpu_loras}; expected "
+                "1 <= max_loras <= max_cpu_loras"
+            )
         self.vllm = backend if backend is not None else import_vllm()
         self.model_path = str(model_path)
         self.registry = LoraRegistry()
+        self.max_lora_rank = vllm_max_lora_rank(lora_rank)
         self.llm = self.vllm.LLM(
             model=self.model_path,
             tokenizer=self.model_path,
             enable_lora=True,
             max_loras=max_loras,
-            max_cpu_loras=max_loras,
-            max_lora_rank=vllm_max_lora_rank(lora_rank),
+            max_cpu_loras=max_cpu_loras,
+            max_lora_rank=self.max_lora_rank,
             dtype=dtype,
             seed=seed,
             enable_prefix_caching=True,
@@ -257,6 +279,14 @@ class VllmPopulation:
         self.agents = list(agents)
         self.batch_size = batch_size
         self.slots = {a: engine.registry.slot(a, adapter_dirs[a]) for a in self.agents}
+        ranks = {a: _adapter_rank(adapter_dirs[a]) for a in self.agents}
+        too_wide = {a: r for a, r in ranks.items() if r > engine.max_lora_rank}
+        if too_wide:  # vLLM would fail on them mid-rollout
+            raise ValueError(
+                f"adapters of LoRA rank above the engine's max_lora_rank="
+                f"{engine.max_lora_rank}: {dict(list(too_wide.items())[:3])}; build the "
+                f"VllmEngine with lora_rank >= {max(too_wide.values())}"
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(engine.model_path)
         self._option_tokens: dict[str, tuple[int, ...]] = {}
         self._boundaries_checked: set[tuple[str, str]] = set()
@@ -392,6 +422,15 @@ class VllmPopulation:
             ).strip()
             for out, r in zip(outputs, requests, strict=True)
         ]
+
+
+def _adapter_rank(folder: str | Path) -> int:
+    """The largest LoRA rank in a PEFT folder's ``adapter_config.json``."""
+    path = Path(folder) / "adapter_config.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist; expected a PEFT LoRA folder")
+    config = json.loads(path.read_text())
+    return max([int(config["r"]), *map(int, (config.get("rank_pattern") or {}).values())])
 
 
 def row_seed(seed: int, row: int) -> int:

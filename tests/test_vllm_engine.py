@@ -10,10 +10,15 @@ computed by the tiny torch model with the adapter loaded from each ``LoRARequest
 path. Passing them shows the engine's plumbing (tokens, LoRA routing, row alignment,
 summing, sampling) agrees with :class:`PopulationModel`; it says nothing about vLLM's own
 numerics or whether vLLM accepts these calls at runtime.
+
+The config tests and the early-failure test use no fake: they need only that vLLM is
+not importable (forced with ``sys.modules["vllm"] = None``). The ``Experiment`` tests at
+the end are fake-based: they show the loop builds and feeds a ``VllmPopulation``, no more.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from types import SimpleNamespace
@@ -26,17 +31,21 @@ from societies.population import ChoiceRequest, LoraSpec, PopulationModel, sampl
 from societies.records import Message, Scoring
 from societies.text_generation import TextRequest
 from societies.vllm_engine import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
     INSTALL_HINT,
     LoraRegistry,
     VllmEngine,
     VllmNotInstalled,
+    VllmPopulation,
     import_vllm,
     next_token_option_logprobs,
     row_seed,
     sequence_option_logprob,
     vllm_max_lora_rank,
 )
+from tests.conftest import QUICKSTART, run_tiny, tiny_overrides
 from tests.float32 import PROB_ATOL, TINY_LOGITS_ATOL, assert_close
+from trainer.run_dir import RunLayout
 
 
 # ----- import guard ------------------------------------------------------------------
@@ -282,3 +291,236 @@ def test_engine_generate_replies_passes_seeds_budget_and_stop(tiny_model_path, a
         (3, 0.5, row_seed(77, 1), [end]),
     ]
     assert [lora.lora_name for lora in loras] == ["agent_01@2", "agent_00@1"]
+    # the games' and probes' entry point hands a VllmPopulation to this method
+    from societies.text_generation import generate_replies
+
+    assert generate_replies(population, requests, temperature=0.5, seed=77) == replies
+    assert len(engine.llm.calls) == 2 and engine.llm.calls[1][1][1].seed == row_seed(77, 1)
+
+
+def test_engine_checks_lora_slots_and_adapter_ranks(tiny_model_path, adapters):
+    with pytest.raises(ValueError, match="1 <= max_loras <= max_cpu_loras"):
+        VllmEngine(tiny_model_path, max_loras=4, max_cpu_loras=2, backend=_fake_vllm())
+    engine = VllmEngine(tiny_model_path, max_loras=2, max_cpu_loras=6, backend=_fake_vllm())
+    assert (engine.llm.kwargs["max_loras"], engine.llm.kwargs["max_cpu_loras"]) == (2, 6)
+    narrow = VllmEngine(tiny_model_path, max_loras=2, lora_rank=1, backend=_fake_vllm())
+    assert narrow.max_lora_rank == 1
+    with pytest.raises(ValueError, match=r"above the engine's max_lora_rank=1: \{'agent_00': 4"):
+        narrow.population(list(adapters), adapters)  # the fixture's adapters have r=4
+
+
+# ----- config: model.engine=vllm and its keys (no fake, no vLLM) ----------------------
+def _config(tmp_path, **extra):
+    from trainer.config import load_experiment
+
+    return load_experiment(QUICKSTART, tiny_overrides(tmp_path, **extra))
+
+
+def test_config_accepts_the_vllm_engine_and_its_keys(tmp_path):
+    model = _config(tmp_path, **{"model.engine": "vllm"}).model
+    assert model.engine.value == "vllm"
+    assert (model.vllm_gpu_memory_utilization, model.vllm_max_loras) == (None, None)
+    config = _config(
+        tmp_path,
+        **{
+            "model.engine": "vllm",
+            "model.vllm_gpu_memory_utilization": 1,
+            "model.vllm_max_loras": 2,
+        },
+    )
+    assert (config.model.vllm_gpu_memory_utilization, config.model.vllm_max_loras) == (1.0, 2)
+    assert config.use_prefix_cache is False  # null prefix_cache: on with multi_lora only
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (
+            {"model.engine": "vllmm"},
+            "model.engine='vllmm' is not one of 'multi_lora', 'peft', 'vllm'",
+        ),
+        (
+            {"model.engine": "vllm", "model.vllm_gpu_memory_utilization": 0},
+            "model.vllm_gpu_memory_utilization=0.0 is out of range; accepted: null or a share "
+            "of GPU memory, 0 < share <= 1",
+        ),
+        (
+            {"model.engine": "vllm", "model.vllm_gpu_memory_utilization": 1.5},
+            "model.vllm_gpu_memory_utilization=1.5 is out of range",
+        ),
+        (
+            {"model.engine": "vllm", "model.vllm_gpu_memory_utilization": "half"},
+            "model.vllm_gpu_memory_utilization='half' is not float or null",
+        ),
+        (
+            {"model.engine": "vllm", "model.vllm_max_loras": 0},
+            "model.vllm_max_loras=0 is out of range; accepted: null (= the number of LLM "
+            "agents) or an integer >= 1",
+        ),
+        (
+            {"model.vllm_max_loras": 4},
+            "model.vllm_max_loras=4 applies to model.engine=vllm only (got 'multi_lora'); "
+            "set model.engine=vllm or model.vllm_max_loras=null",
+        ),
+        (
+            {"model.engine": "peft", "model.vllm_gpu_memory_utilization": 0.5},
+            "model.vllm_gpu_memory_utilization=0.5 applies to model.engine=vllm only (got 'peft')",
+        ),
+        (
+            {"model.engine": "vllm", "model.prefix_cache": True},
+            "model.prefix_cache=true needs model.engine=multi_lora (got 'vllm')",
+        ),
+    ],
+    ids=[
+        "engine",
+        "share-0",
+        "share-1.5",
+        "share-text",
+        "loras-0",
+        "loras-other-engine",
+        "share-other-engine",
+        "prefix-cache",
+    ],
+)
+def test_config_rejects_bad_vllm_values_naming_the_key(tmp_path, extra, message):
+    from trainer.config import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        _config(tmp_path, **extra)
+    assert message in str(caught.value)
+
+
+def test_run_with_vllm_engine_fails_before_the_run_dir_without_vllm(tmp_path, capsys, monkeypatch):
+    from trainer.cli import main
+    from trainer.config import ConfigError
+    from trainer.generation_loop import Experiment
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # not importable, even where installed
+    argv = ["run", str(QUICKSTART), *tiny_overrides(tmp_path, **{"model.engine": "vllm"})]
+    code = main([*argv, "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert err.startswith("folkways: error: model.engine=vllm: the vLLM rollout engine needs ")
+    assert "vllm==0.33.0, which is not installed" in err and "own environment" in err
+    assert ".venv-vllm/bin/pip install vllm==0.33.0" in err
+    assert not (tmp_path / "t").exists() and list(tmp_path.iterdir()) == []
+    # commands that build a population without preparing a run (probe, person-situation)
+    # get the same one-line error
+    experiment = Experiment(_config(tmp_path, **{"model.engine": "vllm"}), progress=False)
+    with pytest.raises(ConfigError, match="^model.engine=vllm: the vLLM rollout engine"):
+        experiment.population({})
+
+
+# ----- Experiment on the vLLM engine: FAKE vLLM (plumbing only) ----------------------
+@pytest.fixture
+def fake_vllm(monkeypatch):
+    """The fake ``vllm`` module in ``sys.modules``; ``built`` lists every fake ``LLM``."""
+    fake = _fake_vllm()
+    fake.built = []
+
+    def llm(**kwargs):
+        fake.built.append(_TorchLLM(**kwargs))
+        return fake.built[-1]
+
+    fake.LLM = llm
+    monkeypatch.setitem(sys.modules, "vllm", fake)
+    return fake
+
+
+def test_fake_experiment_population_is_a_view_of_one_vllm_engine(tmp_path, fake_vllm):
+    from trainer.generation_loop import Experiment
+
+    overrides = {"model.engine": "vllm", "model.vllm_max_loras": 3, "population.size": 6}
+    experiment = Experiment(_config(tmp_path, **overrides), progress=False)
+    experiment.prepare()  # the vLLM check passes with the fake module
+    experiment._ensure_initial_adapters()
+    start = experiment.start_adapters(0)
+    population = experiment.population(start)
+    assert isinstance(population, VllmPopulation)
+    assert population.agents == experiment.llm_agents == [f"agent_{i:02d}" for i in range(6)]
+    assert {a: slot.lora_path for a, slot in population.slots.items()} == {
+        a: str(experiment.layout.initial_adapter(a).resolve()) for a in population.agents
+    }
+    assert population.batch_size == 8  # model.batch_size of the tiny overrides
+    (llm,) = fake_vllm.built
+    kwargs = dict(llm.kwargs)
+    assert kwargs.pop("model") == kwargs.pop("tokenizer") == experiment.model_path
+    assert kwargs == {
+        "enable_lora": True,
+        "max_loras": 3,
+        "max_cpu_loras": 6,  # every agent's adapter stays loaded in CPU memory
+        "max_lora_rank": 8,  # lora.r of the quickstart
+        "dtype": "auto",
+        "seed": 0,
+        "enable_prefix_caching": True,
+        "gpu_memory_utilization": DEFAULT_GPU_MEMORY_UTILIZATION,
+    }
+    assert DEFAULT_GPU_MEMORY_UTILIZATION == 0.5  # what ModelConfig's docstring promises
+    # a transplant-like swap: another view of the same engine, the same folder's LoRA id
+    swapped = {**start, "agent_01": start["agent_00"]}
+    again = experiment.population(swapped)
+    assert again.engine is population.engine and len(fake_vllm.built) == 1
+    assert again.slots["agent_01"].lora_int_id == population.slots["agent_00"].lora_int_id
+    assert again.slots["agent_01"].lora_name == "agent_01@1"
+
+
+def test_fake_crossover_and_defaults_size_the_vllm_engine(tmp_path, fake_vllm, adapters):
+    from trainer.generation_loop import Experiment
+
+    overrides = {
+        "model.engine": "vllm",
+        "population.size": 2,
+        "game.pairs_per_round": 1,
+        "game.num_names": 2,
+        "probe.orders": 2,
+        "evolution.survive": 0.5,
+        "evolution.immigrants": 0.5,
+        "evolution.crossover": True,
+        "evolution.max_rank": 24,
+    }
+    experiment = Experiment(_config(tmp_path, **overrides), progress=False)
+    experiment.population(adapters)
+    (llm,) = fake_vllm.built
+    # cat crossovers make adapters up to evolution.max_rank=24 wide: vLLM's next rank is 32
+    assert (llm.kwargs["max_lora_rank"], llm.kwargs["max_loras"]) == (32, 2)
+
+
+def test_fake_tiny_run_rolls_out_and_probes_on_the_vllm_engine(tmp_path, fake_vllm):
+    from societies.population import PopulationModel
+    from societies.probes import prior_probe
+    from trainer.generation_loop import Experiment
+    from trainer.run_records import read_probes
+
+    result = run_tiny(tmp_path, **{"model.engine": "vllm", "run.generations": 1})
+    layout = RunLayout(result.run_dir)
+    assert (layout.generation(0) / "COMPLETE").is_file()
+    (llm,) = fake_vllm.built  # one engine for the probe before, the rounds, the probe after
+    used = [{lora.lora_path for lora in loras} for _, _, loras in llm.calls]
+    initial = {str(layout.initial_adapter(f"agent_{i:02d}").resolve()) for i in range(4)}
+    distilled = {str(layout.adapter(0, f"agent_{i:02d}").resolve()) for i in range(4)}
+    # probe before + 4 rounds on the initial adapters, then the probe after on gen 0's
+    assert len(used) == 1 + 4 + 1
+    assert all(u <= initial for u in used[:-1]) and used[-1] == distilled
+    decisions = [json.loads(x) for x in layout.transcripts(0).read_text().splitlines()]
+    assert len(decisions) == 4 * 4 and {d["scoring"] for d in decisions} == {"next_token"}
+    # the priors the loop recorded from vLLM-shaped outputs equal the torch engine's
+    experiment = Experiment.from_run_dir(result.run_dir, progress=False)
+    torch_population = PopulationModel(
+        experiment.model_path,
+        experiment.llm_agents,
+        experiment.lora,
+        adapter_dirs=experiment.start_adapters(0),
+        engine="multi_lora",
+    )
+    expected = prior_probe(
+        torch_population, experiment.game, experiment.llm_agents, experiment.probe_orders
+    )
+    recorded = read_probes(layout, 0)["before"]
+    for agent, prior in expected.items():
+        names = sorted(prior.probs)
+        assert_close(
+            [recorded[agent].probs[n] for n in names],
+            [prior.probs[n] for n in names],
+            PROB_ATOL,
+            f"prior of {agent}",
+        )

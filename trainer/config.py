@@ -82,13 +82,23 @@ class ModelConfig:
     batch_size: int = 32
     """Rows per forward pass when scoring choices."""
     engine: Engine = Engine.MULTI_LORA
-    """Rollout engine: 'multi_lora' (stacked adapters, one batched matmul per layer) or
-    'peft' (PEFT mixed-adapter batch; the slower reference)."""
+    """Rollout and probe engine: 'multi_lora' (stacked adapters, one batched matmul per
+    layer), 'peft' (PEFT mixed-adapter batch; the slower reference) or 'vllm' (vLLM's
+    multi-LoRA engine, one LoRARequest per agent; GPU, vllm==0.33.0 in its own environment,
+    never run here: societies/vllm_engine.py). vLLM is rollout-only: initial adapters,
+    evolution and distillation stay on the torch path (PEFT/TRL) in the same process."""
+    vllm_gpu_memory_utilization: float | None = None
+    """model.engine=vllm: share of the GPU's memory vLLM reserves for the whole run
+    (vllm.LLM's gpu_memory_utilization, 0 < share <= 1); null: 0.5, leaving the rest to the
+    torch distillation that runs in the same process (vLLM's own default is 0.9)."""
+    vllm_max_loras: int | None = None
+    """model.engine=vllm: adapters on the GPU at once (vllm.LLM's max_loras); null: the
+    number of LLM agents, so no batch waits for an adapter swap."""
     threads: int | None = None
     """torch intra-op threads; default: torch's choice."""
     prefix_cache: bool | None = None
     """Reuse each agent's system-message KV cache across rounds (multi_lora engine only);
-    null: on with multi_lora, off with peft."""
+    null: on with multi_lora, off with peft and vllm (vLLM caches prefixes itself)."""
 
     def __post_init__(self) -> None:
         if self.prefix_cache and self.engine is not Engine.MULTI_LORA:
@@ -96,6 +106,26 @@ class ModelConfig:
                 f"model.prefix_cache=true needs model.engine=multi_lora (got {self.engine.value!r}); "
                 "set model.prefix_cache=false or null"
             )
+        for key in ("vllm_gpu_memory_utilization", "vllm_max_loras"):
+            value = getattr(self, key)
+            if value is not None and self.engine is not Engine.VLLM:
+                raise ConfigError(
+                    f"model.{key}={value!r} applies to model.engine=vllm only (got "
+                    f"{self.engine.value!r}); set model.engine=vllm or model.{key}=null"
+                )
+        share = self.vllm_gpu_memory_utilization
+        _require(
+            share is None or 0 < share <= 1,
+            "model.vllm_gpu_memory_utilization",
+            share,
+            "null or a share of GPU memory, 0 < share <= 1",
+        )
+        _require(
+            self.vllm_max_loras is None or self.vllm_max_loras >= 1,
+            "model.vllm_max_loras",
+            self.vllm_max_loras,
+            "null (= the number of LLM agents) or an integer >= 1",
+        )
         _require(self.batch_size >= 1, "model.batch_size", self.batch_size, "an integer >= 1")
         _require(
             self.threads is None or self.threads >= 1, "model.threads", self.threads, "null or >= 1"

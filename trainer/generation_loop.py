@@ -40,8 +40,16 @@ from societies.transcripts import (
     read_complete_rounds,
     truncate_to,
 )
+from societies.vllm_engine import (
+    DEFAULT_GPU_MEMORY_UTILIZATION,
+    VllmEngine,
+    VllmNotInstalled,
+    VllmPopulation,
+    import_vllm,
+)
 from trainer import lineage
 from trainer.config import (
+    ConfigError,
     ExperimentConfig,
     GameName,
     load_experiment,
@@ -179,10 +187,39 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
             iterable, disable=not self.progress, file=sys.stderr, dynamic_ncols=True, **kwargs
         )
 
-    def population(self, adapter_dirs: dict[str, Path]) -> PopulationModel | None:
-        """The run's population model with the given adapter folders (None: all scripted)."""
+    def population(self, adapter_dirs: dict[str, Path]) -> PopulationModel | VllmPopulation | None:
+        """The run's population model with the given adapter folders (None: all scripted).
+
+        With ``model.engine=vllm`` a view of the run's one vLLM engine, built on first use
+        and kept for every later call (building it takes tens of seconds and its GPU
+        memory stays reserved; torch distillation runs beside it).
+        """
         if not self.llm_agents:
             return None
+        cfg = self.config
+        if cfg.model.engine is Engine.VLLM:
+            # Set here on first use (not in __init__): commands that never roll out, and
+            # the torch engines, never build it.
+            if getattr(self, "_vllm_engine", None) is None:
+                evo, r = cfg.evolution, cfg.lora.r
+                # cat crossovers widen adapters, truncated to evolution.max_rank
+                rank = max(r, evo.max_rank or 4 * r) if evo.active and evo.crossover else r
+                on_gpu = cfg.model.vllm_max_loras or len(self.llm_agents)
+                share = cfg.model.vllm_gpu_memory_utilization
+                try:
+                    self._vllm_engine = VllmEngine(
+                        self.model_path,
+                        max_loras=on_gpu,
+                        max_cpu_loras=max(on_gpu, len(self.llm_agents)),
+                        lora_rank=rank,
+                        seed=cfg.run.seed,
+                        gpu_memory_utilization=share or DEFAULT_GPU_MEMORY_UTILIZATION,
+                    )
+                except VllmNotInstalled as err:  # `folkways probe` etc.: one error line
+                    raise ConfigError(f"model.engine=vllm: {err}") from None
+            return self._vllm_engine.population(
+                self.llm_agents, adapter_dirs, batch_size=cfg.model.batch_size
+            )
         return PopulationModel(
             self.model_path,
             self.llm_agents,
@@ -242,11 +279,18 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
         """Check what config validation cannot, before the run directory is written.
 
         The model must resolve and every ``lora.target_modules`` name must match one of
-        its linear layers; a mistake here then leaves nothing behind that would block
-        the corrected command. A population of scripted seats only loads no model.
+        its linear layers; with ``model.engine=vllm``, vllm must be importable. A mistake
+        here then leaves nothing behind that would block the corrected command. A
+        population of scripted seats only loads no model.
         """
-        if self.llm_agents:
-            check_target_modules(self.model_path, self.config.lora.target_modules)
+        if not self.llm_agents:
+            return
+        if self.config.model.engine is Engine.VLLM:
+            try:
+                import_vllm()  # the real import, so a broken install fails here too
+            except VllmNotInstalled as err:
+                raise ConfigError(f"model.engine=vllm: {err}") from None
+        check_target_modules(self.model_path, self.config.lora.target_modules)
 
     def _ensure_initial_adapters(self) -> None:
         """Create the seeded initial adapters and their lineage, whichever is missing.

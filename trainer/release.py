@@ -195,7 +195,7 @@ _SHAPE_KEYS = (
 
 def measure_prior_shift(experiment, agent: str, adapter: Path, full_precision: str) -> PriorShift:
     """Probe ``agent``'s adapter on the trained-on base and on ``full_precision``."""
-    from societies.population import PopulationModel
+    from societies.population import Engine, PopulationModel
     from societies.probes import prior_probe
 
     fp = describe_base_weights(full_precision)
@@ -220,7 +220,10 @@ def measure_prior_shift(experiment, agent: str, adapter: Path, full_precision: s
             experiment.lora,
             adapter_dirs={agent: adapter},
             batch_size=experiment.config.model.batch_size,
-            engine=experiment.config.model.engine,
+            # a vLLM run's rollouts were vLLM's; this comparison runs on torch either way
+            engine=Engine.MULTI_LORA
+            if experiment.config.model.engine is Engine.VLLM
+            else experiment.config.model.engine,
         )
         probe = prior_probe(
             population, experiment.game, [agent], experiment.probe_orders, experiment.personas
