@@ -87,8 +87,7 @@ def score_sequences(population, requests: Sequence) -> list[torch.Tensor]:
     call = model_call(population)
     tokenizer = population.tokenizer
     if population.prefix_cache is not None and all(len(r.messages) > 1 for r in requests):
-        full_ids = [tokenizer(t, add_special_tokens=False).input_ids for t in texts]
-        population._encode_prefixes(requests)
+        full_ids = population._encode_prefixes(requests)
         prompts = PromptPass(*population.prefix_cache.forward_with_cache(agents, full_ids))
     else:
         enc = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)

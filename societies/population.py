@@ -21,7 +21,7 @@ from __future__ import annotations
 import contextlib
 import shutil
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -129,6 +129,24 @@ class Engine(str, Enum):
     # vLLM on a GPU (societies.vllm_engine.VllmPopulation, optional install), rollouts and
     # probes only; PopulationModel serves the two torch engines above.
     VLLM = "vllm"
+
+
+def choose_scored(
+    score: Callable[[Sequence[ChoiceRequest]], list[OptionScores]],
+    requests: Sequence[ChoiceRequest],
+    temperature: float,
+    uniforms: Sequence[float],
+) -> list[tuple[OptionScores, str]]:
+    """Score ``requests`` with ``score`` and draw one option per row (every engine's
+    ``choose``): :func:`sample_index` over ``scores.logprobs`` (next-token or summed
+    sequence log-probabilities), the renormalised distribution over the options."""
+    if len(uniforms) != len(requests):
+        raise ValueError(f"need one uniform draw per request: {len(uniforms)} != {len(requests)}")
+    scores = score(requests)
+    return [
+        (s, r.options[sample_index(s.logprobs, temperature, u)])
+        for s, r, u in zip(scores, requests, uniforms, strict=True)
+    ]
 
 
 class PopulationModel:
@@ -330,28 +348,39 @@ class PopulationModel:
         return [OptionScores.from_logprobs(t, Scoring.SEQUENCE) for t in totals]
 
     def _cached_prefix_logits(self, requests: Sequence[ChoiceRequest]) -> torch.Tensor:
-        """Last-token logits [B, V], the system message's KV taken from the prefix cache."""
+        """Last-token logits [B, V], each agent's static head taken from the prefix cache."""
+        full_ids = self._encode_prefixes(requests)
+        return self.prefix_cache.forward([r.agent for r in requests], full_ids)
+
+    def _encode_prefixes(self, requests: Sequence[ChoiceRequest]) -> list[list[int]]:
+        """Bring each agent's cached head up to date; return the requests' prompt ids.
+
+        The head is the system message and the first user message's opening paragraph
+        (the rules: :func:`societies.prefix_cache.static_head_ids`), shortened to what
+        all of the agent's prompts in this call share.
+        """
+        from societies.prefix_cache import static_head_ids, static_prefix_ids
+
         full_ids = [
             self.tokenizer(self.render(r.messages), add_special_tokens=False).input_ids
             for r in requests
         ]
-        self._encode_prefixes(requests)
-        return self.prefix_cache.forward([r.agent for r in requests], full_ids)
-
-    def _encode_prefixes(self, requests: Sequence[ChoiceRequest]) -> None:
-        """Encode (once) each agent's system-message head into the prefix cache."""
-        from societies.prefix_cache import static_prefix_ids
-
-        stale: dict[str, list[int]] = {}
-        for request in requests:
+        heads: dict[str, list[int]] = {}
+        for request, ids in zip(requests, full_ids, strict=True):
+            dicts = [m.to_dict() for m in request.messages]
             system = request.messages[0].content
             if system not in self._head_ids:
-                dicts = [m.to_dict() for m in request.messages]
                 self._head_ids[system] = static_prefix_ids(self.tokenizer, dicts, static_messages=1)
-            head = self._head_ids[system]
-            if self.prefix_cache.prefix_ids(request.agent) != tuple(head):
-                stale[request.agent] = head
+            head = static_head_ids(self.tokenizer, dicts, ids, self._head_ids[system])
+            other = heads.get(request.agent)
+            if other is not None and other != head:  # one agent, two heads: keep the shared part
+                pairs = enumerate(zip(other, head, strict=False))
+                n = next((i for i, (a, b) in pairs if a != b), None)
+                head = (other if len(other) <= len(head) else head)[:n]
+            heads[request.agent] = head
+        stale = {a: h for a, h in heads.items() if self.prefix_cache.prefix_ids(a) != tuple(h)}
         self.prefix_cache.encode(stale)
+        return full_ids
 
     def _full_logits(self, requests: Sequence[ChoiceRequest]) -> torch.Tensor:
         """Last-token logits [B, V] from one left-padded forward over the whole prompts."""
@@ -384,20 +413,8 @@ class PopulationModel:
         temperature: float,
         uniforms: Sequence[float],
     ) -> list[tuple[OptionScores, str]]:
-        """Score all requests in one batched call and sample one option per row.
-
-        The draw is :func:`sample_index` over ``scores.logprobs`` (next-token or summed
-        sequence log-probabilities): the renormalised distribution over the options.
-        """
-        if len(uniforms) != len(requests):
-            raise ValueError(
-                f"need one uniform draw per request: {len(uniforms)} != {len(requests)}"
-            )
-        scores = self.score(requests)
-        return [
-            (s, r.options[sample_index(s.logprobs, temperature, u)])
-            for s, r, u in zip(scores, requests, uniforms, strict=True)
-        ]
+        """Score all requests in one batched call and sample one option per row."""
+        return choose_scored(self.score, requests, temperature, uniforms)
 
     # ----- adapters ------------------------------------------------------------------
     def save_adapter(self, agent: str, out_dir: str | Path) -> Path:

@@ -175,6 +175,39 @@ class PrefixCache:
         return out.logits[:, -1, :], out.past_key_values, mask
 
 
+def static_head_ids(
+    tokenizer, messages: Sequence[dict], full_ids: Sequence[int], system_head: Sequence[int]
+) -> list[int]:
+    """The static head of one prompt: its system message and the opening paragraph of the
+    first user message (a game's rules), as a token prefix of ``full_ids``.
+
+    Decided from the prompt alone, never from earlier prompts, so a resumed run caches
+    exactly what the uninterrupted one did. Where the paragraph's tokens do not line up
+    with the full prompt's (a BPE merge across the boundary), the head stops at the last
+    shared token; it is never shorter than ``system_head`` and never the whole prompt.
+    """
+    user = next((m["content"] for m in messages[1:] if m["role"] == "user"), "")
+    opening, sep, _ = user.partition("\n\n")
+    head = list(system_head)
+    if sep:
+        text = tokenizer.apply_chat_template(
+            list(messages), tokenize=False, add_generation_prompt=True
+        )
+        at = text.find(opening + sep)
+        if at >= 0:
+            ids = tokenizer(
+                text[: at + len(opening) + len(sep)], add_special_tokens=False
+            ).input_ids
+            n = 0
+            for a, b in zip(ids, full_ids, strict=False):  # stops at the shorter
+                if a != b:
+                    break
+                n += 1
+            if n > len(head):
+                head = list(full_ids[:n])
+    return head[: len(full_ids) - 1] if len(head) >= len(full_ids) else head
+
+
 def static_prefix_ids(tokenizer, messages: Sequence[dict], static_messages: int = 1) -> list[int]:
     """Token ids of the first ``static_messages`` chat messages as the full prompt renders them.
 

@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from societies.population import ChoiceRequest, OptionScores, sample_index
+from societies.population import ChoiceRequest, OptionScores, choose_scored
 from societies.records import Message, Scoring
 
 VLLM_PIN = "vllm==0.33.0"
@@ -378,15 +378,7 @@ class VllmPopulation:
         self, requests: Sequence[ChoiceRequest], temperature: float, uniforms: Sequence[float]
     ) -> list[tuple[OptionScores, str]]:
         """As :meth:`PopulationModel.choose`: scored here, sampled from the caller's draws."""
-        if len(uniforms) != len(requests):
-            raise ValueError(
-                f"need one uniform draw per request: {len(uniforms)} != {len(requests)}"
-            )
-        scores = self.score(requests)
-        return [
-            (s, r.options[sample_index(s.logprobs, temperature, u)])
-            for s, r, u in zip(scores, requests, uniforms, strict=True)
-        ]
+        return choose_scored(self.score, requests, temperature, uniforms)
 
     # ----- free text -----------------------------------------------------------------
     def generate_replies(self, requests: Sequence, temperature: float, seed: int) -> list[str]:

@@ -184,6 +184,16 @@ def test_prefix_cache_scores_equal_the_uncached_path(population, tiny_model_path
     for batch in batches:
         for a, b in zip(cached.score(batch), plain.score(batch), strict=True):
             assert_close(a.probs, b.probs, PROB_ATOL, "prefix-cached vs plain")
-    assert len(cached.prefix_cache) == 3  # one cached head per agent, encoded once
+    assert len(cached.prefix_cache) == 3  # one cached head per agent
+    # Once an agent has seen two prompts its head is their longest common prefix: past
+    # the system message, through the rules (the user message's static opening).
+    from societies.prefix_cache import static_prefix_ids
+
+    request = batches[2][0]
+    system = static_prefix_ids(cached.tokenizer, [m.to_dict() for m in request.messages])
+    head = cached.prefix_cache.prefix_ids("agent_01")
+    opening = request.messages[1].content.split("\n")[0]  # the payoff rules
+    rules = cached.tokenizer(opening, add_special_tokens=False).input_ids
+    assert len(head) >= len(system) + len(rules) - 2  # BPE may merge at the two edges
     with pytest.raises(ValueError, match="needs engine='multi_lora'"):
         PopulationModel(tiny_model_path, ["a"], LoraSpec(), prefix_cache=True)
