@@ -5,7 +5,7 @@ VENV   ?= .venv
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 
-.PHONY: setup quickstart test test-fast lint format bench clean-runs
+.PHONY: setup quickstart test test-fast lint format bench bench-protocol clean-runs
 
 setup: $(VENV)/.folkways-installed
 
@@ -37,3 +37,8 @@ format: setup
 
 bench: setup
 	$(BIN)/python scripts/benchmarks/run_all.py --out benchmarks/results.json
+
+# One generation of the published protocol (configs/naming_game/ashery2025.yaml), phase
+# by phase: wall time, peak memory, FLOP-floor fraction; tens of minutes on 2 cores.
+bench-protocol: setup
+	$(BIN)/python scripts/benchmarks/bench_protocol.py --out benchmarks/results.json

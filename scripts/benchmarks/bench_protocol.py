@@ -1,0 +1,142 @@
+"""End to end: one generation of the published naming-game protocol, phase by phase.
+
+``make bench-protocol`` runs generation 0 of ``configs/naming_game/ashery2025.yaml``
+(24 agents, 40 rounds; override with ``--set key=value``) as the three steps of
+``folkways step`` in this process and reports, per phase (rollout with its probe,
+distillation, the probe/record step), the wall time, the peak resident memory
+(``VmHWM``, reset between phases through ``/proc/self/clear_refs``) and the fraction
+of the FLOP floor reached: model FLOPs the phase could not avoid (2 x parameters per
+token of a forward, 6 x per training token) over the measured fp32 matmul rate. The
+projection for 10 generations is 10 x the generation (issue #13's goal: under 2 hours
+on a 2-core AMD EPYC). Run it on an otherwise idle machine.
+
+    python scripts/benchmarks/bench_protocol.py --out benchmarks/results.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from common import machine, matmul_gflops  # noqa: E402
+
+CONFIG = ROOT / "configs" / "naming_game" / "ashery2025.yaml"
+
+
+def reset_peak_rss() -> None:
+    """Make VmHWM restart from the current RSS (Linux: clear_refs value 5)."""
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+
+
+def peak_rss_gb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024**2
+    return float("nan")
+
+
+def prompt_tokens(run_dir: Path, generation: int) -> int:
+    """Tokens of every recorded decision's prompt (the rollout's forward work)."""
+    from societies.transcripts import read_decisions
+    from trainer.generation_loop import Experiment
+
+    exp = Experiment.from_run_dir(run_dir, progress=False)
+    population = exp.population(exp.start_adapters(generation))
+    tokenizer = population.tokenizer
+    decisions = read_decisions(exp.layout.transcripts(generation))
+    return sum(
+        len(tokenizer(population.render(d.messages), add_special_tokens=False).input_ids)
+        for d in decisions
+    )
+
+
+def train_tokens(run_dir: Path, generation: int) -> int:
+    from trainer.run_dir import RunLayout
+
+    layout = RunLayout(run_dir)
+    total = 0
+    for record in (layout.generation(generation) / "adapters").glob("*/training.json"):
+        total += json.loads(record.read_text()).get("train_tokens", 0)
+    return total
+
+
+def run(overrides: list[str], out_dir: Path) -> dict:
+    from trainer.config import load_experiment
+    from trainer.generation_loop import Experiment
+    from trainer.steps import prepare_run, run_step
+
+    overrides = [f"run.output_dir={out_dir}", "run.generations=1", *overrides]
+    config = load_experiment(CONFIG, overrides)
+    run_dir = prepare_run(CONFIG, overrides)
+    gflops = matmul_gflops()
+    phases = {}
+    for step in ("rollout", "distill", "probe"):
+        reset_peak_rss()
+        start = time.perf_counter()
+        run_step(run_dir, step, 0, progress=True)
+        phases[step] = {"seconds": time.perf_counter() - start, "peak_rss_gb": peak_rss_gb()}
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    exp = Experiment.from_run_dir(run_dir, progress=False)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(exp.model_path))
+    params = sum(p.numel() for p in model.parameters())
+    del model
+    rollout_tokens = prompt_tokens(run_dir, 0)
+    trained = train_tokens(run_dir, 0)
+    floors = {
+        "rollout": 2 * params * rollout_tokens,
+        "distill": 6 * params * trained,
+        "probe": 0,  # its probe repeats the rollout's first call: counted there
+    }
+    for step, flops in floors.items():
+        phases[step]["floor_seconds"] = flops / (gflops * 1e9)
+        phases[step]["floor_fraction"] = (
+            phases[step]["floor_seconds"] / phases[step]["seconds"] if flops else None
+        )
+    total = sum(p["seconds"] for p in phases.values())
+    return {
+        "config": str(CONFIG.relative_to(ROOT)),
+        "overrides": overrides[2:],
+        "agents": config.population.size,
+        "rounds": config.game.rounds,
+        "backend": config.distill.backend.value,
+        "parameters": params,
+        "rollout_prompt_tokens": rollout_tokens,
+        "train_tokens": trained,
+        "matmul_gflops": gflops,
+        "phases": phases,
+        "generation_seconds": total,
+        "projected_10_generations_seconds": 10 * total,
+        "goal_10_generations_seconds": 2 * 3600,
+        "met": 10 * total <= 2 * 3600,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--out", default=None, help="merge into this results JSON")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-protocol-") as tmp:
+        result = {"machine": machine(), **run(args.overrides, Path(tmp))}
+    print(json.dumps(result, indent=2))
+    if args.out:
+        path = Path(args.out)
+        results = json.loads(path.read_text()) if path.exists() else {}
+        results["end_to_end"] = result
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
