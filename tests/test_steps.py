@@ -122,3 +122,22 @@ def test_distill_step_under_torchrun_trains_with_two_processes(reference, tmp_pa
     assert not list(layout.generation(1).rglob("*.tmp*"))
     run_step(run_dir, "probe", 1)
     assert layout.is_complete(1)
+
+
+def test_a_distillation_task_leaves_other_tasks_temporaries_alone(reference, tmp_path):
+    """Distillation tasks run at once in one run directory: one must not clear another's
+    half-written adapter (the probe step, which runs alone, does)."""
+    import shutil
+
+    from societies.atomic import TEMP_MARK
+
+    run_dir = tmp_path / "t"
+    shutil.copytree(reference.run_dir, run_dir)
+    layout = RunLayout(run_dir)
+    (layout.generation(1) / "COMPLETE").unlink()
+    live = layout.generation(1) / "adapters" / f"agent_01{TEMP_MARK}live"
+    live.mkdir()
+    run_step(run_dir, "distill", 1, task=0)  # agent_00's task; its adapter is kept
+    assert live.is_dir()
+    run_step(run_dir, "probe", 1)
+    assert not live.exists() and layout.is_complete(1)

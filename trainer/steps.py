@@ -103,7 +103,11 @@ def run_step(
     if isinstance(g, bool) or not isinstance(g, int) or not 0 <= g < total:
         raise ValueError(f"--generation {g!r}; accepted: 0..{total - 1} (run.generations)")
     main_process = is_main_process()  # under torchrun / accelerate launch: rank 0
-    if main_process:
+    # Distillation tasks of one generation run at once in one run directory: preparing
+    # (which deletes temporaries a killed write left) would delete another task's live
+    # ones. The rollout step before them prepared it; the probe step after them, which
+    # runs alone, clears what a killed task left.
+    if main_process and step != "distill":
         exp.prepare()
     if layout.is_complete(g):
         exp.log(f"generation {g} of {layout.root} is complete; step {step} has nothing to do")
