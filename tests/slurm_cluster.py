@@ -68,6 +68,9 @@ SlurmdPort={slurmd}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
+# A requeued job waits cred_expire + 1 s before it may start again (slurm.conf(5),
+# AuthInfo; default 120 s): 10 s keeps the requeue test short.
+AuthInfo=cred_expire=10
 StateSaveLocation={self.root}/state
 SlurmdSpoolDir={self.root}/spool
 SlurmctldPidFile={self.root}/slurmctld.pid

@@ -172,3 +172,135 @@ def test_rendered_scripts_are_valid_sbatch(cluster, tmp_path, capsys):
         assert checked.returncode == 0, f"{script.name}: {checked.stderr}"
         assert "to start at" in checked.stderr  # sbatch --test-only's verdict
         assert f"{sys.executable} -m trainer.cli step" in script.read_text()
+
+
+def _job_log(run_dir: Path, job_id: str, suffix: str) -> str:
+    """The job's submitit log (``out``: submitit's own lines; ``err``: the step's)."""
+    path = run_dir / "slurm" / "logs" / job_id / f"{job_id}_0_log.{suffix}"
+    return path.read_text() if path.exists() else ""
+
+
+def _scontrol_job(job_id: str) -> dict[str, str]:
+    shown = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, check=True
+    ).stdout
+    return dict(w.split("=", 1) for w in shown.split() if "=" in w)
+
+
+def test_a_preempted_job_is_requeued_and_resumes(cluster, reference, tmp_path, capsys):
+    # A one-generation pipeline; its rollout job gets submitit's preemption signal while
+    # it runs. Without --batch/--full, `scancel --signal` signals the job's steps only
+    # (scancel(1)): the srun step running python, where submitit's handler is, as with
+    # the `#SBATCH --signal=USR2@90` it submits with; bash, the batch step, would die.
+    # (One distillation task for the four agents: this test is about the rollout job.)
+    overrides = [*tiny_overrides(tmp_path, **{"run.generations": 1}), *SLURM]
+    overrides.append("slurm.agents_per_task=4")
+    assert main(["slurm", "submit", str(QUICKSTART), *overrides, "--json"]) == 0
+    submitted = json.loads(capsys.readouterr().out)
+    run_dir = Path(submitted["run_dir"])
+    steps = [(j["generation"], j["step"], j["tasks"]) for j in submitted["jobs"]]
+    assert steps == [(0, "rollout", []), (0, "distill", [0]), (0, "probe", [])]
+    rollout = submitted["jobs"][0]
+    job = rollout["job_id"]
+    # submitit installs its handler after loading the pickle, before calling the step;
+    # the step logs "interaction phase" after that, before the model load, probe, rounds.
+    end = time.monotonic() + 300
+    while "interaction phase" not in _job_log(run_dir, job, "err"):
+        assert _queue(run_dir), f"the pipeline left the queue:\n{_job_log(run_dir, job, 'err')}"
+        assert time.monotonic() < end, (
+            f"the rollout did not start:\n{_job_log(run_dir, job, 'out')}"
+        )
+        time.sleep(0.2)
+    signalled = subprocess.run(["scancel", "--signal=USR2", job], capture_output=True, text=True)
+    assert signalled.returncode == 0, signalled.stderr
+    _wait_for_queue_to_empty(run_dir)
+
+    shown = _scontrol_job(job)
+    assert (shown["JobState"], shown["Restarts"]) == ("COMPLETED", "1")
+    lines = _job_log(run_dir, job, "out")
+    caught = lines.index("Caught signal SIGUSR2")
+    assert "this job is preempted" in lines[caught:]
+    requeued = lines.index(f"Requeued job {job} (3 remaining timeouts)")  # a preemption
+    assert caught < requeued < lines.index("Job completed successfully")
+    assert lines.count("Job completed successfully") == 1  # the second attempt only
+    assert lines.count(f"Starting with JobEnvironment(job_id={job},") == 2
+    # The signal came before the rounds were all recorded: the requeued job played them.
+    assert _job_log(run_dir, job, "err").count("generation 0/0: interaction phase") == 2
+    # The rest of the pipeline waited for the requeued job, then ran once.
+    for later in submitted["jobs"][1:]:
+        assert _scontrol_job(later["job_id"])["Restarts"] == "0"
+
+    # Generation 0 of a one-generation run is generation 0 of the two-generation reference.
+    ours, theirs = RunLayout(run_dir), RunLayout(reference.run_dir)
+    assert ours.is_complete(0)
+    for name in ("transcripts.jsonl", "probe_before.json", "probes.json", "summary.json"):
+        assert (ours.generation(0) / name).read_text() == (
+            theirs.generation(0) / name
+        ).read_text(), f"generation 0 {name} differs from the local run"
+    for agent in AGENTS:
+        a = load_file(ours.adapter(0, agent) / "adapter_model.safetensors")
+        b = load_file(theirs.adapter(0, agent) / "adapter_model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), agent
+
+
+def _array_tasks(array_id: str) -> dict[str, str]:
+    """``{task index: JobState}`` of a job array's tasks (scontrol keeps them MinJobAge)."""
+    shown = subprocess.run(
+        ["scontrol", "show", "job", array_id], capture_output=True, text=True, check=True
+    ).stdout
+    records = [dict(w.split("=", 1) for w in r.split() if "=" in w) for r in shown.split("\n\n")]
+    return {r["ArrayTaskId"]: r["JobState"] for r in records if "ArrayTaskId" in r}
+
+
+def test_a_sweep_on_slurm_is_one_job_array_and_equals_a_local_sweep(
+    cluster, tiny_model_path, tmp_path, capsys
+):
+    from tests.test_sweep import tiny_sweep_overrides
+
+    runs = ["game.num_names-2__seed-0", "game.num_names-2__seed-1"]
+    grid = ["--grid", "game.num_names=2", "--seeds", "2", "--no-progress"]
+    # The same experiment directory name in both places: it is every run's W&B group.
+    on_slurm = [*tiny_sweep_overrides(tmp_path / "slurm"), "slurm.rollout.cpus=1", *grid]
+    assert main(["sweep", str(QUICKSTART), *on_slurm, "--slurm", "--json"]) == 0
+    submitted = json.loads(capsys.readouterr().out)
+    out, array = Path(submitted["out"]), submitted["array_id"]
+    assert out == tmp_path / "slurm" / "t-sweep" and submitted["runs"] == runs
+    recorded = json.loads((out / "slurm_jobs.json").read_text())
+    assert [(s["array_id"], s["runs"]) for s in recorded] == [(array, runs)]
+    # While its tasks are queued or running, neither command starts a run a second time.
+    for again in ([], ["--slurm"]):
+        assert main(["sweep", str(QUICKSTART), *on_slurm, *again]) == 2
+        assert "still queued or running" in capsys.readouterr().err
+    end = time.monotonic() + 600
+    while subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True).stdout:
+        assert time.monotonic() < end, "the sweep's job array did not finish in 600 s"
+        time.sleep(2)
+    assert _array_tasks(array) == {"0": "COMPLETED", "1": "COMPLETED"}  # a task per run
+
+    # The same command once the array is done: nothing submitted, the aggregates written.
+    assert main(["sweep", str(QUICKSTART), *on_slurm, "--slurm", "--json"]) == 0
+    aggregated = json.loads(capsys.readouterr().out)
+    assert aggregated["ran"] == [] and aggregated["skipped"] == runs
+    assert len(json.loads((out / "slurm_jobs.json").read_text())) == 1
+    written = json.loads((out / "aggregate.json").read_text())
+    assert written == aggregated["aggregate"]
+    assert [(r["point"], r["seeds"]) for r in written["rows"]] == [({"game.num_names": 2}, [0, 1])]
+
+    # A local sweep of the same plan makes the same run directories.
+    local = [*tiny_sweep_overrides(tmp_path / "local"), "slurm.rollout.cpus=1", *grid]
+    assert main(["sweep", str(QUICKSTART), *local, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["ran"] == runs
+    for name in runs:
+        ours, theirs = RunLayout(out / name), RunLayout(tmp_path / "local" / "t-sweep" / name)
+        assert ours.is_complete(0)
+        for file in ("transcripts.jsonl", "probe_before.json", "probes.json", "summary.json"):
+            assert (ours.generation(0) / file).read_bytes() == (
+                theirs.generation(0) / file
+            ).read_bytes(), f"{name} {file} differs from the local sweep's"
+        for agent in AGENTS:
+            a = load_file(ours.adapter(0, agent) / "adapter_model.safetensors")
+            b = load_file(theirs.adapter(0, agent) / "adapter_model.safetensors")
+            assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), agent
+        assert (out / "logs" / f"{name}.log").read_text().count("generation 0 complete") == 1
+    local_aggregate = tmp_path / "local" / "t-sweep" / "aggregate.json"
+    assert json.loads(local_aggregate.read_text()) == written

@@ -495,3 +495,66 @@ def test_tipping_sweep_on_disk_reads_committed_options(tiny_model_path, tmp_path
     assert curve.fit.interval == (None, None)  # one of two flipped at each value: no curve
     assert [r.flipped_share for r in result.aggregate.rows] == [0.5, 0.5]
     assert (out / "tipping.png").is_file()
+
+
+# ----- --slurm without a scheduler (tests/test_slurm.py runs it on a real one) --------------
+
+
+class _RecordingExecutor:
+    """Stands in for submitit.SlurmExecutor: records what would be submitted."""
+
+    def __init__(self, folder, max_requeues):
+        self.folder, self.max_requeues = folder, max_requeues
+
+    def update_parameters(self, **params):
+        self.params = params
+
+    def map_array(self, fn, *iterables):
+        self.fn, self.args = fn, iterables
+        return [argparse.Namespace(job_id=f"42_{i}") for i in range(len(iterables[0]))]
+
+
+def test_slurm_submission_is_one_array_of_runs_as_a_local_sweep_runs_them(
+    tiny_model_path, tmp_path
+):
+    from trainer.sweep_slurm import submit_sweep
+
+    slurm = ["slurm.rollout.cpus=3", "slurm.max_parallel_tasks=1", "slurm.max_requeues=5"]
+    overrides = [*tiny_sweep_overrides(tmp_path), *slurm]
+    plan = plan_sweep(QUICKSTART, parse_grid(["game.num_names=2,4"]), 1, overrides)
+    executors = []
+
+    def factory(folder, max_requeues):
+        executors.append(_RecordingExecutor(folder, max_requeues))
+        return executors[-1]
+
+    submission = submit_sweep(plan, executor_factory=factory)
+    (executor,) = executors
+    names = ["game.num_names-2__seed-0", "game.num_names-4__seed-0"]
+    assert submission.array_id == "42" and submission.runs == names
+    assert executor.folder == plan.out / "slurm" / "logs" / "%j" and executor.max_requeues == 5
+    params = executor.params
+    assert (params["cpus_per_task"], params["array_parallelism"]) == (3, 1)
+    assert params["job_name"] == "fw-sweep-t-sweep" and params["additional_parameters"]["requeue"]
+    # Each task: the run's own overrides, as a local sweep runs it, and its log file.
+    assert executor.args == (
+        names,
+        [r.overrides for r in plan.runs],
+        [str(plan.out / "logs" / f"{n}.log") for n in names],
+    )
+    assert executor.fn.config == str(QUICKSTART.resolve())
+    requeued = executor.fn.checkpoint(names[0], plan.runs[0].overrides, "x.log")
+    assert requeued.function is executor.fn and requeued.args[0] == names[0]
+    recorded = json.loads((plan.out / "slurm_jobs.json").read_text())
+    assert [(s["array_id"], s["runs"]) for s in recorded] == [("42", names)]
+    assert json.loads((plan.out / "sweep.json").read_text()) == plan.manifest()
+
+
+def test_slurm_sweep_refuses_jobs_and_gridded_resources_before_writing(tiny_model_path, tmp_path):
+    overrides = tiny_sweep_overrides(tmp_path)
+    with pytest.raises(ValueError, match="--jobs=2 with --slurm"):
+        sweep_command(QUICKSTART, *overrides, "--seeds", 1, "--slurm", "--jobs", 2)
+    with pytest.raises(ValueError, match="different slurm: sections; one job array"):
+        grid = ["--grid", "slurm.rollout.cpus=1,2", "--seeds", 1, "--slurm"]
+        sweep_command(QUICKSTART, *overrides, *grid)
+    assert list(tmp_path.iterdir()) == []

@@ -1,5 +1,5 @@
 """``folkways sweep CONFIG --grid key=v1,v2 [--grid ...] --seeds K [--jobs J] [--out DIR]
-[--tipping-key KEY] [--json] [key=value ...]``: grids of runs and their aggregates.
+[--tipping-key KEY] [--slurm] [--json] [key=value ...]``: grids of runs and their aggregates.
 
 Every grid point × seed (``run.seed`` + 0..K-1) is an ordinary run directory, run with
 ``trainer.generation_loop.run_experiment``, under one experiment directory (default
@@ -21,6 +21,10 @@ resumes). ``--jobs J`` runs J runs at once in worker processes (spawned; each to
 cpu_count / J threads); torch processes sharing few cores slow each other several-fold
 (two on a 2-core machine), so J=1 is the default. The thread count can change float32
 rounding, never the seeds: a run made with J=2 matches one made with J=1 to rounding.
+
+``--slurm`` submits the incomplete runs as one Slurm job array instead, prints its id and
+returns (trainer.sweep_slurm); the same command run again once the array has finished
+aggregates. While tasks of a recorded array are queued or running, the command refuses.
 """
 
 from __future__ import annotations
@@ -183,6 +187,9 @@ def run_sweep(
     """
     if jobs < 1:
         raise ValueError(f"--jobs={jobs}; expected an integer >= 1")
+    from trainer.sweep_slurm import check_no_queued_tasks
+
+    check_no_queued_tasks(plan.out)  # runs of a Slurm array still running: not here too
     check_started_runs(plan)
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(plan.out / "sweep.json", plan.manifest())
@@ -299,6 +306,12 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         default=None,
         help="the grid key holding the committed fraction: fit the tipping point over it",
     )
+    parser.add_argument(
+        "--slurm",
+        action="store_true",
+        help="submit the incomplete runs as one Slurm job array (resources: slurm.rollout) "
+        "and return; run the same command again when it has finished to aggregate",
+    )
     parser.add_argument("--json", action="store_true", help="print the aggregate as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run_sweep_command)
@@ -308,6 +321,11 @@ def add_sweep_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
 def run_sweep_command(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise ValueError(f"--jobs={args.jobs}; expected an integer >= 1")
+    if args.slurm and args.jobs != 1:
+        raise ValueError(
+            f"--jobs={args.jobs} with --slurm; the array runs up to slurm.max_parallel_tasks "
+            "runs at once: drop --jobs"
+        )
     plan = plan_sweep(
         args.config,
         parse_grid(args.grid),
@@ -316,6 +334,22 @@ def run_sweep_command(args: argparse.Namespace) -> int:
         out=args.out,
         tipping_key=args.tipping_key,
     )
+    if args.slurm:
+        from trainer.sweep_slurm import submit_sweep
+
+        submission = submit_sweep(plan, log=_stderr)
+        if submission is not None:
+            if args.json:
+                print(json.dumps({"out": str(plan.out), **submission.to_dict()}, indent=2))
+            else:
+                print(f"experiment directory: {plan.out}")
+                print(
+                    f"submitted job array {submission.array_id}: {len(submission.runs)} of "
+                    f"{len(plan.runs)} runs (the others are complete); follow it with "
+                    f"squeue -j {submission.array_id}, then run this command again to aggregate"
+                )
+            return 0
+        # every run is complete: aggregate, as without --slurm
     result = run_sweep(plan, jobs=args.jobs, progress=not args.no_progress)
     if args.json:
         print(json.dumps(result.to_dict(), indent=2))
