@@ -535,7 +535,9 @@ CASES: dict[str, Callable[[Ctx], Bad]] = {
 
 
 RESUME_LOG = re.compile(
-    r"^(resuming .*: generations \[[\d, ]*\] are complete and kept|generation \d+/\d+: interaction phase)$"
+    r"^(resuming .*: generations \[[\d, ]*\] are complete and kept"
+    r"|generation \d+/\d+: interaction phase"
+    r"|generation \d+: distillation \(.*\))$"  # a recorded rollout goes straight on
 )
 
 

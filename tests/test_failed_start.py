@@ -76,7 +76,7 @@ def test_a_run_dir_without_completed_work_is_not_started(tmp_path, monkeypatch):
 
 
 def test_a_run_dir_with_completed_rounds_still_refuses_another_config(tmp_path, monkeypatch):
-    def crash(self, g, decisions):
+    def crash(self, *args, **kwargs):
         raise RuntimeError("died in distillation")
 
     with monkeypatch.context() as patch:
