@@ -131,6 +131,14 @@ class Engine(str, Enum):
     VLLM = "vllm"
 
 
+def tokenize_option(tokenizer, option: str) -> tuple[int, ...]:
+    """An option's tokens on their own (no special tokens); empty text is an error."""
+    ids = tuple(tokenizer(option, add_special_tokens=False).input_ids)
+    if not ids:
+        raise ValueError(f"option {option!r} is empty text; options must be non-empty")
+    return ids
+
+
 def choose_scored(
     score: Callable[[Sequence[ChoiceRequest]], list[OptionScores]],
     requests: Sequence[ChoiceRequest],
@@ -276,10 +284,7 @@ class PopulationModel:
         """The option tokenized on its own (no special tokens): what the assistant writes
         first after the chat template's header (boundary: :mod:`societies.option_scoring`)."""
         if option not in self._option_tokens:
-            ids = tuple(self.tokenizer(option, add_special_tokens=False).input_ids)
-            if not ids:
-                raise ValueError(f"option {option!r} is empty text; options must be non-empty")
-            self._option_tokens[option] = ids
+            self._option_tokens[option] = tokenize_option(self.tokenizer, option)
         return self._option_tokens[option]
 
     def option_token_id(self, option: str) -> int:

@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from societies.population import ChoiceRequest, OptionScores, choose_scored
+from societies.population import ChoiceRequest, OptionScores, choose_scored, tokenize_option
 from societies.records import Message, Scoring
 
 VLLM_PIN = "vllm==0.33.0"
@@ -299,10 +299,7 @@ class VllmPopulation:
 
     def option_tokens(self, option: str) -> tuple[int, ...]:
         if option not in self._option_tokens:
-            ids = tuple(self.tokenizer(option, add_special_tokens=False).input_ids)
-            if not ids:
-                raise ValueError(f"option {option!r} is empty text; options must be non-empty")
-            self._option_tokens[option] = ids
+            self._option_tokens[option] = tokenize_option(self.tokenizer, option)
         return self._option_tokens[option]
 
     def _prompt_ids(self, messages: Sequence[Message]) -> list[int]:
