@@ -17,7 +17,9 @@ not, is per-agent state:
 The loss is the mean token cross-entropy over each agent's completion tokens in its
 batch, as TRL's ``SFTTrainer`` computes it (completion-only loss, no gradient
 accumulation). The output head runs only on completion positions: prompt positions
-carry no loss, and at a vocabulary of 49k the head is ~20% of the model's FLOPs.
+carry no loss, and at a vocabulary of 49k the head is ~20% of the model's FLOPs. The
+prompt head an agent's rows share is run once per step, not once per row
+(:mod:`trainer.distill_shared_prefix`; ``shared_prefix=False`` runs every row whole).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from torch import nn
 
 from societies import faults
 from societies.multi_lora import MultiLoraEngine
+from trainer.distill_shared_prefix import decoder_of, hidden_after_shared_heads, shared_head_length
 
 
 class LrSchedule(str, Enum):
@@ -92,6 +95,8 @@ class BatchedSftConfig:
         weight_decay, adam_beta1, adam_beta2, adam_epsilon: AdamW (HF defaults).
         shuffle_seed: each agent's example order per epoch comes from
             ``random.Random(f"{shuffle_seed}:{agent}:{epoch}")``; ``None`` keeps the order.
+        shared_prefix: run the prompt head each agent's rows share once per step
+            (same loss and gradients up to rounding); ``False`` runs every row whole.
     """
 
     learning_rate: float = 2e-4
@@ -104,6 +109,7 @@ class BatchedSftConfig:
     adam_beta2: float = 0.999
     adam_epsilon: float = 1e-8
     shuffle_seed: int | None = 0
+    shared_prefix: bool = True
 
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.num_epochs < 1:
@@ -160,11 +166,18 @@ def completion_token_losses(
     Returns:
         ``(losses [K], rows [K])`` over the K predicted completion tokens.
     """
-    decoder = model.get_decoder() if hasattr(model, "get_decoder") else model.model
-    hidden = decoder(
+    hidden = decoder_of(model)(
         input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
     ).last_hidden_state
-    targets = batch["labels"][:, 1:]
+    return losses_from_hidden(model, hidden, batch["labels"])
+
+
+def losses_from_hidden(
+    model: nn.Module, hidden: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`completion_token_losses` from the decoder's output ``hidden`` ``[B, T, H]``
+    and the ``labels`` ``[B, T]`` of the same positions."""
+    targets = labels[:, 1:]
     where = targets != -100
     rows, cols = where.nonzero(as_tuple=True)
     logits = model.get_output_embeddings()(hidden[rows, cols])
@@ -173,6 +186,52 @@ def completion_token_losses(
     logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
     losses = nn.functional.cross_entropy(logits, targets[rows, cols], reduction="none")
     return losses, rows
+
+
+def step_token_losses(
+    engine: MultiLoraEngine,
+    agent_rows: Mapping[str, Sequence[SftExample]],
+    pad_token_id: int,
+    shared_prefix: bool,
+) -> tuple[torch.Tensor, torch.Tensor, int, dict[str, int]]:
+    """Completion-token losses of one step's rows, grouped by agent in ``agent_rows`` order.
+
+    Returns:
+        ``(losses [K], token_agent [K], tokens_run, tokens_saved)``: the adapter index
+        of each loss token; the tokens the decoder ran; per agent, the tokens its shared
+        head spared (its head's repeats).
+    """
+    agents = list(agent_rows)
+    rows = [r for a in agents for r in agent_rows[a]]
+    row_agent = torch.tensor([engine.index[a] for a in agents for _ in agent_rows[a]])
+    heads = {a: shared_head_length(agent_rows[a]) for a in agents} if shared_prefix else {}
+    if not heads or min(heads.values()) == 0:  # a one-token prompt: no head to share
+        batch = collate(rows, pad_token_id)
+        with engine.select(row_agent), engine.peft_disabled():
+            losses, token_rows = completion_token_losses(engine.model, batch)
+        return losses, row_agent[token_rows], int(batch["attention_mask"].sum()), {}
+    tails = collate(
+        [
+            SftExample(r.prompt_ids[heads[a] :], r.completion_ids)
+            for a in agents
+            for r in agent_rows[a]
+        ],
+        pad_token_id,
+    )
+    hidden = hidden_after_shared_heads(
+        engine,
+        heads=[agent_rows[a][0].prompt_ids[: heads[a]] for a in agents],
+        head_agents=torch.tensor([engine.index[a] for a in agents]),
+        row_head=torch.tensor([k for k, a in enumerate(agents) for _ in agent_rows[a]]),
+        row_agents=row_agent,
+        tails=tails["input_ids"],
+        tail_mask=tails["attention_mask"],
+        pad_token_id=pad_token_id,
+    )
+    losses, token_rows = losses_from_hidden(engine.model, hidden, tails["labels"])
+    saved = {a: heads[a] * (len(agent_rows[a]) - 1) for a in agents}
+    run = sum(heads.values()) + int(tails["attention_mask"].sum())
+    return losses, row_agent[token_rows], run, saved
 
 
 class StackedAdamW:
@@ -234,12 +293,15 @@ class BatchedSftResult:
     Attributes:
         losses: agent -> the loss of each of its steps (mean over its completion tokens).
         grad_norms: agent -> its gradient norm before clipping, per step.
-        tokens: total tokens (prompt + completion) processed in forward passes.
+        tokens: tokens the decoder ran in forward passes (a shared head counts once).
+        tokens_saved: agent -> tokens a plain step would also have run (its shared
+            head's repeats).
     """
 
     losses: dict[str, list[float]] = field(default_factory=dict)
     grad_norms: dict[str, list[float]] = field(default_factory=dict)
     tokens: int = 0
+    tokens_saved: dict[str, int] = field(default_factory=dict)
 
 
 def train_batched_sft(
@@ -278,18 +340,15 @@ def train_batched_sft(
     try:
         for step in range(max(totals.values(), default=0)):
             live = [a for a in agents if step < totals[a]]
-            rows, row_agent = [], []
-            for a in live:
-                rows.extend(schedule[a][step])
-                row_agent.extend([engine.index[a]] * len(schedule[a][step]))
-            batch = collate(rows, pad_token_id)
-            result.tokens += int(batch["attention_mask"].sum())
             for p in params:
                 p.grad = None
-            with engine.select(torch.tensor(row_agent)), engine.peft_disabled():
-                losses, token_rows = completion_token_losses(engine.model, batch)
+            losses, token_agent, run, saved = step_token_losses(
+                engine, {a: schedule[a][step] for a in live}, pad_token_id, config.shared_prefix
+            )
+            result.tokens += run
+            for a, n in saved.items():
+                result.tokens_saved[a] = result.tokens_saved.get(a, 0) + n
             # Sum over agents of (mean over that agent's completion tokens).
-            token_agent = torch.tensor(row_agent)[token_rows]
             per_agent_sum = losses.new_zeros(len(engine.names)).index_add(0, token_agent, losses)
             per_agent_count = losses.new_zeros(len(engine.names)).index_add(
                 0, token_agent, torch.ones_like(losses)

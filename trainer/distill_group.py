@@ -84,6 +84,7 @@ def distill_group(
         # agent's training is its own, so grouping changes only float32 rounding.
         groups = plan_agent_groups(engine, data, config, settings.memory_budget_gb)
         losses: dict[str, list[float]] = {}
+        saved: dict[str, int] = {}
         for k, group in enumerate(groups):
             part = train_batched_sft(
                 engine,
@@ -93,6 +94,7 @@ def distill_group(
                 label=label if len(groups) == 1 else f"{label} group {k}",
             )
             losses.update(part.losses)
+            saved.update(part.tokens_saved)
         seconds = (time.perf_counter() - started) / len(training)
         for agent in training:
             outcome = DistillOutcome(
@@ -104,6 +106,8 @@ def distill_group(
                 * int(settings.epochs),
                 seconds=seconds,
                 parent=parent_label(start_adapters[agent], out_dirs[agent]),
+                # prompt-head tokens run once per step instead of once per row
+                metrics={"shared_prefix_tokens_saved": float(saved.get(agent, 0))},
             )
             with atomic_directory(out_dirs[agent]) as tmp:
                 engine.save_adapter(agent, tmp)
