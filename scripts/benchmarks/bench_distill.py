@@ -1,5 +1,10 @@
 """Benchmark (c): SFT distillation of N agents, one TRL run per agent vs one batched pass.
 
+Three paths on the published naming game's prompts (common.naming_game_chats: ~230
+tokens, ~90 of them the shared system message and rules): TRL ``SFTTrainer`` one run
+per agent, the batched pass running every row whole, and the batched pass running each
+agent's shared prompt head once per step (trainer.distill_shared_prefix).
+
 Both paths start from the same saved PEFT adapters (r=8 all-linear, PEFT's own init),
 see the same tokenized examples in the same order (TRL with a sequential sampler over
 data pre-ordered by ``agent_batches``), with the same lr, schedule, clipping and batch
@@ -12,48 +17,38 @@ Usage: python scripts/benchmarks/bench_distill.py --n-agents 8 --examples 16
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
 
 import torch
-from common import load_base, machine
+from common import load_base, machine, naming_game_chats
 
 from societies.model_store import prepare_embedded
 from societies.multi_lora import MultiLoraEngine
-from trainer.distill_batched import BatchedSftConfig, SftExample, agent_batches, train_batched_sft
+from trainer.distill_batched import (
+    BatchedSftConfig,
+    SftExample,
+    agent_batches,
+    sft_example_from_chat,
+    train_batched_sft,
+)
 
 
 def make_examples(tokenizer, agents: list[str], n: int) -> dict[str, list[SftExample]]:
-    """Naming-game style SFT data: prompt ~70 tokens, answer one letter + end of turn."""
+    """Each agent's SFT rows: naming-game prompts answered with one of two names."""
+    chats = naming_game_chats(n * len(agents))
     data = {}
     for a, agent in enumerate(agents):
         rows = []
         for i in range(n):
-            memory = " ".join(
-                f"Round {k}: you said {chr(65 + (k * 3 + i + a) % 10)}." for k in range(4)
-            )
-            messages = [
-                {
-                    "role": "system",
-                    "content": "You are a villager. Name the river; matching names win.",
-                },
-                {
-                    "role": "user",
-                    "content": f"Memory: {memory} Options: A B C D E F G H I J. Your name?",
-                },
-            ]
-            prompt = tokenizer.apply_chat_template(
-                messages, tokenize=False, add_generation_prompt=True
-            )
-            answer = chr(65 + (a + i % 2) % 10) + "<|im_end|>\n"
-            rows.append(
-                SftExample(
-                    tuple(tokenizer(prompt, add_special_tokens=False).input_ids),
-                    tuple(tokenizer(answer, add_special_tokens=False).input_ids),
-                )
-            )
+            messages = chats[a * n + i]
+            names = messages[-1]["content"].split("Names: ")[1].split(".")[0].split(", ")
+            answer = [{"role": "assistant", "content": sorted(names)[(a + i % 2) % 10]}]
+            rows.append(sft_example_from_chat(tokenizer, messages, answer))
         data[agent] = rows
     return data
 
@@ -124,6 +119,7 @@ def run(
     batch_size: int = 8,
     lr: float = 1e-3,
     model_path: str | None = None,
+    repeats: int = 2,
 ) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
@@ -154,32 +150,56 @@ def run(
             trl_seconds += s
             trl_losses[agent] = loss
 
-        engine = MultiLoraEngine.from_adapter_dirs(load_base(model_path), dirs)
-        start = time.perf_counter()
-        result = train_batched_sft(engine, data, config, pad_token_id=tokenizer.pad_token_id)
-        ours_seconds = time.perf_counter() - start
-    ours_losses = {a: result.losses[a][-1] for a in agents}
-    diffs = [abs(ours_losses[a] - trl_losses[a]) for a in agents]
-    return {
+        # Warm-up (allocator, thread pools) on a throwaway engine, then both batched
+        # paths interleaved ``repeats`` times, each from the initial adapters.
+        warm = MultiLoraEngine.from_adapter_dirs(load_base(model_path), dirs)
+        train_batched_sft(warm, {agents[0]: data[agents[0]][:batch_size]}, config, 0)
+        del warm
+        times: dict[bool, list[float]] = {False: [], True: []}
+        batched = {}
+        for _ in range(repeats):
+            for shared in (False, True):
+                engine = MultiLoraEngine.from_adapter_dirs(load_base(model_path), dirs)
+                path_config = dataclasses.replace(config, shared_prefix=shared)
+                start = time.perf_counter()
+                result = train_batched_sft(engine, data, path_config, tokenizer.pad_token_id)
+                times[shared].append(time.perf_counter() - start)
+                batched[shared] = (statistics.median(times[shared]), result)
+                del engine
+    out = {
         "n_agents": n_agents,
         "examples_per_agent": examples,
         "epochs": 1,
         "batch_size": batch_size,
         "learning_rate": lr,
+        "repeats": repeats,
         "train_tokens": tokens,
+        "prompt_tokens_mean": sum(len(e.prompt_ids) for r in data.values() for e in r)
+        / (n_agents * examples),
         "trl_sequential": {
             "seconds": trl_seconds,
             "tokens_per_s": tokens / trl_seconds,
             "final_loss_mean": sum(trl_losses.values()) / n_agents,
         },
-        "batched": {
-            "seconds": ours_seconds,
-            "tokens_per_s": tokens / ours_seconds,
-            "final_loss_mean": sum(ours_losses.values()) / n_agents,
-        },
-        "final_loss_max_abs_diff": max(diffs),
-        "speedup": trl_seconds / ours_seconds,
     }
+    for key, shared in (("batched_plain", False), ("batched", True)):
+        seconds, result = batched[shared]
+        losses = {a: result.losses[a][-1] for a in agents}
+        out[key] = {
+            "seconds": seconds,
+            "tokens_per_s": tokens / seconds,
+            "decoder_tokens": result.tokens,
+            "final_loss_mean": sum(losses.values()) / n_agents,
+            "final_loss_max_abs_diff_vs_trl": max(abs(losses[a] - trl_losses[a]) for a in agents),
+            "vs_trl": trl_seconds / seconds,
+        }
+    saved = sum(batched[True][1].tokens_saved.values())
+    out["shared_prefix_tokens_saved"] = saved
+    out["shared_prefix_saved_share"] = saved / tokens
+    out["shared_prefix_speedup"] = batched[False][0] / batched[True][0]
+    out["speedup"] = out["batched"]["vs_trl"]
+    out["final_loss_max_abs_diff"] = out["batched"]["final_loss_max_abs_diff_vs_trl"]
+    return out
 
 
 def main() -> None:

@@ -1,12 +1,13 @@
 """Benchmark: choice scoring with each agent's static prompt head cached (prefix reuse).
 
-The system message carries the game's rules (static for a generation); the user message
-the per-round memory. Compares a per-agent loop (each prompt alone under its adapter),
+The published naming game's prompts (common.naming_game_chats: memory of 5, ~230
+tokens). Each agent's head is what a run caches: the system message and the rules
+paragraph (societies.prefix_cache.static_head_ids). Compares a per-agent loop (each prompt alone under its adapter),
 the engine's uncached batched forward and :class:`societies.prefix_cache.PrefixCache`
 on the same prompts (the one-off encoding of the heads is excluded: it is paid once per
 generation, not per round).
 
-Usage: python scripts/benchmarks/bench_prefix.py --n-agents 24 --prompt-len 122 --repeats 2
+Usage: python scripts/benchmarks/bench_prefix.py --n-agents 24 --repeats 2
 """
 
 from __future__ import annotations
@@ -15,22 +16,14 @@ import argparse
 import json
 
 import torch
-from common import load_base, machine, timed_interleaved
+from common import load_base, machine, naming_game_chats, timed_interleaved
 
 from societies.model_store import prepare_embedded
 from societies.multi_lora import MultiLoraEngine
-from societies.prefix_cache import PrefixCache, static_prefix_ids
-
-RULES = (
-    "You are playing a game with another villager. Each round you both name the river; "
-    "if your names match you both win 100 points, otherwise you lose 50. Answer with a "
-    "single capital letter from the options given."
-)
+from societies.prefix_cache import PrefixCache, static_head_ids, static_prefix_ids
 
 
-def run(
-    n_agents: int = 24, prompt_len: int = 122, repeats: int = 2, model_path: str | None = None
-) -> dict:
+def run(n_agents: int = 24, repeats: int = 2, model_path: str | None = None) -> dict:
     from transformers import AutoTokenizer
 
     model_path = str(model_path or prepare_embedded())
@@ -43,23 +36,13 @@ def run(
         layer.lora_A.data.normal_(0, 0.02)
         layer.lora_B.data.normal_(0, 0.02)
 
-    def chat(i: int, memory_rounds: int):
-        memory = " ".join(
-            f"Round {k}: you said {chr(65 + (k + i) % 10)}, partner said {chr(66 + k % 9)}."
-            for k in range(memory_rounds)
-        )
-        return [
-            {"role": "system", "content": f"Villager {i}. " + RULES},
-            {"role": "user", "content": f"Memory: {memory} Options: A B C D E. Your name?"},
-        ]
-
-    heads = {a: static_prefix_ids(tokenizer, chat(i, 1)) for i, a in enumerate(agents)}
-    head_len = len(heads[agents[0]])
-    # Grow the memory until prompts reach about prompt_len tokens.
-    rounds = 1
-    while len(_ids(tokenizer, chat(0, rounds + 1))) <= prompt_len:
-        rounds += 1
-    prompts = [_ids(tokenizer, chat(i, rounds - i % 3)) for i in range(n_agents)]
+    chats = naming_game_chats(n_agents)
+    prompts = [_ids(tokenizer, chat) for chat in chats]
+    heads = {
+        a: static_head_ids(tokenizer, chat, ids, static_prefix_ids(tokenizer, chat))
+        for a, chat, ids in zip(agents, chats, prompts, strict=True)
+    }
+    head_len = sum(map(len, heads.values())) / n_agents
     order = torch.randperm(n_agents, generator=torch.Generator().manual_seed(0)).tolist()
     row_agents = [agents[i] for i in order]
     row_prompts = [prompts[i] for i in order]
@@ -107,12 +90,11 @@ def _ids(tokenizer, messages) -> list[int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-agents", type=int, default=24)
-    parser.add_argument("--prompt-len", type=int, default=122)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     print(
         json.dumps(
-            {"machine": machine(), "prefix": run(args.n_agents, args.prompt_len, args.repeats)},
+            {"machine": machine(), "prefix": run(args.n_agents, args.repeats)},
             indent=2,
         )
     )

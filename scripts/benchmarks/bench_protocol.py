@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+import targets  # noqa: E402
 from common import machine, matmul_gflops  # noqa: E402
 
 CONFIG = ROOT / "configs" / "naming_game" / "ashery2025.yaml"
@@ -60,14 +61,17 @@ def prompt_tokens(run_dir: Path, generation: int) -> int:
     )
 
 
-def train_tokens(run_dir: Path, generation: int) -> int:
+def train_tokens(run_dir: Path, generation: int) -> tuple[int, int]:
+    """Training tokens of the generation's distillation and those shared heads spared."""
     from trainer.run_dir import RunLayout
 
     layout = RunLayout(run_dir)
-    total = 0
+    total = saved = 0
     for record in (layout.generation(generation) / "adapters").glob("*/training.json"):
-        total += json.loads(record.read_text()).get("train_tokens", 0)
-    return total
+        outcome = json.loads(record.read_text())
+        total += outcome.get("train_tokens", 0)
+        saved += int(outcome.get("metrics", {}).get("shared_prefix_tokens_saved", 0))
+    return total, saved
 
 
 def run(overrides: list[str], out_dir: Path) -> dict:
@@ -92,9 +96,10 @@ def run(overrides: list[str], out_dir: Path) -> dict:
     params = sum(p.numel() for p in model.parameters())
     del model
     rollout_tokens = prompt_tokens(run_dir, 0)
-    trained = train_tokens(run_dir, 0)
+    trained, saved = train_tokens(run_dir, 0)
     floors = {
         "rollout": 2 * params * rollout_tokens,
+        # the floor of the work as posed: shared heads run below it
         "distill": 6 * params * trained,
         "probe": 0,  # its probe repeats the rollout's first call: counted there
     }
@@ -110,9 +115,11 @@ def run(overrides: list[str], out_dir: Path) -> dict:
         "agents": config.population.size,
         "rounds": config.game.rounds,
         "backend": config.distill.backend.value,
+        "memory_budget_gb": config.distill.memory_budget_gb,
         "parameters": params,
         "rollout_prompt_tokens": rollout_tokens,
         "train_tokens": trained,
+        "shared_prefix_tokens_saved": saved,
         "matmul_gflops": gflops,
         "phases": phases,
         "generation_seconds": total,
@@ -131,10 +138,7 @@ def main() -> int:
         result = {"machine": machine(), **run(args.overrides, Path(tmp))}
     print(json.dumps(result, indent=2))
     if args.out:
-        path = Path(args.out)
-        results = json.loads(path.read_text()) if path.exists() else {}
-        results["end_to_end"] = result
-        path.write_text(json.dumps(results, indent=2) + "\n")
+        targets.merge(args.out, "end_to_end", result)
     return 0
 
 

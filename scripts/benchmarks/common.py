@@ -151,6 +151,35 @@ def prompts(tokenizer, n: int, length: int) -> list[str]:
     return out
 
 
+def naming_game_chats(n: int, seed: int = 0) -> list[list[dict]]:
+    """``n`` prompts of the published naming game (configs/naming_game/ashery2025.yaml:
+    10 letter names shuffled per call, a full memory of 5 interactions), as chat dicts.
+
+    The real prompt text, so a benchmark's shared heads and lengths (~230 tokens, ~90 of
+    them system message and rules) are the protocol's.
+    """
+    import numpy as np
+
+    from societies.games.naming_game import (
+        Interaction,
+        NamingGame,
+        NamingGameRules,
+        draw_letter_names,
+    )
+
+    rng = np.random.default_rng(seed)
+    game = NamingGame(NamingGameRules(draw_letter_names(10, rng), memory=5))
+    chats = []
+    for _ in range(n):
+        memory = []
+        for _ in range(5):
+            own, partner = rng.choice(game.options, size=2)
+            memory.append(Interaction(str(own), str(partner), game.payoff(own, partner)))
+        messages = game.prompt(memory, game.shuffled_options(rng))
+        chats.append([m.to_dict() for m in messages])
+    return chats
+
+
 def markdown_table(header: list[str], rows: list[list]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]

@@ -1,0 +1,157 @@
+"""Issue #13's targets judged from a results dict: target, measured value, verdict.
+
+``evaluate(results)`` reads the sections the benchmarks wrote (``rollout``, ``prefix``,
+``distill`` from ``make bench``; ``end_to_end`` and ``quickstart`` from ``make
+bench-protocol``) and returns one row per target. A target whose section is missing is
+"not measured"; a missed target carries the measured number that explains the miss
+where the same run measured one (never a guess).
+"""
+
+from __future__ import annotations
+
+
+def _row(name: str, target: str, value: str, met: bool | str | None, why: str = "") -> dict:
+    if isinstance(met, str):
+        verdict = met
+    else:
+        verdict = "not measured" if met is None else ("met" if met else "missed")
+    return {"target": name, "goal": target, "result": value, "verdict": verdict, "why": why}
+
+
+def evaluate(results: dict) -> list[dict]:
+    rows = []
+    e2e = results.get("end_to_end")
+    if e2e and e2e.get("backend") == "batched":
+        distill = e2e["phases"]["distill"]
+        budget = e2e.get("memory_budget_gb")
+        rows.append(
+            _row(
+                f"memory: batched distillation of the protocol's {e2e['agents']} agents",
+                f"peak <= budget ({budget} GB), not killed",
+                f"peak {distill['peak_rss_gb']:.1f} GB",
+                distill["peak_rss_gb"] <= budget,
+            )
+        )
+    else:
+        rows.append(_row("memory: batched distillation of the protocol", "<= budget", "-", None))
+
+    distill = results.get("distill")
+    if distill:
+        speedup = distill["speedup"]
+        plain = distill.get("batched_plain", {}).get("vs_trl")
+        rows.append(
+            _row(
+                f"distillation: {distill['n_agents']} agents batched vs sequential TRL",
+                ">= 2x",
+                f"{speedup:.2f}x",
+                speedup >= 2,
+                "" if plain is None else f"without shared heads {plain:.2f}x",
+            )
+        )
+    else:
+        rows.append(_row("distillation vs sequential TRL", ">= 2x", "-", None))
+
+    if e2e and e2e.get("train_tokens"):
+        share = e2e["shared_prefix_tokens_saved"] / e2e["train_tokens"]
+        speed = (distill or {}).get("shared_prefix_speedup")
+        rows.append(
+            _row(
+                "shared-prefix training: training tokens saved on the protocol",
+                "report",
+                f"{100 * share:.0f}% of {e2e['train_tokens']} tokens",
+                "reported",
+                "" if speed is None else f"benchmark: {speed:.2f}x the plain batched pass",
+            )
+        )
+    else:
+        rows.append(_row("shared-prefix training: tokens saved", "report", "-", None))
+
+    prefix, rollout = results.get("prefix"), results.get("rollout")
+    if prefix:
+        base = (rollout or {}).get("choice", {}).get("base", {}).get("vs_loop")
+        rows.append(
+            _row(
+                f"choice scoring, cached prefix vs per-agent loop (N={prefix['n_agents']})",
+                ">= 3x",
+                f"{prefix['cached_vs_loop']:.2f}x",
+                prefix["cached_vs_loop"] >= 3,
+                ""
+                if base is None
+                else f"the base model without adapters, uncached, is {base:.2f}x the loop",
+            )
+        )
+    else:
+        rows.append(_row("choice scoring vs per-agent loop", ">= 3x", "-", None))
+
+    if rollout:
+        decode = rollout["decode"]
+        best = max(
+            ("engine", "engine_gather", "engine_ordered"), key=lambda k: decode[k]["vs_base"]
+        )
+        share = decode["engine"]["vs_base"]
+        rows.append(
+            _row(
+                f"decode, {rollout['n_agents']} distinct adapters vs base model",
+                ">= 90%",
+                f"{100 * share:.0f}% (best layout {best}: {100 * decode[best]['vs_base']:.0f}%)",
+                share >= 0.9,
+                f"base decode at {100 * decode['base']['roofline_fraction']:.0f}% of the "
+                "matmul roofline",
+            )
+        )
+    else:
+        rows.append(_row("decode vs base model", ">= 90%", "-", None))
+
+    if e2e:
+        projected = e2e["projected_10_generations_seconds"]
+        slowest = max(e2e["phases"], key=lambda k: e2e["phases"][k]["seconds"])
+        rows.append(
+            _row(
+                "end to end: 10 generations of ashery2025"
+                + (f" ({' '.join(e2e['overrides'])})" if e2e.get("overrides") else ""),
+                "< 2 h",
+                f"{projected / 3600:.2f} h projected ({e2e['backend']} distillation)",
+                projected < 2 * 3600,
+                f"slowest phase {slowest}: {e2e['phases'][slowest]['seconds']:.0f} s a generation",
+            )
+        )
+    else:
+        rows.append(_row("end to end: 10 generations", "< 2 h", "-", None))
+
+    quick = results.get("quickstart")
+    if quick:
+        rows.append(
+            _row(
+                "quickstart after set-up",
+                "< 3 min",
+                f"{quick['seconds'] / 60:.1f} min ({quick['backend']} distillation)",
+                quick["seconds"] < 180,
+            )
+        )
+    else:
+        rows.append(_row("quickstart after set-up", "< 3 min", "-", None))
+    return rows
+
+
+def merge(path, section: str, value: dict) -> dict:
+    """Set ``section`` of the results JSON at ``path`` (kept sections stay), re-judge the
+    targets, write it back and return it."""
+    import json
+    from pathlib import Path
+
+    path = Path(path)
+    results = json.loads(path.read_text()) if path.exists() else {}
+    results[section] = value
+    results["targets"] = evaluate(results)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def markdown(rows: list[dict]) -> str:
+    lines = ["| target | goal | result | verdict | measured reason |", "|---|---|---|---|---|"]
+    lines += [
+        f"| {r['target']} | {r['goal']} | {r['result']} | {r['verdict']} | {r['why']} |"
+        for r in rows
+    ]
+    return "\n".join(lines)
