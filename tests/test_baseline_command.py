@@ -1,5 +1,6 @@
 """``folkways baseline``: the game comes from an experiment config, overrides are checked,
-per-seed records are printed and per-round metrics written with the run's writers."""
+per-seed records are printed and each seed written as an ordinary run directory, which
+``folkways report`` and the comparison's reader read."""
 
 from __future__ import annotations
 
@@ -9,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from trainer.baseline_command import add_baseline_parser
+from societies.baselines import iql
+from societies.baselines.records import Method
+from societies.transcripts import read_decisions
+from trainer.baseline_command import add_baseline_parser, resolve_args
 from trainer.config import load_experiment
 from trainer.config_loader import ConfigError
 from trainer.games import build_game
+from trainer.report import make_report
+from trainer.run_dir import RunLayout
+from trainer.run_outcome import RunOutcome, run_outcome
 from trainer.tracking import read_metrics
 
 CONFIGS = Path(__file__).parents[1] / "configs"
@@ -28,7 +35,7 @@ def baseline(*argv: str) -> int:
     return args.func(args)
 
 
-def test_iql_on_the_quickstart_prints_records_and_writes_metrics(tmp_path, capsys):
+def test_iql_on_the_quickstart_prints_records_and_writes_run_directories(tmp_path, capsys):
     out = tmp_path / "iql"
     assert baseline("iql", QUICKSTART, "rounds=30", "--seeds", "2", "--json", "--out", out) == 0
     records = json.loads(capsys.readouterr().out)
@@ -43,10 +50,85 @@ def test_iql_on_the_quickstart_prints_records_and_writes_metrics(tmp_path, capsy
     assert written["args"]["pairs_per_round"] == 3 and written["args"]["episode_rounds"] == 10
     assert written["args"]["rules"]["names"] == list(names)
     assert json.loads((out / "results.json").read_text()) == records
-    metrics = read_metrics(out / "seed_1" / "metrics.jsonl")
-    assert {m.name for m in metrics} == {"agreement", "success"}
-    assert len(metrics) == 2 * 30 and {m.phase for m in metrics} == {"baseline_iql"}
-    assert sorted({m.round for m in metrics}) == list(range(30))
+
+    # seed 1's run directory: the society's records, checked against the learner itself
+    run_dir = out / "seed_1"
+    layout = RunLayout(run_dir)
+    seeded = load_experiment(layout.config)  # config.yaml loads as an experiment config
+    assert (seeded.run.seed, seeded.run.name, seeded.game.names) == (1, "seed_1", list(names))
+    args = resolve_args(Method.IQL, load_experiment(QUICKSTART), ["rounds=30"])
+    learner = iql.run(args, [1])[0]
+    metrics = read_metrics(layout.metrics)
+    success = sorted(
+        (m.round, m.value) for m in metrics if m.name == "success_rate" and m.round is not None
+    )
+    assert [v for _, v in success] == list(learner.series.success)
+    agreement = [m.value for m in metrics if m.name == "agreement"]
+    assert agreement == list(learner.series.agreement)
+    assert {m.phase for m in metrics if m.name == "agreement"} == {"baseline_iql"}
+    decisions = read_decisions(layout.transcripts(0))
+    assert len(decisions) == 30 * 3 * 2 and {d.policy for d in decisions} == {"iql"}
+    assert set(decisions[0].options) == set(names) and decisions[0].messages == ()
+    assert run_outcome(run_dir) == RunOutcome(
+        30, learner.converged_round, learner.winner, learner.final_success
+    )
+
+
+def test_report_reads_an_iql_seed_as_a_society_run(tmp_path, capsys):
+    out = tmp_path / "iql"
+    assert baseline("iql", QUICKSTART, "rounds=80", "--seeds", "1", "--json", "--out", out) == 0
+    result = json.loads(capsys.readouterr().out)[0]
+    assert result["converged_round"] is not None  # seed 0 converges (round 45 of 80)
+    report = make_report(out / "seed_0")
+    (summary,) = report.summaries
+    assert summary.game_metrics["success_rate_last"] == pytest.approx(result["final_success"])
+    assert summary.majority_option == result["winner"] and summary.rounds == 80
+    # the probes are the epsilon-greedy policies: uniform at the start (W = 10 names),
+    # 1 - eps + eps / W on the convention at consensus
+    assert summary.prior_on_majority_before == pytest.approx(0.1)
+    assert summary.prior_on_majority_after == pytest.approx(1 - 0.05 + 0.005)
+    text = (out / "seed_0/summary.md").read_text()
+    assert f"{result['final_success']:.0%} (last 10 of 80)" in text
+    assert (out / "seed_0/report.png").stat().st_size > 10_000
+
+
+def test_report_reads_a_minimal_naming_game_seed(tmp_path, capsys):
+    out = tmp_path / "mng"
+    args = ["mng", QUICKSTART, "population.size=40", "--seeds", "2", "--json", "--out", out]
+    assert baseline(*args) == 0
+    results = json.loads(capsys.readouterr().out)
+    assert len(results) == 2 and all(r["converged_round"] is not None for r in results)
+    assert json.loads((out / "args.json").read_text())["args"]["num_agents"] == 40
+    result = results[1]
+    report = make_report(out / "seed_1")
+    (summary,) = report.summaries
+    assert summary.game == "minimal_naming_game" and summary.rounds == result["rounds"]
+    assert summary.game_metrics["success_rate_last"] == result["final_success"]
+    assert summary.game_metrics["peak_words"] == result["peak_words"]
+    assert summary.majority_option == result["winner"]
+    assert run_outcome(out / "seed_1") == RunOutcome(
+        result["rounds"], result["converged_round"], result["winner"], result["final_success"]
+    )
+    # game.pairs_per_round = 3 interactions a round, all below the cap: one speaker each
+    decisions = read_decisions(RunLayout(out / "seed_1").transcripts(0))
+    assert len(decisions) == 3 * result["rounds"] and decisions[-1].role == "speaker"
+
+
+def test_a_donor_seed_has_one_generation_per_game(tmp_path, capsys):
+    out = tmp_path / "rf"
+    args = ["reinforce", DONOR, "rounds=12", "game.rounds=4", "--seeds", "1", "--json"]
+    assert baseline(*args, "--out", out) == 0
+    result = json.loads(capsys.readouterr().out)[0]
+    layout = RunLayout(out / "seed_0")
+    assert layout.completed_generations() == [0, 1, 2]
+    summaries = make_report(layout.root).summaries
+    # resources replayed from the last generation's decisions: the learner's final ones
+    last = summaries[-1].game_metrics["mean_final_resources"]
+    assert last == pytest.approx(result["final_mean_resources"])
+    assert summaries[-1].game_metrics["mean_donation_fraction"] == pytest.approx(
+        result["final_mean_donation"]
+    )
+    assert run_outcome(layout.root, 2).final_success is None  # the donor game has no success
 
 
 def test_dotted_overrides_set_the_config_and_the_table_is_readable(tmp_path, capsys):
@@ -57,13 +139,6 @@ def test_dotted_overrides_set_the_config_and_the_table_is_readable(tmp_path, cap
     assert "final_mean_donation" in text and "reinforce on donor_game: converged" in text
     written = json.loads((out / "args.json").read_text())
     assert written["args"]["rules"]["rounds"] == 4 and written["args"]["observation"] == "history"
-
-
-def test_mng_takes_the_population_size(tmp_path, capsys):
-    assert baseline("mng", QUICKSTART, "population.size=40", "--json", "--out", tmp_path) == 0
-    records = json.loads(capsys.readouterr().out)
-    assert len(records) == 5 and all(r["converged_round"] is not None for r in records)
-    assert json.loads((tmp_path / "args.json").read_text())["args"]["num_agents"] == 40
 
 
 def test_an_unknown_arg_is_named_with_the_valid_ones(tmp_path):

@@ -226,6 +226,81 @@ def test_donor_rounds_round_up_to_whole_games():
     assert result.rounds == 12 and len(result.series.agreement) == 12
 
 
+# ---- the recorded play (play_log.py) -----------------------------------------------------------
+
+
+def test_epsilon_greedy_probs_is_the_distribution_epsilon_greedy_samples():
+    """Two greedy actions of four, eps = 0.2: 0.4 + 0.05 each, 0.05 for the others; and
+    200,000 draws of epsilon_greedy match it within 4 standard errors."""
+    q = np.array([1.0, 0.0, 1.0, -1.0])
+    probs = iql.epsilon_greedy_probs(q, 0.2)
+    assert probs.tolist() == pytest.approx([0.45, 0.05, 0.45, 0.05])
+    draws = 200_000
+    u = np.random.default_rng(0).random((draws, 6))
+    counts = np.bincount(iql.epsilon_greedy(np.tile(q, (draws, 1)), u, 0.2), minlength=4)
+    sd = np.sqrt(probs * (1 - probs) / draws)
+    assert np.all(np.abs(counts / draws - probs) < 4 * sd), counts / draws
+
+
+@pytest.mark.parametrize("module", [iql, reinforce])
+def test_recording_changes_nothing_and_the_decisions_are_the_play(module):
+    """With a log the results are the same; the recorded decisions are the rounds played:
+    partners' actions agree seat by seat, payoffs are the rules', the success share per
+    round is the series', the first policy is uniform and the last one is recorded."""
+    from societies.baselines.play_log import PlayLog
+
+    rules = NamingGameRules(names=("A", "B", "C", "D"))
+    make = iql.IqlArgs if module is iql else reinforce.ReinforceArgs
+    args = make(num_agents=6, rounds=40, pairs_per_round=2, rules=rules)
+    log = PlayLog()
+    recorded = module.run(args, [4, 7], log=log)
+    assert [r.to_dict(series=True) for r in recorded] == [
+        r.to_dict(series=True) for r in module.run(args, [4, 7])
+    ]
+    result, play = recorded[1], log.play(7)
+    decisions = play.decisions(0, "seed_7", "naming_game")
+    assert len(decisions) == 40 * 4 and play.generations == 1
+    for a, b in zip(decisions[::2], decisions[1::2], strict=True):
+        assert (a.round, a.pair, a.partner, b.partner) == (b.round, b.pair, b.agent, a.agent)
+        assert (a.partner_action, b.partner_action) == (b.action, a.action)
+        assert a.payoff == b.payoff == (100.0 if a.action == b.action else -50.0)
+        assert sum(a.option_probs) == pytest.approx(1.0)
+        assert a.policy == module.__name__.rsplit(".", 1)[1] and a.scoring == "scripted"
+    per_round = [np.mean([d.success for d in decisions if d.round == t]) for t in range(40)]
+    assert per_round == list(result.series.success)
+    assert decisions[0].option_probs == (0.25,) * 4  # a fresh table: every action tied
+    before, after = play.priors(0)
+    assert all(p.probs == dict.fromkeys("ABCD", 0.25) for p in before.values())
+    held = play.consensus_options(0)
+    assert held[-1] == result.winner and len(held) == 40
+    if module is iql:
+        assert result.converged_round == 20  # this seed converges; REINFORCE's does not
+        # at consensus every agent's epsilon-greedy policy puts 1 - eps + eps / W on it
+        assert {p.probs[result.winner] for p in after.values()} == {1 - 0.05 + 0.05 / 4}
+
+
+def test_recorded_donor_play_has_one_generation_per_game_and_the_env_recipients():
+    from societies.baselines.play_log import PlayLog
+
+    rules = DonorGameRules(rounds=4)
+    args = reinforce.ReinforceArgs(game="donor_game", num_agents=6, rounds=12, rules=rules)
+    log = PlayLog()
+    result = reinforce.run(args, [2], log=log)[0]
+    play = log.play(2)
+    assert play.generations == 3 and play.rounds(2) == 4
+    assert play.policies.shape == (4, 6, len(rules.options))  # 0%, 10%, ..., 100%
+    decisions = play.decisions(1, "seed_2", "donor_game")
+    assert len(decisions) == 4 * 3 and {d.role for d in decisions} == {"donor"}
+    assert all(d.partner_action is None and d.payoff <= 0 for d in decisions)
+    # the donors give what the series says: mean share of generation 1's rounds
+    shares = [rules.parse_option(d.action) for d in decisions]
+    given = [c.fraction if c.kind.value == "donate" else 0.0 for c in shares]
+    assert np.mean(given) == pytest.approx(np.mean(result.series.mean_donation[4:8]))
+    # every agent gives once per two rounds and never to the same recipient twice
+    assert Counter(d.agent for d in decisions) == dict.fromkeys(play.agents, 2)
+    assert len({(d.agent, d.partner) for d in decisions}) == len(decisions)
+
+
 # ---- bad input -------------------------------------------------------------------------------
 
 

@@ -1,5 +1,5 @@
 """folkways compare: the society's convergence under the one definition, and a run of
-every method on the tiny model."""
+every method on the tiny model, each read back from its run directories."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import QUICKSTART
 from tests.test_data_builders import naming
-from trainer.compare import society_outcome
+from trainer.run_outcome import RoundConsensus, consensus_from_decisions, outcome_of
 
 OPTIONS = ("A", "B", "C")
 
@@ -30,15 +30,30 @@ def test_society_convergence_is_every_agents_latest_argmax_agreeing_to_the_end()
         decision(2, "x", "y", leaning_a, "A"),
         decision(2, "y", "x", leaning_a, "A"),
     ]
-    at, winner, success, rounds = society_outcome(decisions, ["x", "y"], OPTIONS, window=2)
-    assert (at, winner, rounds) == (1, "A", 3)
-    assert success == pytest.approx(1.0)  # naming() pays a match when both said the same
+    rows = consensus_from_decisions(decisions, ["x", "y"])
+    assert rows == [RoundConsensus(0, None), RoundConsensus(1, "A"), RoundConsensus(2, "A")]
+    outcome = outcome_of(rows, [0.0, 1.0, 0.5], window=2)
+    assert (outcome.converged_round, outcome.winner, outcome.rounds) == (1, "A", 3)
+    assert outcome.final_success == pytest.approx(0.75)  # the last two rounds' mean
     # an agent that has not played yet has no choice: no consensus until it plays
-    three = society_outcome(decisions, ["x", "y", "z"], OPTIONS, window=2)
-    assert three[:2] == (None, None)
+    three = consensus_from_decisions(decisions, ["x", "y", "z"])
+    assert {r.option for r in three} == {None}
     # consensus lost at the end: never converged
     lost = [*decisions, decision(3, "y", "x", leaning_b, "B")]
-    assert society_outcome(lost, ["x", "y"], OPTIONS, window=2)[:2] == (None, None)
+    assert outcome_of(consensus_from_decisions(lost, ["x", "y"]), None, 2).winner is None
+    # a tie between an agent's two best options is no choice
+    tied = [decision(0, "x", "y", (0.4, 0.4, 0.2), "A"), decision(0, "y", "x", leaning_a, "A")]
+    assert consensus_from_decisions(tied, ["x", "y"]) == [RoundConsensus(0, None)]
+
+
+def test_the_converged_round_is_where_the_final_consensus_starts():
+    rows = [RoundConsensus(r, o) for r, o in enumerate(["B", "B", "A", None, "A", "A"])]
+    assert outcome_of(rows, None, 3).converged_round == 4
+    switched = [RoundConsensus(r, o) for r, o in enumerate(["B", "B", "A"])]
+    assert (
+        outcome_of(switched, None, 3).converged_round,
+        outcome_of(switched, None, 3).winner,
+    ) == (2, "A")
 
 
 def test_compare_runs_every_method_and_writes_its_table(tiny_model_path, tmp_path, capsys):
@@ -72,4 +87,25 @@ def test_compare_runs_every_method_and_writes_its_table(tiny_model_path, tmp_pat
         assert (row["winner"] is None) == (row["converged_round"] is None)
     assert (tmp_path / "cmp/compare.png").stat().st_size > 10_000
     assert "| iql | 2 |" in (tmp_path / "cmp/compare.md").read_text()
+    # every row is read back from a run directory, and says what the method itself did
+    rows = {(r["method"], r["seed"]): r for r in data["seeds"]}
+    for method in ("iql", "reinforce"):
+        for own in json.loads((tmp_path / f"cmp/{method}/results.json").read_text()):
+            row = rows[method, own["seed"]]
+            assert row["final_success"] == pytest.approx(own["final_success"])
+            assert (row["rounds"], row["converged_round"], row["winner"]) == (
+                own["rounds"],
+                own["converged_round"],
+                own["winner"],
+            )
+    for seed in (0, 1):
+        own = json.loads((tmp_path / f"cmp/llm_rl/seed_{seed}/result.json").read_text())
+        row = rows["llm_rl", seed]
+        assert (row["rounds"], row["converged_round"], row["winner"]) == (
+            6,
+            own["converged_round"],
+            own["winner"],
+        )
+        assert row["final_success"] == pytest.approx(own["final_success"])
+    assert {rows["in_context", s]["rounds"] for s in (0, 1)} == {4}  # game.rounds
     assert main([*args[:2], "--methods", "iql,qlearning", "--out", str(tmp_path / "x")]) == 2

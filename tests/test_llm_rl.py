@@ -1,16 +1,22 @@
 """The LLM online-RL baseline: REINFORCE steps change the adapters, never the base, and
-raise the mean payoff of a short seeded run on the tiny model."""
+raise the mean payoff of a short seeded run on the tiny model, written as an ordinary
+run directory."""
 
 from __future__ import annotations
 
-import json
-
+import numpy as np
+import pytest
 import torch
 from safetensors.torch import load_file
 
+from societies.transcripts import read_decisions
 from tests.conftest import QUICKSTART, tiny_overrides
 from trainer.config import load_experiment
 from trainer.llm_rl import LlmRlArgs, run_llm_rl
+from trainer.report import make_report
+from trainer.run_dir import RunLayout
+from trainer.run_outcome import RunOutcome, run_outcome
+from trainer.tracking import read_metrics
 
 AGENTS = [f"agent_{i:02d}" for i in range(4)]
 
@@ -37,16 +43,25 @@ def test_online_reinforce_changes_adapters_not_base_and_raises_the_payoff(
     assert result.mean_payoff_last > result.mean_payoff_first + 30, result
     assert result.converged_round is not None and result.winner is not None
 
-    rounds = [json.loads(x) for x in (tmp_path / "rl/rounds.jsonl").read_text().splitlines()]
-    decisions = [
-        json.loads(x) for x in (tmp_path / "rl/transcripts.jsonl").read_text().splitlines()
-    ]
-    assert len(rounds) == 60 and len(decisions) == 60 * 4
+    # an ordinary run directory: the comparison's reader finds the result's numbers
+    layout = RunLayout(tmp_path / "rl")
+    assert run_outcome(layout.root) == RunOutcome(
+        60, result.converged_round, result.winner, result.final_success
+    )
+    assert load_experiment(layout.config).game.memory == 0  # as played
+    decisions = read_decisions(layout.transcripts(0))
+    assert len(decisions) == 60 * 4
     # no in-context memory: the prompt shows no past interaction, in any round
-    assert all("Round" not in d["messages"][-1]["content"] for d in decisions[-4:])
+    assert all("Round" not in d.messages[-1].content for d in decisions[-4:])
+    summary = make_report(layout.root).summaries[0]
+    payoff = [m.value for m in read_metrics(layout.metrics) if m.name == "mean_payoff"]
+    assert np.mean(payoff[-15:]) == pytest.approx(result.mean_payoff_last)
+    # the probe after the last update leans to the winner more than the initial one
+    assert summary.majority_option == result.winner
+    assert summary.prior_on_majority_after > summary.prior_on_majority_before + 0.2, summary
     for agent in AGENTS:
-        before = load_file(tmp_path / f"rl/initial_adapters/{agent}/adapter_model.safetensors")
-        after = load_file(tmp_path / f"rl/adapters/{agent}/adapter_model.safetensors")
+        before = load_file(layout.initial_adapter(agent) / "adapter_model.safetensors")
+        after = load_file(layout.adapter(0, agent) / "adapter_model.safetensors")
         assert any(not torch.equal(before[k], after[k]) for k in before)
     # the base weights inside the engine are the checkpoint's
     from transformers import AutoModelForCausalLM

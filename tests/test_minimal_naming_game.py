@@ -73,6 +73,36 @@ def test_networkx_graphs_are_accepted_and_hearers_are_neighbours():
     assert result.converged_round is not None
 
 
+def test_the_recorded_speeches_are_the_run_and_stop_at_the_cap():
+    """A log changes nothing; every recorded round's success share is the series' and
+    each speaker says a word of its inventory (uniform over it). With a cap of 100
+    decisions and 20 interactions a round, the first 5 rounds are kept."""
+    from societies.baselines.mng_log import MngLog
+
+    args = MngArgs(num_agents=40, max_rounds=2000)
+    log = MngLog()
+    result = run(args, [3], log=log)[0]
+    assert result == run(args, [3])[0]
+    play = log.play(3)
+    decisions = play.decisions("seed_3")
+    assert play.recorded_rounds == result.rounds and len(decisions) == 20 * result.rounds
+    for t in range(result.rounds):
+        mine = [d for d in decisions if d.round == t]
+        assert [d.pair for d in mine] == list(range(20))
+        assert np.mean([d.success for d in mine]) == result.series.success[t]
+    for d in decisions:
+        assert d.action in d.options and d.option_probs == (1 / len(d.options),) * len(d.options)
+        assert d.payoff == float(d.success) and d.agent != d.partner
+    assert decisions[0].options == ("w0",)  # the first speaker invents the first word
+    assert play.consensus[-1] == result.winner and play.consensus[-2] is None
+    assert play.majority()[0] == result.winner
+
+    capped = MngLog(max_decisions=100)
+    run(args, [3], log=capped)
+    assert capped.play(3).recorded_rounds == 5
+    assert capped.play(3).decisions("seed_3") == decisions[:100]
+
+
 @pytest.mark.parametrize(
     ("kwargs", "graph", "named"),
     [

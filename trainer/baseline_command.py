@@ -1,4 +1,4 @@
-"""``folkways baseline iql|reinforce|mng CONFIG [key=value ...] [--seeds K] [--json]``.
+"""``folkways baseline iql|reinforce|mng|llm_rl CONFIG [key=value ...] [--seeds K] [--json]``.
 
 Runs a tabula-rasa baseline (issue #12) on the game of an experiment config: the
 config's ``game:`` section gives the rules (names drawn from ``run.seed`` as in the LLM
@@ -9,10 +9,17 @@ dotted ones override the experiment config (``game.memory=1``). Seeds are
 
 Writes, in ``--out`` (default ``<run.output_dir>/<run.name>-baseline-<method>``)::
 
-    args.json                   method, config, overrides, seeds and the resolved args
-    results.json                one SeedResult per seed (what --json prints)
-    seed_<s>/metrics.jsonl      per-round series as MetricRecords (generation 0,
-                                phase "baseline_<method>", round = the round)
+    args.json       method, config, overrides, seeds and the resolved args
+    results.json    one SeedResult per seed (what --json prints); llm_rl: LlmRlResults
+    seed_<s>/       an ordinary run directory, as a society run's (trainer/baseline_run_dir.py):
+                    config.yaml, generation_000/ (transcripts.jsonl of Decision records,
+                    probes.json, consensus.jsonl, metrics.jsonl, summary.json, COMPLETE),
+                    metrics.jsonl; ``folkways report`` and ``folkways compare`` read it
+
+IQL and REINFORCE record every decision; on the donor game each episode is a
+generation. The minimal naming game records its speakers' decisions for its first
+rounds only (societies/baselines/mng_log.py). llm_rl writes its run directories as it
+plays (trainer/llm_rl.py), with the adapters.
 """
 
 from __future__ import annotations
@@ -28,17 +35,18 @@ import numpy as np
 
 from societies.atomic import atomic_write_json
 from societies.baselines import iql, minimal_naming_game, reinforce
+from societies.baselines.mng_log import MngLog
+from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, SeedResult
 from trainer import config_loader
 from trainer.config_loader import ConfigError
 from trainer.game_configs import GameName
 from trainer.games import build_game
-from trainer.tracking import MetricRecord, write_generation_metrics
 
 if TYPE_CHECKING:
     from trainer.config import ExperimentConfig
 
-Runner = Callable[[Any, Sequence[int]], list[SeedResult]]
+Runner = Callable[..., list[SeedResult]]  # (args, seeds, log=...)
 ARGS: dict[Method, tuple[type, Runner]] = {
     Method.IQL: (iql.IqlArgs, iql.run),
     Method.REINFORCE: (reinforce.ReinforceArgs, reinforce.run),
@@ -84,21 +92,29 @@ def run_baseline_command(args: argparse.Namespace) -> int:
     method = Method(args.method)
     baseline_args = resolve_args(method, config, own)
     seeds = list(range(config.run.seed, config.run.seed + args.seeds))
-    _, runner = ARGS[method]
-    results = runner(baseline_args, seeds)
+    results, log = run_recorded(method, baseline_args, seeds)
 
     out = (
         Path(args.out)
         if args.out
         else config.run_dir.with_name(f"{config.run.name}-baseline-{method.value}")
     )
-    write_results(out, method, baseline_args, results, args.config, args.overrides)
+    write_results(out, method, baseline_args, results, log, config, args.config, args.overrides)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
     else:
         print(format_results(results))
-        print(f"per-round metrics: {out}")
+        print(f"run directories: {out}/seed_<s> (folkways report reads each)")
     return 0
+
+
+def run_recorded(
+    method: Method, baseline_args: Any, seeds: Sequence[int]
+) -> tuple[list[SeedResult], PlayLog | MngLog]:
+    """Run ``method`` on ``seeds`` with its decisions recorded for the run directories."""
+    log = MngLog() if method is Method.MNG else PlayLog()
+    _, runner = ARGS[method]
+    return runner(baseline_args, seeds, log=log), log
 
 
 def resolve_args(method: Method, config: ExperimentConfig, overrides: list[str]) -> Any:
@@ -154,31 +170,45 @@ def write_results(
     method: Method,
     baseline_args: Any,
     results: list[SeedResult],
+    log: PlayLog | MngLog,
+    config: ExperimentConfig,
+    config_path: str,
+    overrides: list[str],
+) -> list[Path]:
+    """``args.json`` and ``results.json`` in ``out``, and each seed's run directory
+    ``out/seed_<s>`` (returned, in the order of ``results``)."""
+    from trainer.baseline_run_dir import write_learner_run, write_mng_run
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_args(out, method.value, baseline_args, [r.seed for r in results], config_path, overrides)
+    atomic_write_json(out / "results.json", [r.to_dict() for r in results])
+    dirs = []
+    for r in results:
+        seed_dir = out / f"seed_{r.seed}"
+        write = write_mng_run if isinstance(log, MngLog) else write_learner_run
+        write(seed_dir, config, r, log.play(r.seed), baseline_args)
+        dirs.append(seed_dir)
+    return dirs
+
+
+def write_args(
+    out: Path,
+    method: str,
+    baseline_args: Any,
+    seeds: Sequence[int],
     config_path: str,
     overrides: list[str],
 ) -> None:
-    """``args.json``, ``results.json`` and each seed's ``metrics.jsonl`` in ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(
         out / "args.json",
         {
-            "method": method.value,
+            "method": method,
             "config": str(config_path),
             "overrides": list(overrides),
-            "seeds": [r.seed for r in results],
+            "seeds": list(seeds),
             "args": config_loader.to_dict(baseline_args),
         },
     )
-    atomic_write_json(out / "results.json", [r.to_dict() for r in results])
-    for r in results:
-        records = [
-            MetricRecord(0, name, float(value), f"baseline_{method.value}", round=t)
-            for name, values in (r.series.named().items() if r.series else ())
-            for t, value in enumerate(values)
-        ]
-        seed_dir = out / f"seed_{r.seed}"
-        seed_dir.mkdir(exist_ok=True)
-        write_generation_metrics(seed_dir / "metrics.jsonl", records)
 
 
 def format_results(results: list[SeedResult]) -> str:
@@ -219,7 +249,7 @@ def _cell(value: Any) -> str:
 
 def _run_llm_rl(args: argparse.Namespace, config: ExperimentConfig, overrides: list[str]) -> int:
     """``folkways baseline llm_rl``: one online-RL population per seed, each in its own
-    folder ``seed_<s>/`` of ``--out`` (transcripts, per-round series, adapters)."""
+    run directory ``seed_<s>/`` of ``--out`` (with its adapters)."""
     from trainer.config import load_experiment
     from trainer.llm_rl import LlmRlArgs, run_llm_rl
 
@@ -239,8 +269,11 @@ def _run_llm_rl(args: argparse.Namespace, config: ExperimentConfig, overrides: l
         if args.out
         else config.run_dir.with_name(f"{config.run.name}-baseline-llm_rl")
     )
+    seeds = list(range(config.run.seed, config.run.seed + args.seeds))
+    out.mkdir(parents=True, exist_ok=True)
+    write_args(out, LLM_RL, rl_args, seeds, args.config, args.overrides)
     results = []
-    for s in range(config.run.seed, config.run.seed + args.seeds):
+    for s in seeds:
         seeded = load_experiment(
             args.config, [*[o for o in args.overrides if o not in overrides], f"run.seed={s}"]
         )

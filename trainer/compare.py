@@ -11,11 +11,16 @@ The methods (issue #12):
 - ``llm_rl``: the same LLM population with no in-context memory, its adapters updated
   online by policy gradient (:mod:`trainer.llm_rl`).
 
-Convergence means one thing for all (``societies/baselines/convergence.py``): from a
-round to the end, every agent's most probable choice is the same option. For the LLM
-society an agent's most probable choice after a round is the argmax of the option
-probabilities of its latest decision (its in-context policy), a tie counting as none.
-Rounds are rounds of the config's game (``game.pairs_per_round`` interactions each).
+Every method writes ordinary run directories (the society under ``society/``, each
+baseline seed under ``<method>/seed_<s>/``), and every outcome is read from them by one
+reader, :func:`trainer.run_outcome.run_outcome`. Convergence means one thing for all
+(``societies/baselines/convergence.py``): from a round to the end, every agent's most
+probable choice is the same option. For the LLM society an agent's most probable choice
+after a round is the argmax of the option probabilities of its latest decision (its
+in-context policy), a tie counting as none; for a tabular learner, the argmax of its
+table in the empty-history state; for llm_rl, of its prior probe after the round's
+update. Rounds are rounds of the config's game (``game.pairs_per_round`` interactions
+each).
 """
 
 from __future__ import annotations
@@ -27,8 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from societies.baselines import convergence
-from societies.records import Decision
+from trainer.run_outcome import RunOutcome, run_outcome
 
 METHODS = ("in_context", "distilled", "iql", "reinforce", "llm_rl")
 
@@ -43,32 +47,15 @@ class MethodSeed:
     final_success: float | None
 
 
-def society_outcome(
-    decisions: Sequence[Decision], agents: Sequence[str], options: Sequence[str], window: int
-) -> tuple[int | None, str | None, float, int]:
-    """``(converged_round, winner, final_success, rounds)`` of one generation's decisions.
-
-    After each round every agent's latest decision so far gives its most probable option
-    (an agent that has not played yet has none); consensus and the converged round follow
-    :mod:`societies.baselines.convergence`.
-    """
-    by_round: dict[int, list[Decision]] = {}
-    for d in decisions:
-        by_round.setdefault(d.round, []).append(d)
-    rounds = sorted(by_round)
-    latest = np.full((len(agents), len(options)), 0.0)  # all tied: no choice yet
-    index = {a: i for i, a in enumerate(agents)}
-    held = []
-    for r in rounds:
-        for d in by_round[r]:
-            probs = dict(zip(d.options, d.option_probs, strict=True))
-            latest[index[d.agent]] = [probs.get(o, 0.0) for o in options]
-        held.append(int(convergence.consensus(convergence.most_probable(latest))))
-    at = convergence.converged_round(np.array(held))
-    last = [d for d in decisions if d.round >= rounds[-1] - window + 1] if rounds else []
-    success = float(np.mean([d.success for d in last])) if last else float("nan")
-    winner = options[held[-1]] if at is not None else None
-    return (None if at is None else rounds[at]), winner, success, len(rounds)
+def method_seed(method: str, seed: int, outcome: RunOutcome) -> MethodSeed:
+    return MethodSeed(
+        method,
+        seed,
+        outcome.rounds,
+        outcome.converged_round,
+        outcome.winner,
+        outcome.final_success,
+    )
 
 
 def run_comparison(
@@ -81,17 +68,14 @@ def run_comparison(
     llm_rl_rounds: int | None = None,
     progress: bool = True,
 ) -> list[MethodSeed]:
-    """Run every method on seeds ``run.seed .. run.seed + seeds - 1``; write
+    """Run every method on seeds ``run.seed .. run.seed + seeds - 1``, each seed into a
+    run directory under ``out_dir``; read every outcome back from them and write
     ``compare.json``, ``compare.md`` and ``compare.png`` into ``out_dir``."""
-    from societies.baselines import iql, reinforce
     from societies.baselines.records import Method
-    from societies.transcripts import read_complete_rounds
-    from trainer.baseline_command import resolve_args
+    from trainer.baseline_command import resolve_args, run_recorded, write_results
     from trainer.config import load_experiment
-    from trainer.games import build_game
     from trainer.generation_loop import run_experiment
     from trainer.llm_rl import LlmRlArgs, run_llm_rl
-    from trainer.run_dir import RunLayout
 
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
@@ -116,38 +100,26 @@ def run_comparison(
         ]
         config = load_experiment(config_path, where)
         run_experiment(config_path, where, progress=progress)
-        layout = RunLayout(config.run_dir)
-        agents = [f"agent_{i:02d}" for i in range(config.population.size)]
-        game = build_game(config.game, s)
-        per_round = game.decisions_per_round(len(agents))
-        options = game.options
         for g, method in ((0, "in_context"), (1, "distilled")):
-            if method not in society:
-                continue
-            decisions = read_complete_rounds(layout.transcripts(g), per_round)[0]
-            at, winner, success, rounds = society_outcome(
-                decisions, agents, options, config.metrics.window
-            )
-            rows.append(MethodSeed(method, s, rounds, at, winner, success))
+            if method in society:
+                rows.append(method_seed(method, s, run_outcome(config.run_dir, g)))
     seed_list = list(range(first, first + seeds))
-    for name, module, method in (
-        ("iql", iql, Method.IQL),
-        ("reinforce", reinforce, Method.REINFORCE),
-    ):
-        if name in methods:
+    for method in (Method.IQL, Method.REINFORCE):
+        if method.value in methods:
             args = resolve_args(method, base, [])
-            for r in module.run(args, seed_list):
-                rows.append(
-                    MethodSeed(name, r.seed, r.rounds, r.converged_round, r.winner, r.final_success)
-                )
+            results, log = run_recorded(method, args, seed_list)
+            dirs = write_results(
+                out_dir / method.value, method, args, results, log, base, config_path, overrides
+            )
+            for r, run_dir in zip(results, dirs, strict=True):
+                rows.append(method_seed(method.value, r.seed, run_outcome(run_dir)))
     if "llm_rl" in methods:
         rl_args = LlmRlArgs(rounds=llm_rl_rounds or base.game.rounds * 4)
         for s in seed_list:
             config = load_experiment(config_path, [*overrides, f"run.seed={s}"])
-            r = run_llm_rl(config, rl_args, out_dir / "llm_rl" / f"seed_{s}", progress=progress)
-            rows.append(
-                MethodSeed("llm_rl", s, r.rounds, r.converged_round, r.winner, r.final_success)
-            )
+            run_dir = out_dir / "llm_rl" / f"seed_{s}"
+            run_llm_rl(config, rl_args, run_dir, progress=progress)
+            rows.append(method_seed("llm_rl", s, run_outcome(run_dir)))
     write_comparison(out_dir, rows, [m for m in METHODS if m in methods])
     return rows
 

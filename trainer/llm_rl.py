@@ -83,10 +83,16 @@ class LlmRlResult:
 def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False) -> LlmRlResult:
     """Play ``args.rounds`` rounds of ``config``'s naming game with online REINFORCE.
 
-    Writes ``out_dir/transcripts.jsonl`` (society Decision records),
-    ``out_dir/rounds.jsonl`` (per round: success, mean payoff, consensus option of the
-    agents' empty-history argmax) and ``out_dir/result.json``; the adapters after the
-    last update go to ``out_dir/adapters/<agent>``.
+    ``out_dir`` becomes an ordinary run directory of one generation
+    (``trainer/baseline_run_dir.py``): ``config.yaml`` (with ``game.memory: 0`` and the
+    names, as played), ``initial_adapters/<agent>``, and in ``generation_000/`` the
+    society's Decision records (``transcripts.jsonl``, appended round by round), the
+    adapters after the last update (``adapters/<agent>``), the prior probe of the
+    initial and the final adapters (``probes.json``), the consensus of the agents'
+    prior probe after each round (``consensus.jsonl``), ``metrics.jsonl`` (per round:
+    the society's ``success_rate``; ``mean_payoff`` and ``agreement`` as phase
+    ``baseline_llm_rl``), ``summary.json`` and ``COMPLETE``; then the run's
+    ``metrics.jsonl`` and ``result.json`` (this function's :class:`LlmRlResult`).
     """
     from tqdm import tqdm
 
@@ -94,7 +100,12 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
     from societies.model_store import resolve_model
     from societies.population import Engine, LoraSpec, PopulationModel
     from societies.probes import prior_probe, probe_orders
+    from societies.transcripts import append_decisions
+    from trainer.baseline_run_dir import seed_config, start_run_dir, write_generation
     from trainer.games import build_game
+    from trainer.measure_generation import measure_generation
+    from trainer.run_outcome import RoundConsensus
+    from trainer.tracking import MetricRecord, rebuild_run_metrics
 
     if config.game.name.value != "naming_game":
         raise ValueError(
@@ -103,8 +114,12 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
     if config.population.scripted:
         raise ValueError("llm_rl: population.scripted must be empty (every seat learns)")
     seed = config.run.seed
-    game = build_game(replace(config.game, memory=0), seed)  # no in-context memory
+    played = replace(config, game=replace(config.game, memory=0))  # no in-context memory
+    game = build_game(played.game, seed)
+    out_dir = Path(out_dir)
     agents = [f"agent_{i:02d}" for i in range(config.population.size)]
+    seeded = seed_config(played, out_dir, seed, 1, len(agents), game.options)
+    layout = start_run_dir(out_dir, seeded)
     lora = LoraSpec(
         r=config.lora.r,
         alpha=config.lora.alpha,
@@ -114,8 +129,6 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
     model_path = resolve_model(
         config.model.name_or_path, Path(config.model.cache_dir) if config.model.cache_dir else None
     ).path
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     fresh = PopulationModel(
         model_path,
         agents,
@@ -124,14 +137,14 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
         engine=Engine.PEFT,
     )
     for a in agents:
-        fresh.save_adapter(a, out_dir / "initial_adapters" / a)
+        fresh.save_adapter(a, layout.initial_adapter(a))
     del fresh
     # prefix_cache off: the weights change between rounds and cached KV would be stale.
     population = PopulationModel(
         model_path,
         agents,
         lora,
-        adapter_dirs={a: out_dir / "initial_adapters" / a for a in agents},
+        adapter_dirs={a: layout.initial_adapter(a) for a in agents},
         batch_size=config.model.batch_size,
         engine=Engine.MULTI_LORA,
         prefix_cache=False,
@@ -145,49 +158,66 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
     )
     orders = probe_orders(game.options, len(game.options), seeding.rng(seed, Stream.PROBE))
     temperature = config.game.temperature
+    before = prior_probe(population, game, agents, orders)
+    priors = before
     decisions: list[Decision] = []
     pending: list[Decision] = []
-    consensus_by_round, rows, updates = [], [], 0
-    transcript = (out_dir / "transcripts.jsonl").open("w")
-    try:
-        for r in tqdm(range(args.rounds), disable=not progress, desc="llm_rl rounds"):
-            ctx = RoundContext("llm_rl", 0, r, seed, temperature)
-            new = play_round(population, game, agents, decisions, ctx)
-            for d in new:
-                transcript.write(json.dumps(d.to_dict()) + "\n")
-            decisions += new
-            pending += new
-            if (r + 1) % args.update_every == 0 or r == args.rounds - 1:
-                _reinforce_step(population, engine, params, optimizer, pending, args, temperature)
-                pending, updates = [], updates + 1
-            priors = prior_probe(population, game, agents, orders)
-            values = np.array([[priors[a].probs[o] for o in game.options] for a in agents])
-            agreed = int(convergence.consensus(convergence.most_probable(values)))
-            consensus_by_round.append(agreed)
-            rows.append(
-                {
-                    "round": r,
-                    "success_rate": float(np.mean([d.success for d in new])),
-                    "mean_payoff": float(np.mean([d.payoff for d in new])),
-                    "consensus": None if agreed < 0 else game.options[agreed],
-                }
-            )
-    finally:
-        transcript.close()
-    (out_dir / "rounds.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+    consensus: list[RoundConsensus] = []
+    success, payoff, agreement, updates = [], [], [], 0
+    layout.generation(0).mkdir(parents=True, exist_ok=True)
+    for r in tqdm(range(args.rounds), disable=not progress, desc="llm_rl rounds"):
+        ctx = RoundContext(out_dir.name, 0, r, seed, temperature)
+        new = play_round(population, game, agents, decisions, ctx)
+        append_decisions(layout.transcripts(0), new)
+        decisions += new
+        pending += new
+        if (r + 1) % args.update_every == 0 or r == args.rounds - 1:
+            _reinforce_step(population, engine, params, optimizer, pending, args, temperature)
+            pending, updates = [], updates + 1
+        priors = prior_probe(population, game, agents, orders)
+        values = np.array([[priors[a].probs[o] for o in game.options] for a in agents])
+        choices = convergence.most_probable(values)
+        agreed = int(convergence.consensus(choices))
+        held = None if agreed == convergence.NO_CHOICE else game.options[agreed]
+        consensus.append(RoundConsensus(r, held))
+        agreement.append(float(convergence.agreement(choices)))
+        success.append(float(np.mean([d.success for d in new])))
+        payoff.append(float(np.mean([d.payoff for d in new])))
     for a in agents:
-        population.save_adapter(a, out_dir / "adapters" / a)
-    converged = convergence.converged_round(np.array(consensus_by_round))
-    last = rows[-args.window :]
-    half = max(1, len(rows) // 4)
+        population.save_adapter(a, layout.adapter(0, a))
+
+    window = min(args.window, args.rounds)
+    summary, records = measure_generation(
+        0,
+        game,
+        decisions,
+        before,
+        priors,
+        [],
+        rounds=args.rounds,
+        window=window,
+        population_size=len(agents),
+    )
+    records += [
+        MetricRecord(0, name, value, "baseline_llm_rl", round=r)
+        for name, series in (("mean_payoff", payoff), ("agreement", agreement))
+        for r, value in enumerate(series)
+    ]
+    write_generation(layout, 0, summary, records, (before, priors), consensus, orders)
+    rebuild_run_metrics(layout)
+    none = convergence.NO_CHOICE
+    converged = convergence.converged_round(
+        np.array([none if c.option is None else game.options.index(c.option) for c in consensus])
+    )
+    half = max(1, args.rounds // 4)
     result = LlmRlResult(
         seed=seed,
         rounds=args.rounds,
         converged_round=converged,
-        winner=rows[-1]["consensus"] if converged is not None else None,
-        final_success=float(np.mean([x["success_rate"] for x in last])),
-        mean_payoff_first=float(np.mean([x["mean_payoff"] for x in rows[:half]])),
-        mean_payoff_last=float(np.mean([x["mean_payoff"] for x in rows[-half:]])),
+        winner=consensus[-1].option if converged is not None else None,
+        final_success=float(np.mean(success[-args.window :])),
+        mean_payoff_first=float(np.mean(payoff[:half])),
+        mean_payoff_last=float(np.mean(payoff[-half:])),
         updates=updates,
     )
     (out_dir / "result.json").write_text(json.dumps(result.to_dict(), indent=2))

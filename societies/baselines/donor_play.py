@@ -73,6 +73,14 @@ class DonorPlay:
         self._obs, self._infos = obs, infos
         return np.array([rewards[a] for a in self.agent_names])
 
+    def pairings(self, round_index: int, donors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Where each of ``donors`` (K,) sits in round ``round_index`` of this episode's
+        schedule, and its recipient (agent index): two (K,) arrays."""
+        schedule = self.env.schedule[round_index]
+        seats = {p.donor: (i, self.agent_names.index(p.recipient)) for i, p in enumerate(schedule)}
+        pair, recipient = zip(*(seats[self.agent_names[d]] for d in donors.tolist()), strict=True)
+        return np.array(pair, dtype=np.int64), np.array(recipient, dtype=np.int64)
+
     def round_donation(self, round_index: int) -> float:
         """Mean share given by the donors of ``round_index`` in this episode (punishing: 0)."""
         shares = [

@@ -40,6 +40,7 @@ from societies.baselines.learner_games import (
 )
 from societies.baselines.naming_progress import NamingProgress
 from societies.baselines.naming_vec import VecNamingGame
+from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, RoundSeries, SeedResult
 from societies.baselines.tables import ValueTable
 from societies.envs.naming_env import ObservationMode
@@ -85,17 +86,18 @@ class IqlArgs:
         check(0.0 <= self.gamma <= 1.0, "gamma", self.gamma, "a discount in [0, 1]")
 
 
-def run(args: IqlArgs, seeds: Sequence[int]) -> list[SeedResult]:
+def run(args: IqlArgs, seeds: Sequence[int], log: PlayLog | None = None) -> list[SeedResult]:
     """One :class:`SeedResult` per root seed, in the order of ``seeds``.
 
     A seed's result does not depend on which other seeds run with it: each seed draws
-    its pairs and its exploration from its own streams.
+    its pairs and its exploration from its own streams. With ``log``, every decision
+    and the policies around it are recorded there (:mod:`~societies.baselines.play_log`).
     """
     seeds = [int(s) for s in seeds]
     check(len(seeds) >= 1, "seeds", seeds, "at least one root seed")
     if args.game is Game.NAMING_GAME:
-        return _run_naming(args, seeds)
-    return [_run_donor(args, seed) for seed in seeds]
+        return _run_naming(args, seeds, log)
+    return [_run_donor(args, seed, log) for seed in seeds]
 
 
 def epsilon_greedy(q: np.ndarray, u: np.ndarray, epsilon: float) -> np.ndarray:
@@ -109,6 +111,13 @@ def epsilon_greedy(q: np.ndarray, u: np.ndarray, epsilon: float) -> np.ndarray:
     greedy = np.argmax(np.where(best, u[..., :w], -1.0), axis=-1)
     random = np.minimum((u[..., w + 1] * w).astype(np.int64), w - 1)
     return np.where(u[..., w] < epsilon, random, greedy)
+
+
+def epsilon_greedy_probs(q: np.ndarray, epsilon: float) -> np.ndarray:
+    """The distribution :func:`epsilon_greedy` samples from, (..., W): 1 - epsilon spread
+    evenly over the greedy actions, epsilon over all W."""
+    best = q == q.max(axis=-1, keepdims=True)
+    return (1.0 - epsilon) * best / best.sum(axis=-1, keepdims=True) + epsilon / q.shape[-1]
 
 
 class PendingUpdates:
@@ -161,7 +170,7 @@ class PendingUpdates:
         self.row[mask] = -1
 
 
-def _run_naming(args: IqlArgs, seeds: list[int]) -> list[SeedResult]:
+def _run_naming(args: IqlArgs, seeds: list[int], log: PlayLog | None) -> list[SeedResult]:
     game = VecNamingGame(
         args.rules, args.num_agents, args.pairs_per_round, args.episode_rounds, seeds
     )
@@ -173,6 +182,10 @@ def _run_naming(args: IqlArgs, seeds: list[int]) -> list[SeedResult]:
     rngs = [seeding.rng(seed, Stream.SAMPLING, Method.IQL.value) for seed in seeds]
     pending = PendingUpdates((s, n), args.gamma)
     progress = NamingProgress(s, args.rounds)
+    rec = None
+    if log is not None:
+        rec = log.start(Method.IQL, "player", game.names, game.agent_names, seeds)
+        rec.policy(epsilon_greedy_probs(table.values[empty_rows], args.epsilon))
 
     for t in range(args.rounds):
         if t % args.episode_rounds == 0:
@@ -183,7 +196,8 @@ def _run_naming(args: IqlArgs, seeds: list[int]) -> list[SeedResult]:
         rows = table.rows(agents, game.states(agents, args.observation))
         pending.close(table, args.alpha, agents, rows)
         u = np.stack([rng.random((agents.shape[1], w + 2)) for rng in rngs])
-        actions = epsilon_greedy(table.values[rows], u, args.epsilon)
+        q = table.values[rows]
+        actions = epsilon_greedy(q, u, args.epsilon)
         rewards = game.play(pairs, actions.reshape(pairs.shape)).reshape(s, -1)
         pending.open(agents, rows, actions)
         per_agent = np.zeros((s, n))
@@ -191,11 +205,17 @@ def _run_naming(args: IqlArgs, seeds: list[int]) -> list[SeedResult]:
         pending.add_rewards(per_agent, table, args.alpha)
 
         progress.record(t, table.values[empty_rows], actions.reshape(pairs.shape))
+        if rec is not None:
+            probs = epsilon_greedy_probs(q, args.epsilon)
+            rec.naming(args.episode_rounds, t, pairs, probs, actions, rewards)
 
+    if rec is not None:
+        rec.policy(epsilon_greedy_probs(table.values[empty_rows], args.epsilon))
+        rec.finish(progress.held)
     return progress.results(Method.IQL, seeds, game.names, args.window)
 
 
-def _run_donor(args: IqlArgs, seed: int) -> SeedResult:
+def _run_donor(args: IqlArgs, seed: int, log: PlayLog | None) -> SeedResult:
     play = DonorPlay(args.rules, args.num_agents, seed, args.observation)
     n, w, per_game = play.num_agents, play.num_options, play.rules.rounds
     episodes = -(-args.rounds // per_game)
@@ -205,6 +225,10 @@ def _run_donor(args: IqlArgs, seed: int) -> SeedResult:
     rng = seeding.rng(seed, Stream.SAMPLING, Method.IQL.value)
     pending = PendingUpdates((1, n), args.gamma)
     held, agree, donation = [], [], []
+    rec = None
+    if log is not None:
+        rec = log.start(Method.IQL, "donor", play.env.options, play.agent_names, [seed])
+        rec.policy(epsilon_greedy_probs(table.values[empty_rows], args.epsilon))
 
     for episode in range(episodes):
         play.reset(episode)
@@ -213,7 +237,8 @@ def _run_donor(args: IqlArgs, seed: int) -> SeedResult:
             rows = table.rows(donors[None], states[None])
             pending.close(table, args.alpha, donors[None], rows)
             u = rng.random((1, len(donors), w + 2))
-            actions = epsilon_greedy(table.values[rows], u, args.epsilon)
+            q = table.values[rows]
+            actions = epsilon_greedy(q, u, args.epsilon)
             rewards = play.step(donors, actions[0])
             pending.open(donors[None], rows, actions)
             pending.add_rewards(rewards[None], table, args.alpha)
@@ -221,8 +246,15 @@ def _run_donor(args: IqlArgs, seed: int) -> SeedResult:
             held.append(int(convergence.consensus(choices)[0]))
             agree.append(float(convergence.agreement(choices)[0]))
             donation.append(play.round_donation(r))
+            if rec is not None:
+                probs = epsilon_greedy_probs(q, args.epsilon)
+                rec.donor(episode, r, play, donors, probs, actions, rewards)
         pending.end_episode(table, args.alpha)
+        if rec is not None:
+            rec.policy(epsilon_greedy_probs(table.values[empty_rows], args.epsilon))
 
+    if rec is not None:
+        rec.finish(np.array(held)[None])
     at = convergence.converged_round(np.array(held))
     return SeedResult(
         method=Method.IQL,

@@ -38,6 +38,7 @@ import numpy as np
 
 from societies import seeding
 from societies.baselines import convergence
+from societies.baselines.mng_log import MngLog
 from societies.baselines.records import Game, Method, RoundSeries, SeedResult, final_success
 from societies.seeding import Stream
 
@@ -103,14 +104,17 @@ def _check(ok: bool, name: str, value: object, accepted: str) -> None:
         raise ValueError(f"{name}={value!r}; expected {accepted}")
 
 
-def run(args: MngArgs, seeds: Sequence[int], graph: Any = None) -> list[SeedResult]:
+def run(
+    args: MngArgs, seeds: Sequence[int], graph: Any = None, log: MngLog | None = None
+) -> list[SeedResult]:
     """One :class:`SeedResult` per root seed.
 
     ``graph``: None (complete graph), a networkx graph with ``num_agents`` nodes, or an
-    edge list of ``(i, j)`` agent indices in ``0..num_agents-1``.
+    edge list of ``(i, j)`` agent indices in ``0..num_agents-1``. With ``log``, the
+    interactions (up to its cap) are recorded there (:mod:`~societies.baselines.mng_log`).
     """
     neighbours = None if graph is None else adjacency(graph, args.num_agents)
-    return [_run_seed(args, int(seed), neighbours) for seed in seeds]
+    return [_run_seed(args, int(seed), neighbours, log) for seed in seeds]
 
 
 def adjacency(graph: Any, num_agents: int) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +170,7 @@ def _hearers(
 
 
 def _run_seed(
-    args: MngArgs, seed: int, neighbours: tuple[np.ndarray, np.ndarray] | None
+    args: MngArgs, seed: int, neighbours: tuple[np.ndarray, np.ndarray] | None, log: MngLog | None
 ) -> SeedResult:
     n, per_round, k = args.num_agents, args.per_round, args.num_committed
     pair_rng = seeding.rng(seed, Stream.PAIRING, Method.MNG.value)
@@ -185,12 +189,15 @@ def _run_seed(
     total = int(sum(count))
     peak, peak_round = total, 0
     held, agree, success, totals, distinct = [], [], [], [], []
+    rec = None if log is None else log.start(seed, n, per_round, args.window)
 
     for r in range(args.max_rounds):
         speakers = pair_rng.integers(0, n, per_round)
         hearers = _hearers(speakers, pair_rng.random(per_round), n, neighbours)
         picks = word_rng.random(per_round).tolist()
         wins = 0
+        said = None if rec is None else []
+        recorded = rec is not None and rec.records(r)
         for s, h, x in zip(speakers.tolist(), hearers.tolist(), picks, strict=True):
             c = count[s]
             if c == 0:
@@ -202,8 +209,14 @@ def _run_seed(
             elif c == 1:
                 w = int(inventory[s].argmax())
             else:
-                w = int(inventory[s].nonzero()[0][int(x * c)])
-            if inventory[h, w]:
+                words = inventory[s].nonzero()[0]
+                w = int(words[int(x * c)])
+            hit = inventory[h, w]
+            if said is not None:
+                said.append(w)
+                if recorded:
+                    rec.speak(r, s, h, words.tolist() if c > 1 else (w,), w, hit)
+            if hit:
                 wins += 1
                 for a in (s, h):
                     if count[a] > 1 and not fixed[a]:
@@ -226,9 +239,13 @@ def _run_seed(
         success.append(wins / per_round)
         totals.append(total)
         distinct.append(int(used.any(axis=0).sum()))
+        if rec is not None:
+            rec.end_round(said)
         if held[-1] != convergence.NO_CHOICE:
             break  # consensus is absorbing
 
+    if rec is not None:
+        rec.finish(held, lambda word: _label(word, bool(k)))
     at = convergence.converged_round(np.array(held))
     winner = None if at is None else _label(held[-1], bool(k))
     flipped = None if not k else (at is not None and held[-1] == COMMITTED_WORD)

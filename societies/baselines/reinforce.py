@@ -46,6 +46,7 @@ from societies.baselines.learner_games import (
 )
 from societies.baselines.naming_progress import NamingProgress
 from societies.baselines.naming_vec import VecNamingGame
+from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, RoundSeries, SeedResult
 from societies.baselines.tables import ValueTable
 from societies.envs.naming_env import ObservationMode
@@ -108,16 +109,18 @@ class ReinforceArgs:
         return self.rules.endowment
 
 
-def run(args: ReinforceArgs, seeds: Sequence[int]) -> list[SeedResult]:
+def run(args: ReinforceArgs, seeds: Sequence[int], log: PlayLog | None = None) -> list[SeedResult]:
     """One :class:`SeedResult` per root seed, in the order of ``seeds``.
 
-    A seed's result does not depend on which other seeds run with it.
+    A seed's result does not depend on which other seeds run with it. With ``log``,
+    every decision and the policies around it are recorded there
+    (:mod:`~societies.baselines.play_log`).
     """
     seeds = [int(s) for s in seeds]
     check(len(seeds) >= 1, "seeds", seeds, "at least one root seed")
     if args.game is Game.NAMING_GAME:
-        return _run_naming(args, seeds)
-    return [_run_donor(args, seed) for seed in seeds]
+        return _run_naming(args, seeds, log)
+    return [_run_donor(args, seed, log) for seed in seeds]
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -161,7 +164,7 @@ def policy_step(
     np.add.at(table.values, rows.ravel(), step.reshape(-1, w))
 
 
-def _run_naming(args: ReinforceArgs, seeds: list[int]) -> list[SeedResult]:
+def _run_naming(args: ReinforceArgs, seeds: list[int], log: PlayLog | None) -> list[SeedResult]:
     game = VecNamingGame(
         args.rules, args.num_agents, args.pairs_per_round, args.episode_rounds, seeds
     )
@@ -173,6 +176,10 @@ def _run_naming(args: ReinforceArgs, seeds: list[int]) -> list[SeedResult]:
     rngs = [seeding.rng(seed, Stream.SAMPLING, Method.REINFORCE.value) for seed in seeds]
     progress = NamingProgress(s, args.rounds)
     episode: list[tuple[np.ndarray, ...]] = []
+    rec = None
+    if log is not None:
+        rec = log.start(Method.REINFORCE, "player", game.names, game.agent_names, seeds)
+        rec.policy(softmax(table.values[empty_rows]))
 
     for t in range(args.rounds):
         game.start_round(t)
@@ -180,7 +187,8 @@ def _run_naming(args: ReinforceArgs, seeds: list[int]) -> list[SeedResult]:
         agents = pairs.reshape(s, -1)
         rows = table.rows(agents, game.states(agents, args.observation))
         u = np.stack([rng.random(agents.shape[1]) for rng in rngs])
-        actions = sample(softmax(table.values[rows]), u)
+        probs = softmax(table.values[rows])
+        actions = sample(probs, u)
         rewards = game.play(pairs, actions.reshape(pairs.shape)).reshape(s, -1)
         per_agent = np.zeros((s, n))
         per_agent[np.arange(s)[:, None], agents] = rewards
@@ -191,11 +199,16 @@ def _run_naming(args: ReinforceArgs, seeds: list[int]) -> list[SeedResult]:
             episode = []
 
         progress.record(t, table.values[empty_rows], actions.reshape(pairs.shape))
+        if rec is not None:
+            rec.naming(args.episode_rounds, t, pairs, probs, actions, rewards)
 
+    if rec is not None:
+        rec.policy(softmax(table.values[empty_rows]))
+        rec.finish(progress.held)
     return progress.results(Method.REINFORCE, seeds, game.names, args.window)
 
 
-def _run_donor(args: ReinforceArgs, seed: int) -> SeedResult:
+def _run_donor(args: ReinforceArgs, seed: int, log: PlayLog | None) -> SeedResult:
     play = DonorPlay(args.rules, args.num_agents, seed, args.observation)
     n, per_game = play.num_agents, play.rules.rounds
     episodes = -(-args.rounds // per_game)
@@ -204,6 +217,10 @@ def _run_donor(args: ReinforceArgs, seed: int) -> SeedResult:
     empty_rows = table.rows(np.arange(n)[None], np.broadcast_to(empty, (1, n, len(empty))))
     rng = seeding.rng(seed, Stream.SAMPLING, Method.REINFORCE.value)
     held, agree, donation = [], [], []
+    rec = None
+    if log is not None:
+        rec = log.start(Method.REINFORCE, "donor", play.env.options, play.agent_names, [seed])
+        rec.policy(softmax(table.values[empty_rows]))
 
     for e in range(episodes):
         play.reset(e)
@@ -211,16 +228,23 @@ def _run_donor(args: ReinforceArgs, seed: int) -> SeedResult:
         for r in range(per_game):
             donors, states = play.donors()
             rows = table.rows(donors[None], states[None])
-            actions = sample(softmax(table.values[rows]), rng.random((1, len(donors))))
+            probs = softmax(table.values[rows])
+            actions = sample(probs, rng.random((1, len(donors))))
             rewards = play.step(donors, actions[0])
             episode.append((rows, actions, donors[None], rewards[None]))
             donation.append(play.round_donation(r))
             if r + 1 < per_game:
                 _log(table, empty_rows, held, agree)
+            if rec is not None:
+                rec.donor(e, r, play, donors, probs, actions, rewards)
         stacked = [np.stack(parts, axis=1) for parts in zip(*episode, strict=True)]
         policy_step(table, *stacked, args)
         _log(table, empty_rows, held, agree)
+        if rec is not None:
+            rec.policy(softmax(table.values[empty_rows]))
 
+    if rec is not None:
+        rec.finish(np.array(held)[None])
     at = convergence.converged_round(np.array(held))
     return SeedResult(
         method=Method.REINFORCE,
