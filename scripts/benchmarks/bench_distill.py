@@ -31,11 +31,13 @@ from societies.model_store import prepare_embedded
 from societies.multi_lora import MultiLoraEngine
 from trainer.distill_batched import (
     BatchedSftConfig,
+    BatchedSftResult,
     SftExample,
     agent_batches,
     sft_example_from_chat,
     train_batched_sft,
 )
+from trainer.distill_memory import plan_agent_groups
 
 
 def make_examples(tokenizer, agents: list[str], n: int) -> dict[str, list[SftExample]]:
@@ -120,6 +122,7 @@ def run(
     lr: float = 1e-3,
     model_path: str | None = None,
     repeats: int = 2,
+    memory_budget_gb: float = 8.0,
 ) -> dict:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoTokenizer
@@ -156,14 +159,25 @@ def run(
         train_batched_sft(warm, {agents[0]: data[agents[0]][:batch_size]}, config, 0)
         del warm
         times: dict[bool, list[float]] = {False: [], True: []}
+        group_counts: dict[bool, int] = {}
         batched = {}
         for _ in range(repeats):
             for shared in (False, True):
                 engine = MultiLoraEngine.from_adapter_dirs(load_base(model_path), dirs)
                 path_config = dataclasses.replace(config, shared_prefix=shared)
                 start = time.perf_counter()
-                result = train_batched_sft(engine, data, path_config, tokenizer.pad_token_id)
+                # In agent groups under the default memory budget, as a run trains them.
+                groups = plan_agent_groups(engine, data, path_config, memory_budget_gb)
+                result = BatchedSftResult()
+                for group in groups:
+                    part = train_batched_sft(
+                        engine, {a: data[a] for a in group}, path_config, tokenizer.pad_token_id
+                    )
+                    result.losses.update(part.losses)
+                    result.tokens += part.tokens
+                    result.tokens_saved.update(part.tokens_saved)
                 times[shared].append(time.perf_counter() - start)
+                group_counts[shared] = len(groups)
                 batched[shared] = (statistics.median(times[shared]), result)
                 del engine
     out = {
@@ -173,6 +187,7 @@ def run(
         "batch_size": batch_size,
         "learning_rate": lr,
         "repeats": repeats,
+        "memory_budget_gb": memory_budget_gb,
         "train_tokens": tokens,
         "prompt_tokens_mean": sum(len(e.prompt_ids) for r in data.values() for e in r)
         / (n_agents * examples),
@@ -192,6 +207,7 @@ def run(
             "final_loss_mean": sum(losses.values()) / n_agents,
             "final_loss_max_abs_diff_vs_trl": max(abs(losses[a] - trl_losses[a]) for a in agents),
             "vs_trl": trl_seconds / seconds,
+            "agent_groups": group_counts[shared],
         }
     saved = sum(batched[True][1].tokens_saved.values())
     out["shared_prefix_tokens_saved"] = saved

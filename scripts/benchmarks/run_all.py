@@ -190,10 +190,10 @@ def main() -> None:
     # Keep what `make bench-protocol` measured (end_to_end, quickstart) on this machine.
     if args.out.exists():
         previous = json.loads(args.out.read_text())
-        if previous.get("machine", {}).get("cpu") == results["machine"]["cpu"]:
-            for key in ("end_to_end", "quickstart"):
-                if key in previous:
-                    results[key] = previous[key]
+        for key in ("end_to_end", "quickstart"):
+            kept = previous.get(key, {})
+            if kept.get("machine", {}).get("cpu") == results["machine"]["cpu"]:
+                results[key] = kept
     results["targets"] = targets.evaluate(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
