@@ -15,6 +15,11 @@ GAME_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
         ("success (last rounds)", "success_rate_last", "pct"),
         ("converged", "convergence_round", "round"),
     ],
+    # baseline run directories (trainer/baseline_run_dir.py)
+    "minimal_naming_game": [
+        ("success (last rounds)", "success_rate_last", "pct"),
+        ("peak words", "peak_words", "num"),
+    ],
     "donor_game": [
         ("donated (mean share)", "mean_donation_fraction", "pct"),
         ("final resources (mean)", "mean_final_resources", "num"),
