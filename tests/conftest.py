@@ -82,6 +82,9 @@ def tiny_overrides(output_dir, **extra) -> list[str]:
         "distill.max_examples": 4,
         "distill.epochs": 1,
         "distill.batch_size": 4,
+        # TRL is the reference path in tests, whatever the quickstart's default backend;
+        # the batched backend is tested against it and against per-agent PEFT training.
+        "distill.backend": "trl",
         "model.batch_size": 8,
     }
     values.update(extra)

@@ -99,7 +99,9 @@ def test_dpo_towards_an_unfavoured_name_raises_the_prior_on_it(embedded_model_pa
     prompts, raise the prior on the preferred name."""
     from dataclasses import replace
 
-    config = load_experiment("configs/naming_game/quickstart.yaml", ["distill.method=dpo"])
+    config = load_experiment(
+        "configs/naming_game/quickstart.yaml", ["distill.method=dpo", "distill.backend=trl"]
+    )
     game = NamingGame(NamingGameRules(names=tuple("RKTBQMDWLP"), memory=config.game.memory))
     lora = LoraSpec(r=config.lora.r, alpha=config.lora.alpha)
     orders = probe_orders(game.options, 5, np.random.default_rng(0))
