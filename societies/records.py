@@ -8,9 +8,14 @@ run directories stay readable.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 SCHEMA_VERSION = 1
 
@@ -56,6 +61,24 @@ def check_record(kind: str, cls: type, data: Any, version: int) -> None:
     ]
     if missing:
         raise SchemaError(f"{kind} record lacks required fields {missing}")
+
+
+def read_jsonl_records(path: Path, from_dict: Callable[[Any], T], kind: str) -> list[T]:
+    """Every record of a JSON-lines file, each built by ``from_dict``; blank lines are
+    skipped. An error names ``file:line`` and what the line should have been."""
+    records = []
+    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            records.append(from_dict(json.loads(line)))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise SchemaError(
+                f"{path}:{number}: not JSON ({err}); expected one {kind} record per line"
+            ) from None
+        except (SchemaError, TypeError) as err:
+            raise SchemaError(f"{path}:{number}: {err}") from None
+    return records
 
 
 def _check_schema(kind: str, data: Any) -> None:

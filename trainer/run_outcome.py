@@ -31,7 +31,7 @@ import yaml
 
 from societies.baselines import convergence
 from societies.baselines.records import final_success
-from societies.records import Decision, SchemaError, check_record
+from societies.records import Decision, check_record, read_jsonl_records
 from societies.transcripts import read_decisions
 from trainer.run_dir import RunLayout, atomic_write_text, open_run_dir
 from trainer.run_records import read_summary
@@ -79,17 +79,7 @@ def write_consensus(path: Path, rows: Sequence[RoundConsensus]) -> None:
 
 def read_consensus(path: Path) -> list[RoundConsensus]:
     """Every record of a consensus file; an error names file:line if one does not read."""
-    rows = []
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-        try:
-            rows.append(RoundConsensus.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise SchemaError(
-                f"{path}:{number}: not JSON ({err}); expected one consensus record per line"
-            ) from None
-        except (SchemaError, TypeError) as err:
-            raise SchemaError(f"{path}:{number}: {err}") from None
-    return rows
+    return read_jsonl_records(path, RoundConsensus.from_dict, "consensus")
 
 
 def consensus_from_decisions(

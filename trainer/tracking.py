@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from societies.records import SchemaError, check_record
+from societies.records import check_record, read_jsonl_records
 from trainer.run_dir import RunLayout, atomic_write_text
 
 METRICS_SCHEMA_VERSION = 1
@@ -56,19 +56,7 @@ def read_metrics(path: Path) -> list[MetricRecord]:
     """Every record of a metrics file; an error names file:line if one does not read."""
     if not path.exists():
         return []
-    records = []
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append(MetricRecord.from_dict(json.loads(line)))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(
-                f"{path}:{number}: not JSON ({err}); expected one metric record per line"
-            ) from None
-        except SchemaError as err:
-            raise SchemaError(f"{path}:{number}: {err}") from None
-    return records
+    return read_jsonl_records(path, MetricRecord.from_dict, "metric")
 
 
 def rebuild_run_metrics(layout: RunLayout) -> None:
