@@ -47,8 +47,8 @@ def distill_group(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from societies.multi_lora import MultiLoraEngine
-    from trainer.distill_batched import BatchedSftConfig, sft_example_from_chat, train_batched_sft
-    from trainer.distill_memory import plan_agent_groups
+    from trainer.distill_batched import BatchedSftConfig, sft_example_from_chat
+    from trainer.distill_memory import train_within_budget
 
     if settings.epochs != int(settings.epochs):
         raise ValueError(
@@ -80,34 +80,23 @@ def distill_group(
             num_epochs=int(settings.epochs),
             shuffle_seed=seed,
         )
-        # Agents are trained in groups whose activations fit the memory budget; each
-        # agent's training is its own, so grouping changes only float32 rounding.
-        groups = plan_agent_groups(engine, data, config, settings.memory_budget_gb)
-        losses: dict[str, list[float]] = {}
-        saved: dict[str, int] = {}
-        for k, group in enumerate(groups):
-            part = train_batched_sft(
-                engine,
-                {a: data[a] for a in group},
-                config,
-                pad_token_id=tokenizer.pad_token_id,
-                label=label if len(groups) == 1 else f"{label} group {k}",
-            )
-            losses.update(part.losses)
-            saved.update(part.tokens_saved)
+        # Agents are trained in groups whose activations fit the memory budget.
+        result, _ = train_within_budget(
+            engine, data, config, tokenizer.pad_token_id, settings.memory_budget_gb, label
+        )
         seconds = (time.perf_counter() - started) / len(training)
         for agent in training:
             outcome = DistillOutcome(
                 agent=agent,
                 operation="sft",
                 examples=len(data[agent]),
-                losses=list(losses[agent]),
+                losses=list(result.losses[agent]),
                 train_tokens=sum(len(e.prompt_ids) + len(e.completion_ids) for e in data[agent])
                 * int(settings.epochs),
                 seconds=seconds,
                 parent=parent_label(start_adapters[agent], out_dirs[agent]),
                 # prompt-head tokens run once per step instead of once per row
-                metrics={"shared_prefix_tokens_saved": float(saved.get(agent, 0))},
+                metrics={"shared_prefix_tokens_saved": float(result.tokens_saved.get(agent, 0))},
             )
             with atomic_directory(out_dirs[agent]) as tmp:
                 engine.save_adapter(agent, tmp)

@@ -138,3 +138,33 @@ def plan_agent_groups(
         available,
         hint="lower distill.batch_size or distill.max_examples, or raise distill.memory_budget_gb",
     )
+
+
+def train_within_budget(
+    engine, data: Mapping[str, Sequence], config, pad_token_id: int, budget_gb: float, label: str
+):
+    """:func:`trainer.distill_batched.train_batched_sft` on ``data`` in the agent groups
+    :func:`plan_agent_groups` allows; each agent's training is its own, so grouping
+    changes only float32 rounding.
+
+    Returns:
+        ``(result, groups)``: every agent's record in one ``BatchedSftResult`` (tokens
+        summed) and the number of groups.
+    """
+    from trainer import distill_batched
+
+    groups = plan_agent_groups(engine, data, config, budget_gb)
+    merged = distill_batched.BatchedSftResult()
+    for k, group in enumerate(groups):
+        part = distill_batched.train_batched_sft(
+            engine,
+            {a: data[a] for a in group},
+            config,
+            pad_token_id=pad_token_id,
+            label=label if len(groups) == 1 else f"{label} group {k}",
+        )
+        merged.losses.update(part.losses)
+        merged.grad_norms.update(part.grad_norms)
+        merged.tokens += part.tokens
+        merged.tokens_saved.update(part.tokens_saved)
+    return merged, len(groups)

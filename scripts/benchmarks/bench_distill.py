@@ -31,26 +31,23 @@ from societies.model_store import prepare_embedded
 from societies.multi_lora import MultiLoraEngine
 from trainer.distill_batched import (
     BatchedSftConfig,
-    BatchedSftResult,
     SftExample,
     agent_batches,
     sft_example_from_chat,
     train_batched_sft,
 )
-from trainer.distill_memory import plan_agent_groups
+from trainer.distill_memory import train_within_budget
 
 
 def make_examples(tokenizer, agents: list[str], n: int) -> dict[str, list[SftExample]]:
     """Each agent's SFT rows: naming-game prompts answered with one of two names."""
-    chats = naming_game_chats(n * len(agents))
+    names, chats = naming_game_chats(n * len(agents))
     data = {}
     for a, agent in enumerate(agents):
         rows = []
         for i in range(n):
-            messages = chats[a * n + i]
-            names = messages[-1]["content"].split("Names: ")[1].split(".")[0].split(", ")
-            answer = [{"role": "assistant", "content": sorted(names)[(a + i % 2) % 10]}]
-            rows.append(sft_example_from_chat(tokenizer, messages, answer))
+            answer = [{"role": "assistant", "content": names[(a + i % 2) % len(names)]}]
+            rows.append(sft_example_from_chat(tokenizer, chats[a * n + i], answer))
         data[agent] = rows
     return data
 
@@ -167,17 +164,10 @@ def run(
                 path_config = dataclasses.replace(config, shared_prefix=shared)
                 start = time.perf_counter()
                 # In agent groups under the default memory budget, as a run trains them.
-                groups = plan_agent_groups(engine, data, path_config, memory_budget_gb)
-                result = BatchedSftResult()
-                for group in groups:
-                    part = train_batched_sft(
-                        engine, {a: data[a] for a in group}, path_config, tokenizer.pad_token_id
-                    )
-                    result.losses.update(part.losses)
-                    result.tokens += part.tokens
-                    result.tokens_saved.update(part.tokens_saved)
+                result, group_counts[shared] = train_within_budget(
+                    engine, data, path_config, tokenizer.pad_token_id, memory_budget_gb, "bench"
+                )
                 times[shared].append(time.perf_counter() - start)
-                group_counts[shared] = len(groups)
                 batched[shared] = (statistics.median(times[shared]), result)
                 del engine
     out = {
