@@ -243,7 +243,7 @@ def test_batched_distillation_backend(reference, tmp_path):
     logs: list[str] = []
     result = run(tmp_path, logs, **{"distill.backend": "batched", "run.generations": 1})
     layout, ref = RunLayout(result.run_dir), RunLayout(reference.run_dir)
-    assert any("one batched pass" in line for line in logs)
+    assert any("adapters batched, in agent groups" in line for line in logs)
     assert lines(layout.transcripts(0)) == lines(ref.transcripts(0))  # rollout untouched
     for agent in AGENTS:
         record = json.loads((layout.adapter(0, agent) / "training.json").read_text())

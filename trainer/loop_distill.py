@@ -158,7 +158,10 @@ class DistillSteps:
         cfg = self.config
         todo = [a for a in agents if not adapter_is_saved(self._distilled_dir(g, a))]
         if todo:
-            self.log(f"generation {g}: training {len(todo)} adapters in one batched pass")
+            self.log(
+                f"generation {g}: training {len(todo)} adapters batched, in agent groups "
+                "that fit distill.memory_budget_gb"
+            )
             distill_group(
                 model_path=self.model_path,
                 start_adapters={a: self.distill_starts(g)[a] for a in todo},
