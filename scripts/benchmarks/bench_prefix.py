@@ -36,7 +36,7 @@ def run(n_agents: int = 24, repeats: int = 2, model_path: str | None = None) -> 
         layer.lora_A.data.normal_(0, 0.02)
         layer.lora_B.data.normal_(0, 0.02)
 
-    chats = naming_game_chats(n_agents)
+    _, chats = naming_game_chats(n_agents)
     prompts = [_ids(tokenizer, chat) for chat in chats]
     heads = {
         a: static_head_ids(tokenizer, chat, ids, static_prefix_ids(tokenizer, chat))

@@ -48,19 +48,18 @@ def peak_rss_gb() -> float:
     return float("nan")
 
 
-def prompt_tokens(run_dir: Path, generation: int) -> int:
-    """Tokens of every recorded decision's prompt (the rollout's forward work)."""
+def prompt_tokens(exp, tokenizer, generation: int) -> int:
+    """Tokens of every recorded decision's prompt (the rollout's forward work), rendered
+    as the population renders them (chat template with the assistant header)."""
     from societies.transcripts import read_decisions
-    from trainer.generation_loop import Experiment
 
-    exp = Experiment.from_run_dir(run_dir, progress=False)
-    population = exp.population(exp.start_adapters(generation))
-    tokenizer = population.tokenizer
-    decisions = read_decisions(exp.layout.transcripts(generation))
-    return sum(
-        len(tokenizer(population.render(d.messages), add_special_tokens=False).input_ids)
-        for d in decisions
+    texts = (
+        tokenizer.apply_chat_template(
+            [m.to_dict() for m in d.messages], tokenize=False, add_generation_prompt=True
+        )
+        for d in read_decisions(exp.layout.transcripts(generation))
     )
+    return sum(len(tokenizer(t, add_special_tokens=False).input_ids) for t in texts)
 
 
 def train_tokens(run_dir: Path, generation: int) -> tuple[int, int]:
@@ -94,15 +93,16 @@ def run(overrides: list[str], out_dir: Path, generations: int = 2) -> dict:
             run_step(run_dir, step, g, progress=True)
             phases[step] = {"seconds": time.perf_counter() - start, "peak_rss_gb": peak_rss_gb()}
         timed.append(phases)
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     exp = Experiment.from_run_dir(run_dir, progress=False)
+    tokenizer = AutoTokenizer.from_pretrained(exp.model_path)
     model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(exp.model_path))
     params = sum(p.numel() for p in model.parameters())
     del model
     per_generation = []
     for g, phases in enumerate(timed):
-        rollout_tokens = prompt_tokens(run_dir, g)
+        rollout_tokens = prompt_tokens(exp, tokenizer, g)
         trained, saved = train_tokens(run_dir, g)
         floors = {
             "rollout": 2 * params * rollout_tokens,
