@@ -160,6 +160,39 @@ def test_inactive_agent_is_not_moved_by_momentum():
     assert not torch.equal(p[0].detach(), frozen)  # agent 0 kept moving on momentum
 
 
+def test_span_of_active_agents_updates_as_torch_adamw_and_leaves_the_rest():
+    """Agents 1 and 3 of 5 active: each moves as its own torch.optim.AdamW with clipping
+    would move it; agent 2 (inside the span, inactive) and agents 0 and 4 (outside it)
+    keep their values and step counts, and their norms are reported as 0."""
+    config = BatchedSftConfig(learning_rate=0.05, max_grad_norm=0.5, weight_decay=0.1)
+    gen = torch.Generator().manual_seed(0)
+    start = torch.randn(5, 4, 3, dtype=torch.float64, generator=gen)
+    grads = [torch.randn(5, 4, 3, dtype=torch.float64, generator=gen) for _ in range(3)]
+    active = torch.tensor([False, True, False, True, False])
+    p = torch.nn.Parameter(start.clone())
+    opt = StackedAdamW([p], 5, config)
+    references = {}
+    for a in (1, 3):
+        q = torch.nn.Parameter(start[a].clone())
+        references[a] = (q, torch.optim.AdamW([q], lr=0.05, weight_decay=0.1))
+    for g in grads:
+        p.grad = g * active.view(-1, 1, 1)  # inactive agents had no rows: zero gradient
+        norms = opt.clip_grad_norms(config.max_grad_norm, active)
+        assert norms[[0, 2, 4]].tolist() == [0.0, 0.0, 0.0]
+        opt.step(active, torch.full((5,), 0.05, dtype=torch.float64))
+        for a, (q, ref) in references.items():
+            q.grad = g[a].clone()
+            assert float(norms[a]) == pytest.approx(float(q.grad.norm()), rel=1e-12)
+            torch.nn.utils.clip_grad_norm_([q], config.max_grad_norm)
+            ref.step()
+    for a, (q, _) in references.items():
+        torch.testing.assert_close(p[a].detach(), q.detach(), rtol=0, atol=1e-12)
+        assert not torch.equal(p[a].detach(), start[a])
+    for a in (0, 2, 4):
+        assert torch.equal(p[a].detach(), start[a])
+    assert opt.steps.tolist() == [0, 3, 0, 3, 0]
+
+
 def test_base_weights_unchanged(trained):
     from safetensors.torch import load_file
 

@@ -239,6 +239,12 @@ class StackedAdamW:
 
     Same update as ``torch.optim.AdamW`` (decoupled weight decay, bias correction by the
     agent's own step count), applied only to the agents marked active in a step.
+
+    Clipping and the update touch only the span of stack slots from the first to the
+    last active agent: a memory group of one agent in a 24-agent engine would otherwise
+    run every elementwise pass over all 24 agents' factors and moments, which cost 12%
+    of the protocol's distillation time (measured: 4 steps of one agent took 25.6 s in a
+    24-agent engine, 22.5 s in a 2-agent one).
     """
 
     def __init__(
@@ -250,15 +256,31 @@ class StackedAdamW:
         self.exp_avg = [torch.zeros_like(p) for p in self.params]
         self.exp_avg_sq = [torch.zeros_like(p) for p in self.params]
 
+    @staticmethod
+    def active_span(active: torch.Tensor | None, num_agents: int) -> slice:
+        """The stack slots from the first to the last active agent (all if ``None``)."""
+        if active is None:
+            return slice(0, num_agents)
+        on = active.nonzero().flatten()
+        if on.numel() == 0:
+            return slice(0, 0)
+        return slice(int(on[0]), int(on[-1]) + 1)
+
     @torch.no_grad()
-    def clip_grad_norms(self, max_norm: float) -> torch.Tensor:
-        """Per-agent gradient clipping as ``clip_grad_norm_`` does it; returns the norms."""
-        squares = sum(p.grad.flatten(1).pow(2).sum(1) for p in self.params)
-        norms = squares.sqrt()
+    def clip_grad_norms(self, max_norm: float, active: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-agent gradient clipping as ``clip_grad_norm_`` does it; returns the norms.
+
+        With ``active``, only the span of active agents is read and scaled; the other
+        agents' norms are returned as 0 (their gradients are zero).
+        """
+        span = self.active_span(active, len(self.steps))
+        norms = torch.zeros(len(self.steps), dtype=self.params[0].dtype)
+        squares = sum(p.grad[span].flatten(1).pow(2).sum(1) for p in self.params)
+        norms[span] = squares.sqrt()
         if max_norm > 0:
-            coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+            coef = (max_norm / (norms[span] + 1e-6)).clamp(max=1.0)
             for p in self.params:
-                p.grad.mul_(coef.view(-1, *([1] * (p.ndim - 1))))
+                p.grad[span].mul_(coef.view(-1, *([1] * (p.ndim - 1))))
         return norms
 
     @torch.no_grad()
@@ -266,17 +288,20 @@ class StackedAdamW:
         """One update of the agents where ``active`` is true, agent ``a`` at ``lrs[a]``."""
         c = self.config
         self.steps += active.double()
-        steps = self.steps.clamp(min=1)
+        span = self.active_span(active, len(self.steps))
+        steps = self.steps[span].clamp(min=1)
         bias1 = 1 - c.adam_beta1**steps
         bias2_sqrt = (1 - c.adam_beta2**steps).sqrt()
-        step_size = lrs.double() / bias1
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+        step_size = lrs[span].double() / bias1
+        for param, m_all, v_all in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=True):
+            p, m, v, g = param[span], m_all[span], v_all[span], param.grad[span]
             shape = (-1, *([1] * (p.ndim - 1)))
             # Scalars in the parameters' dtype: float32 training stays float32, and a
             # float64 run (tests) is not rounded through float32.
-            lr, size, bias2 = (x.to(p.dtype).view(shape) for x in (lrs, step_size, bias2_sqrt))
-            on = active.view(shape)
-            g = p.grad
+            lr, size, bias2 = (
+                x.to(p.dtype).view(shape) for x in (lrs[span], step_size, bias2_sqrt)
+            )
+            on = active[span].view(shape)
             new_m = torch.lerp(m, g, 1 - c.adam_beta1)
             new_v = v * c.adam_beta2 + (1 - c.adam_beta2) * g * g
             denom = new_v.sqrt() / bias2 + c.adam_epsilon
@@ -356,7 +381,7 @@ def train_batched_sft(
             active = per_agent_count > 0
             per_agent = per_agent_sum[active] / per_agent_count[active]
             per_agent.sum().backward()
-            norms = optimizer.clip_grad_norms(config.max_grad_norm)
+            norms = optimizer.clip_grad_norms(config.max_grad_norm, active)
             lrs = torch.zeros(len(engine.names))
             for a in live:
                 lrs[engine.index[a]] = lr_at(config, step, totals[a])
