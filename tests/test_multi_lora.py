@@ -12,6 +12,7 @@ import torch
 
 from societies.model_store import prepare_tiny_random
 from societies.multi_lora import NO_ADAPTER, MultiLoraEngine
+from societies.stacked_lora_linear import TRANSPOSED_FROM_TOKENS, LoraDown
 from tests.float32 import EMBEDDED_LOGITS_ATOL, TINY_LOGITS_ATOL
 
 ATOL = TINY_LOGITS_ATOL
@@ -297,3 +298,19 @@ def test_shuffled_full_population_is_reordered_not_gathered(tiny_path, adapter_d
             eos_token_id=None,
         )[:, enc.input_ids.shape[1] :]
     assert torch.equal(tokens, ref)
+
+
+@pytest.mark.parametrize("tokens", [TRANSPOSED_FROM_TOKENS - 1, TRANSPOSED_FROM_TOKENS + 7])
+def test_lora_down_projection_equals_bmm_with_exact_gradients(tokens):
+    """Both layouts of the down-projection (plain below TRANSPOSED_FROM_TOKENS tokens per
+    slot, transposed from it on) give bmm's values, and their hand-written backward
+    passes torch's numerical gradient check (float64)."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, tokens, 10, dtype=torch.float64, generator=gen, requires_grad=True)
+    A = torch.randn(3, 10, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    torch.testing.assert_close(LoraDown.apply(x, A), torch.bmm(x, A), rtol=0, atol=1e-12)
+    assert torch.autograd.gradcheck(LoraDown.apply, (x, A))
+    # Only A trainable (the base activations carry no gradient in a first layer).
+    x_frozen = x.detach()
+    (g,) = torch.autograd.grad(LoraDown.apply(x_frozen, A).sum(), A)
+    torch.testing.assert_close(g, x_frozen.sum(1)[:, :, None].expand_as(A))
