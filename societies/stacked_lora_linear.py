@@ -130,12 +130,14 @@ class StackedLoraLinear(nn.Module):
         # not folded into B: training must see PEFT's parametrisation (Adam's step size
         # and gradient clipping are not invariant to rescaling B).
         hidden = LoraDown.apply(x3, self._rows_A)
-        base3 = out.reshape(slots, -1, out.shape[-1])
+        # In place on the base output, a fresh tensor no backward needs: saves copying
+        # [tokens, out_features] floats per layer (baddbmm out of place copies its input).
+        base3 = out.view(slots, -1, out.shape[-1])
         if isinstance(self._scale, torch.Tensor):
-            out3 = torch.baddbmm(base3, hidden * self._scale, self._rows_B)
+            base3.baddbmm_(hidden * self._scale, self._rows_B)
         else:
-            out3 = torch.baddbmm(base3, hidden, self._rows_B, alpha=self._scale)
-        return out3.reshape(out.shape)
+            base3.baddbmm_(hidden, self._rows_B, alpha=self._scale)
+        return out
 
 
 def set_submodule(root: nn.Module, path: str, module: nn.Module) -> None:
