@@ -133,6 +133,28 @@ def tables(results: dict) -> str:
             f"Per-agent final losses differ from TRL's by at most "
             f"{distill['final_loss_max_abs_diff']:.1e}."
         )
+    layout = results.get("lora_layout")
+    if layout:
+        out.append(
+            "\nLoRA down-projection layout (SmolLM2-135M shapes, r=8, 30 layers x 7 linears; "
+            "ms per pass of the adapter path, the base linears for scale):\n"
+        )
+        out.append(
+            markdown_table(
+                ["pass", "plain bmm(x, A)", "transposed (LoraDown)", "speedup", "base linears"],
+                [
+                    [
+                        f"{name}: {p['slots']} slot(s) x {p['tokens_per_slot']} tokens"
+                        + (", forward + backward" if p["backward"] else ", forward"),
+                        f"{p['plain_ms_per_pass']:.0f}",
+                        f"{p['transposed_ms_per_pass']:.0f}",
+                        _fmt(p["speedup"]) + "x",
+                        f"{p['base_linears_ms_per_pass']:.0f}",
+                    ]
+                    for name, p in ((k, layout[k]) for k in ("training", "rollout"))
+                ],
+            )
+        )
     memory = results.get("memory")
     if memory:
         out.append(
@@ -161,7 +183,10 @@ def main() -> None:
     parser.add_argument("--distill-agents", type=int, default=8)
     parser.add_argument("--distill-examples", type=int, default=16)
     parser.add_argument(
-        "--skip", nargs="*", default=[], choices=["rollout", "prefix", "distill", "memory"]
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=["rollout", "prefix", "distill", "lora_layout", "memory"],
     )
     args = parser.parse_args()
 
@@ -182,6 +207,10 @@ def main() -> None:
         import bench_distill
 
         results["distill"] = bench_distill.run(args.distill_agents, args.distill_examples)
+    if "lora_layout" not in args.skip:
+        import bench_lora_layout
+
+        results["lora_layout"] = bench_lora_layout.run(max(5, 2 * args.repeats))
     if "memory" not in args.skip and args.memory_n:
         import bench_memory
 
