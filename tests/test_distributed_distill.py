@@ -43,7 +43,7 @@ from tests.float32 import ADAM_WEIGHTS_ATOL_FLOAT64, LOSS_ATOL, assert_close
 
 ROOT = Path(__file__).parents[1]
 ACCELERATE = ROOT / "configs/accelerate"
-WORKER_MARK = "distill-worker "
+WORKER_REPORT = "worker_report_rank"
 # 16 rows, global batch 8, 2 epochs: 4 optimizer steps, every batch full (a short last
 # batch would be filled up with repeated rows under 2 processes: trainer_arguments).
 ROWS, BATCH, EPOCHS, LEARNING_RATE, SEED = 16, 8, 2, 5e-3, 3
@@ -89,11 +89,10 @@ def _launch(command: list[str], spec: Path) -> list[dict]:
     assert done.returncode == 0, (
         f"{command[:3]} failed:\n{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
     )
-    reports = [
-        json.loads(line[len(WORKER_MARK) :])
-        for line in done.stdout.splitlines()
-        if line.startswith(WORKER_MARK)
-    ]
+    # One file per rank: ranks printing their reports to the shared stdout pipe at the
+    # same moment interleaved them on one line (seen on an idle machine, where both ranks
+    # finish together: "Extra data" from json.loads).
+    reports = [json.loads(p.read_text()) for p in spec.parent.glob(f"{WORKER_REPORT}*.json")]
     return sorted(reports, key=lambda r: r["rank"])
 
 
@@ -330,5 +329,6 @@ def _distil_and_report(spec: dict) -> dict:
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:
-    report = _distil_and_report(json.loads(Path(sys.argv[2]).read_text()))
-    print(WORKER_MARK + json.dumps(report), flush=True)
+    spec_path = Path(sys.argv[2])
+    report = _distil_and_report(json.loads(spec_path.read_text()))
+    (spec_path.parent / f"{WORKER_REPORT}{report['rank']}.json").write_text(json.dumps(report))
