@@ -46,9 +46,32 @@ def _examples(k: int) -> list[dict]:
     ]
 
 
-def _distil(tmp_path, tiny_model_path, start, budget_gb):
+class RecordingBar:
+    """Stands in for tqdm: records what the distillation reports."""
+
+    def __init__(self, **kwargs):
+        self.kwargs, self.updates, self.postfixes = kwargs, [], []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def update(self, n=1):
+        self.updates.append(n)
+
+    def set_postfix(self, refresh=True, **kwargs):
+        self.postfixes.append(kwargs)
+
+
+def _distil(tmp_path, tiny_model_path, start, budget_gb, bars=None):
     from trainer.distill_group import distill_group
     from trainer.distill_sft import SftSettings
+
+    def make_bar(**kwargs):
+        bars.append(RecordingBar(**kwargs))
+        return bars[-1]
 
     out = {a: tmp_path / a for a in AGENTS}
     outcomes = distill_group(
@@ -61,6 +84,7 @@ def _distil(tmp_path, tiny_model_path, start, budget_gb):
         ),
         seed=0,
         dtype="float64",  # weights compared exactly enough to catch a bug (tests/float32.py)
+        make_bar=make_bar if bars is not None else None,
     )
     return outcomes, out
 
@@ -82,16 +106,32 @@ def test_grouped_training_equals_one_group(tiny_model_path, tmp_path, monkeypatc
         return real(engine, data, *args, **kwargs)
 
     monkeypatch.setattr(trainer.distill_batched, "train_batched_sft", spy)
-    together, out_together = _distil(tmp_path / "one", tiny_model_path, start, 1000.0)
+    together_bars: list[RecordingBar] = []
+    together, out_together = _distil(
+        tmp_path / "one", tiny_model_path, start, 1000.0, together_bars
+    )
     assert calls == [sorted(AGENTS)]
+    # One group: 4 steps train all three agents, then cy alone has 2 more.
+    assert together_bars[0].updates == [3, 3, 3, 3, 1, 1]
+    assert together_bars[0].postfixes[-1]["agent"] == "cy"
 
     # A budget that holds one agent's step (2 rows) but not two, RSS taken as 0.
     monkeypatch.setattr(distill_memory, "current_rss_bytes", lambda: 0)
     calls.clear()
     need, lora_bytes = _step_need_and_lora_bytes(tiny_model_path, start)
     budget = (1.5 * need + lora_bytes) / 1e9
-    apart, out_apart = _distil(tmp_path / "apart", tiny_model_path, start, budget)
+    bars: list[RecordingBar] = []
+    apart, out_apart = _distil(tmp_path / "apart", tiny_model_path, start, budget, bars)
     assert calls == [["ann"], ["bob"], ["cy"]]
+
+    # The progress bar: agent k has 3 + k examples, batches of 2, 2 epochs, so 2 x 2,
+    # 2 x 2 and 2 x 3 steps; one agent per group, so each step shows that agent's loss.
+    (bar,) = bars
+    assert bar.kwargs["total"] == 4 + 4 + 6 == sum(bar.updates)
+    assert set(bar.updates) == {1}
+    shown = [(p["agent"], float(p["loss"])) for p in bar.postfixes]
+    expected = [(o.agent, round(loss, 3)) for o in apart for loss in o.losses]
+    assert shown == expected
 
     for a, b in zip(together, apart, strict=True):
         assert a.operation == b.operation == "sft"

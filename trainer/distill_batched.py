@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -133,6 +133,11 @@ def agent_batches(
         for start in range(0, len(order), config.batch_size):
             batches.append([examples[i] for i in order[start : start + config.batch_size]])
     return batches
+
+
+def agent_steps(data: Mapping[str, Sequence[SftExample]], config: BatchedSftConfig) -> int:
+    """How many (agent, step) pairs training ``data`` takes: the length of its progress bar."""
+    return sum(len(agent_batches(rows, config, a)) for a, rows in data.items() if rows)
 
 
 def lr_at(config: BatchedSftConfig, step: int, total_steps: int) -> float:
@@ -335,6 +340,7 @@ def train_batched_sft(
     config: BatchedSftConfig,
     pad_token_id: int,
     label: str = "batched",
+    on_step: Callable[[dict[str, float]], None] | None = None,
 ) -> BatchedSftResult:
     """Train the adapters of all agents in ``data`` together (in place in ``engine``).
 
@@ -343,6 +349,8 @@ def train_batched_sft(
         data: agent -> its SFT examples (agents may have different numbers of examples).
         config: hyper-parameters shared by all agents.
         pad_token_id: id used to right-pad rows (masked, never a label).
+        on_step: called after every step with the loss of each agent it trained (a
+            progress bar; :func:`agent_steps` is the total it advances by).
 
     Returns:
         per-agent losses and gradient norms for every step.
@@ -386,13 +394,18 @@ def train_batched_sft(
             for a in live:
                 lrs[engine.index[a]] = lr_at(config, step, totals[a])
             optimizer.step(active, lrs)
-            for a, value in zip(
-                [n for n in engine.names if active[engine.index[n]]],
-                per_agent.tolist(),
-                strict=True,
-            ):
+            step_losses = dict(
+                zip(
+                    [n for n in engine.names if active[engine.index[n]]],
+                    per_agent.tolist(),
+                    strict=True,
+                )
+            )
+            for a, value in step_losses.items():
                 result.losses[a].append(value)
                 result.grad_norms[a].append(float(norms[engine.index[a]]))
+            if on_step is not None:
+                on_step(step_losses)
             faults.point(f"distill: {label} step {step}")
     finally:
         for p in params:

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -35,19 +37,22 @@ def distill_group(
     seed: int,
     label: str = "",
     dtype: str = "float32",
+    make_bar: Callable[..., Any] | None = None,
 ) -> list[DistillOutcome]:
     """Train every agent in ``out_dirs`` on its ``examples``; write each adapter folder.
 
     Agents with no examples keep their adapter ("carried_over"). ``label`` names this
     pass in fault points (societies.faults), e.g. "generation 3". ``dtype`` is the
     training precision: float32 on CPU; the tests compare code paths in float64, where
-    Adam cannot turn rounding into visible steps (tests/float32.py).
+    Adam cannot turn rounding into visible steps (tests/float32.py). ``make_bar`` builds
+    a progress bar, called as tqdm is (``total=``, ``desc=``, ``unit=``): it advances
+    by one per agent in each training step and shows the step's loss.
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from societies.multi_lora import MultiLoraEngine
-    from trainer.distill_batched import BatchedSftConfig, sft_example_from_chat
+    from trainer.distill_batched import BatchedSftConfig, agent_steps, sft_example_from_chat
     from trainer.distill_memory import train_within_budget
 
     if settings.epochs != int(settings.epochs):
@@ -80,10 +85,20 @@ def distill_group(
             num_epochs=int(settings.epochs),
             shuffle_seed=seed,
         )
-        # Agents are trained in groups whose activations fit the memory budget.
-        result, _ = train_within_budget(
-            engine, data, config, tokenizer.pad_token_id, settings.memory_budget_gb, label
+        bar = (make_bar or _no_bar)(
+            total=agent_steps(data, config), desc=f"{label or 'batched'} distill", unit="agent-step"
         )
+        with bar:
+            # Agents are trained in groups whose activations fit the memory budget.
+            result, _ = train_within_budget(
+                engine,
+                data,
+                config,
+                tokenizer.pad_token_id,
+                settings.memory_budget_gb,
+                label,
+                on_step=lambda losses: _advance(bar, losses),
+            )
         seconds = (time.perf_counter() - started) / len(training)
         for agent in training:
             outcome = DistillOutcome(
@@ -103,3 +118,27 @@ def distill_group(
                 (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
             outcomes[agent] = outcome
     return [outcomes[a] for a in agents]
+
+
+class _no_bar(nullcontext):
+    """The progress bar when none is asked for."""
+
+    def __init__(self, **_):
+        super().__init__()
+
+    def update(self, n: int = 1) -> None:
+        pass
+
+    def set_postfix(self, refresh: bool = True, **_) -> None:
+        pass
+
+
+def _advance(bar, losses: dict[str, float]) -> None:
+    """One training step done: show its loss, advance by its agents (the bar redraws)."""
+    if len(losses) == 1:
+        ((agent, loss),) = losses.items()
+        bar.set_postfix(agent=agent, loss=f"{loss:.3f}", refresh=False)
+    else:
+        mean = sum(losses.values()) / len(losses)
+        bar.set_postfix(agents=len(losses), mean_loss=f"{mean:.3f}", refresh=False)
+    bar.update(len(losses))

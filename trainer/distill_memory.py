@@ -13,7 +13,7 @@ to float32 rounding (tests/test_distill_memory.py).
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 # Activations kept per token per decoder layer of a Llama-style model, in floats: the
@@ -141,11 +141,17 @@ def plan_agent_groups(
 
 
 def train_within_budget(
-    engine, data: Mapping[str, Sequence], config, pad_token_id: int, budget_gb: float, label: str
+    engine,
+    data: Mapping[str, Sequence],
+    config,
+    pad_token_id: int,
+    budget_gb: float,
+    label: str,
+    on_step: Callable[[dict[str, float]], None] | None = None,
 ):
     """:func:`trainer.distill_batched.train_batched_sft` on ``data`` in the agent groups
     :func:`plan_agent_groups` allows; each agent's training is its own, so grouping
-    changes only float32 rounding.
+    changes only float32 rounding. ``on_step`` is passed to every group's training.
 
     Returns:
         ``(result, groups)``: every agent's record in one ``BatchedSftResult`` (tokens
@@ -162,6 +168,7 @@ def train_within_budget(
             config,
             pad_token_id=pad_token_id,
             label=label if len(groups) == 1 else f"{label} group {k}",
+            on_step=on_step,
         )
         merged.losses.update(part.losses)
         merged.grad_norms.update(part.grad_norms)

@@ -170,6 +170,7 @@ class DistillSteps:
                 settings=settings_from_config(cfg.distill),
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
                 label=f"generation {g}",
+                make_bar=lambda **kwargs: self._bar(None, **{**kwargs, "desc": f"gen {g} distill"}),
             )
         return [read_outcome(self._distilled_dir(g, a)) for a in agents]
 
