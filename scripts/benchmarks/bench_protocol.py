@@ -7,7 +7,10 @@ distillation, the probe/record step), the wall time, the peak resident memory
 (``VmHWM``, reset between phases through ``/proc/self/clear_refs``) and the fraction
 of the FLOP floor reached: model FLOPs the phase could not avoid (2 x parameters per
 token of a forward, 6 x per training token) over the measured fp32 matmul rate; above
-1 where the prefix cache and shared heads skip work the floor counts. The projection
+1 where the prefix cache and shared heads skip work the floor counts; and the fraction
+of the matmul rate the phase reached on the work it executed (``executed_fraction``:
+the decoder layers' matmuls over the positions they ran, counted by :class:`DecoderWork`,
+2 x their parameters per position, 4 x with gradients). The projection
 for 10 generations is the first plus 9 x the second (generation 0 alone probes the
 initial adapters; issue #13's goal: under 2 hours on a 2-core AMD EPYC). Run it on an
 otherwise idle machine.
@@ -18,6 +21,7 @@ otherwise idle machine.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -48,6 +52,48 @@ def peak_rss_gb() -> float:
     return float("nan")
 
 
+class DecoderWork:
+    """Counts the token positions the base decoder runs, with and without gradients.
+
+    Installed by wrapping the decoder class's ``forward`` (instrumentation only: the call
+    and its result are unchanged). Padded positions count: they are computed. A position
+    run with gradients enabled is a training position: its forward and the backward to
+    its input (LoRA trains no base weight, so no weight gradient) cost 2 x 2 x the
+    decoder's parameters; one run without costs 2 x. The output head and attention scores
+    are not counted, so the executed FLOPs this gives are a lower bound.
+    """
+
+    def __init__(self, decoder_class: type) -> None:
+        import torch
+
+        self.inference = self.training = 0
+        original = decoder_class.forward
+
+        def counted(module, *args, **kwargs):
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            if ids is None:
+                ids = kwargs["inputs_embeds"]
+            positions = int(ids.shape[0] * ids.shape[1])
+            if torch.is_grad_enabled():
+                self.training += positions
+            else:
+                self.inference += positions
+            return original(module, *args, **kwargs)
+
+        self._restore = lambda: setattr(decoder_class, "forward", original)
+        decoder_class.forward = functools.wraps(original)(counted)
+
+    def remove(self) -> None:
+        """Put the decoder's own ``forward`` back."""
+        self._restore()
+
+    def take(self) -> tuple[int, int]:
+        """``(inference, training)`` positions since the last call."""
+        counts = (self.inference, self.training)
+        self.inference = self.training = 0
+        return counts
+
+
 def prompt_tokens(exp, tokenizer, generation: int) -> int:
     """Tokens of every recorded decision's prompt (the rollout's forward work), rendered
     as the population renders them (chat template with the assistant header)."""
@@ -76,30 +122,45 @@ def train_tokens(run_dir: Path, generation: int) -> tuple[int, int]:
 
 
 def run(overrides: list[str], out_dir: Path, generations: int = 2) -> dict:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
     from trainer.config import load_experiment
+    from trainer.distill_shared_prefix import decoder_of
     from trainer.generation_loop import Experiment
     from trainer.steps import prepare_run, run_step
 
     overrides = [f"run.output_dir={out_dir}", f"run.generations={generations}", *overrides]
     config = load_experiment(CONFIG, overrides)
     run_dir = prepare_run(CONFIG, overrides)
+    exp = Experiment.from_run_dir(run_dir, progress=False)
+    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(exp.model_path))
+    params = sum(p.numel() for p in model.parameters())
+    decoder = decoder_of(model)
+    layer_params = sum(p.numel() for p in decoder.layers.parameters())
+    work = DecoderWork(type(decoder))
+    del model, decoder
     gflops = matmul_gflops()
     timed = []
     for g in range(generations):
         phases = {}
         for step in ("rollout", "distill", "probe"):
             reset_peak_rss()
+            work.take()
             start = time.perf_counter()
             run_step(run_dir, step, g, progress=True)
-            phases[step] = {"seconds": time.perf_counter() - start, "peak_rss_gb": peak_rss_gb()}
+            seconds = time.perf_counter() - start
+            inference, training = work.take()
+            executed = 2 * layer_params * inference + 4 * layer_params * training
+            phases[step] = {
+                "seconds": seconds,
+                "peak_rss_gb": peak_rss_gb(),
+                "decoder_positions": inference,
+                "decoder_training_positions": training,
+                # the decoder layers' matmuls this phase ran, over the measured rate
+                "executed_fraction": executed / (gflops * 1e9 * seconds),
+            }
         timed.append(phases)
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
-
-    exp = Experiment.from_run_dir(run_dir, progress=False)
     tokenizer = AutoTokenizer.from_pretrained(exp.model_path)
-    model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(exp.model_path))
-    params = sum(p.numel() for p in model.parameters())
-    del model
     per_generation = []
     for g, phases in enumerate(timed):
         rollout_tokens = prompt_tokens(exp, tokenizer, g)
@@ -137,6 +198,7 @@ def run(overrides: list[str], out_dir: Path, generations: int = 2) -> dict:
         "backend": config.distill.backend.value,
         "memory_budget_gb": config.distill.memory_budget_gb,
         "parameters": params,
+        "decoder_layer_parameters": layer_params,
         "matmul_gflops": gflops,
         "generations": per_generation,
         "peak_rss_gb": max(

@@ -111,6 +111,11 @@ def evaluate(results: dict) -> list[dict]:
             for k, v in phases.items()
             if v["floor_fraction"]
         )
+        executed = ", ".join(
+            f"{k} {100 * v['executed_fraction']:.0f}%"
+            for k, v in phases.items()
+            if v.get("executed_fraction")
+        )
         rows.append(
             _row(
                 "end to end: 10 generations of ashery2025"
@@ -119,7 +124,9 @@ def evaluate(results: dict) -> list[dict]:
                 f"{projected / 3600:.2f} h projected ({e2e['backend']} distillation)",
                 projected < 2 * 3600,
                 f"generation {last['generation']}: {last['seconds']:.0f} s, slowest phase "
-                f"{slowest} {phases[slowest]['seconds']:.0f} s; of the naive FLOP floor: "
+                f"{slowest} {phases[slowest]['seconds']:.0f} s; "
+                + (f"of the matmul rate on the decoder work run: {executed}; " if executed else "")
+                + "of the naive FLOP floor: "
                 + rooflines,
             )
         )
