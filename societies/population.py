@@ -429,8 +429,11 @@ class PopulationModel:
             with atomic_directory(out_dir) as tmp:
                 self.multi_lora.save_adapter(agent, tmp)
             return out_dir
+        # The scratch folder sits beside the adapter, never in /tmp: a run killed while
+        # saving leaves it in the run directory, whose resume removes it.
+        out_dir.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(
-            prefix=out_dir.name + TEMP_MARK, dir=out_dir.parent if out_dir.parent.exists() else None
+            prefix=out_dir.name + TEMP_MARK, dir=out_dir.parent
         ) as scratch:
             self.model.save_pretrained(scratch, selected_adapters=[agent])
             # PEFT writes a non-"default" adapter into a sub-folder named after it.

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 
+from societies.atomic import TEMP_MARK, remove_stale_temporaries
 from societies.games.naming_game import NamingGame, NamingGameRules
 from societies.population import ChoiceRequest, LoraSpec, PopulationModel, sample_index
 from societies.records import Message
@@ -115,6 +118,24 @@ def test_adapters_round_trip_through_peft_folders(population, tiny_model_path, t
     original, loaded = population.adapter_state("agent_01"), reloaded.adapter_state("agent_01")
     assert original.keys() == loaded.keys()
     assert all(torch.equal(original[k], loaded[k]) for k in original)
+
+
+def test_a_save_writes_its_scratch_folder_beside_the_adapter(population, tmp_path, monkeypatch):
+    # A run killed mid-save leaves the scratch folder where it was; inside the run
+    # directory its resume removes it (societies.atomic), in /tmp nothing ever would.
+    scratch: list[Path] = []
+    real = population.model.save_pretrained
+
+    def spy(directory, *args, **kwargs):
+        scratch.append(Path(directory))
+        return real(directory, *args, **kwargs)
+
+    monkeypatch.setattr(population.model, "save_pretrained", spy)
+    out = tmp_path / "run" / "initial_adapters" / "agent_01"  # parents not made yet
+    population.save_adapter("agent_01", out)
+    assert (out / "adapter_model.safetensors").is_file()
+    assert scratch[0].parent == out.parent and TEMP_MARK in scratch[0].name
+    assert remove_stale_temporaries(tmp_path / "run") == []  # nothing was left
 
 
 def test_fresh_adapters_start_equal_to_the_base(tiny_model_path):
