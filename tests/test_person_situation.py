@@ -136,16 +136,21 @@ def test_bad_requests_name_the_value(reference, generation, contexts, error, mes
         person_situation(reference.run_dir, generation, contexts=contexts)
 
 
-def test_the_command_reports_every_complete_generation(reference, capsys):
+def test_the_command_reports_every_complete_generation(reference, tmp_path, capsys):
     import json
+    import shutil
 
     from trainer.cli import main
 
-    assert main(["person-situation", str(reference.run_dir), "--contexts", "4", "--json"]) == 0
+    # The command writes person_situation.json into the run: a copy, not the shared run.
+    run = shutil.copytree(reference.run_dir, tmp_path / "run")
+    assert main(["person-situation", str(run), "--contexts", "4", "--json"]) == 0
+    assert (run / "person_situation.json").is_file()
+    assert not (reference.run_dir / "person_situation.json").exists()
     rows = json.loads(capsys.readouterr().out)
     assert [r["generation"] for r in rows] == [0, 1]
     for r in rows:
         v = r["variance"]
         total = v["share_agent"] + v["share_context"] + v["share_residual"]
         assert total == pytest.approx(1.0) or total != total  # NaN when the table is flat
-    assert main(["person-situation", str(reference.run_dir), "--generation", "7"]) == 2
+    assert main(["person-situation", str(run), "--generation", "7"]) == 2

@@ -362,7 +362,7 @@ def test_a_copied_reference_run_gets_its_person_situation_from_the_command(
 
     run = tmp_path / "ref"
     shutil.copytree(reference.run_dir, run)
-    (run / "person_situation.json").unlink(missing_ok=True)  # another test may have made it
+    assert not (run / "person_situation.json").exists()  # the shared run has none
     assert main(["person-situation", str(run), "--generation", "1", "--contexts", "4"]) == 0
     printed = capsys.readouterr().out
     assert f"saved: {run / 'person_situation.json'}" in printed
