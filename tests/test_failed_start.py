@@ -60,7 +60,7 @@ def test_a_run_dir_without_completed_work_is_not_started(tmp_path, monkeypatch):
         raise RuntimeError("died before the first round")
 
     with monkeypatch.context() as patch:
-        patch.setattr(Experiment, "_rollout", crash)
+        patch.setattr(Experiment, "play_rounds", crash)
         with pytest.raises(RuntimeError, match="first round"):
             run_tiny(tmp_path, **{"lora.r": 8})
     run_dir = tmp_path / "t"

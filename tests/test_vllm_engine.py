@@ -433,7 +433,7 @@ def test_fake_experiment_population_is_a_view_of_one_vllm_engine(tmp_path, fake_
     overrides = {"model.engine": "vllm", "model.vllm_max_loras": 3, "population.size": 6}
     experiment = Experiment(_config(tmp_path, **overrides), progress=False)
     experiment.prepare()  # the vLLM check passes with the fake module
-    experiment._ensure_initial_adapters()
+    experiment.ensure_initial_adapters()
     start = experiment.start_adapters(0)
     population = experiment.population(start)
     assert isinstance(population, VllmPopulation)

@@ -246,8 +246,8 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
             )
         elif skipped:
             self.log(f"resuming {self.layout.root}: generations {skipped} are complete and kept")
-        self._set_threads()
-        self._ensure_initial_adapters()
+        self.set_threads()
+        self.ensure_initial_adapters()
         pending = [g for g in range(total) if not self.layout.is_complete(g)]
         for g in pending:
             self.run_generation(g)
@@ -269,7 +269,8 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
         check_or_write_config(self.layout, self.config.to_dict(), log=self.log)
         atomic_write_json(self.layout.graph, self.graph.to_node_link())
 
-    def _set_threads(self) -> None:
+    def set_threads(self) -> None:
+        """Apply ``model.threads`` to torch (null: torch's own choice)."""
         if self.config.model.threads:
             import torch
 
@@ -292,7 +293,7 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
                 raise ConfigError(f"model.engine=vllm: {err}") from None
         check_target_modules(self.model_path, self.config.lora.target_modules)
 
-    def _ensure_initial_adapters(self) -> None:
+    def ensure_initial_adapters(self) -> None:
         """Create the seeded initial adapters and their lineage, whichever is missing.
 
         Both are checked: a kill after the last adapter was saved and before lineage.json
@@ -353,7 +354,7 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
         population = self.population(self.start_adapters(g))
         before = self._probe_before(population, g)
         baseline = self._baseline_extras(population if g == 0 else None)
-        decisions = self._rollout(population, g)
+        decisions = self.play_rounds(population, g)
         del population
         gc.collect()
         self._track_rollout(g, decisions)
@@ -556,7 +557,9 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
             return {}
         return prior_probe(population, self.game, self.llm_agents, self.probe_orders, self.personas)
 
-    def _rollout(self, population: PopulationModel, g: int) -> list[Decision]:
+    def play_rounds(self, population: PopulationModel, g: int) -> list[Decision]:
+        """Play generation ``g``'s rounds, appending each to its transcript; a partial
+        transcript left by a kill is kept and play resumes after its last whole round."""
         cfg = self.config
         path = self.layout.transcripts(g)
         per_round = self.game.decisions_per_round(len(self.agents))

@@ -23,7 +23,7 @@ The replay is written to a sibling directory (default ``<run_dir>-replay-g<G>-<l
   comparison.json                    the ReplayResult
 ```
 
-The rollout is the generation loop's own (``Experiment._rollout``): the same code that
+The rollout is the generation loop's own (``Experiment.play_rounds``): the same code that
 played the original, with its resume (a killed replay continues where it stopped) and
 its interventions. A replay changes start adapters only: a scheduled ablation or
 transplant of the source run still applies from its round on (a transplant then brings
@@ -240,7 +240,7 @@ def _rollout(exp: Experiment, g: int) -> list[Decision]:
         torch.set_num_threads(exp.config.model.threads)
     exp.layout.generation(g).mkdir(parents=True, exist_ok=True)
     population = exp.population(exp.start_adapters(g))
-    return exp._rollout(population, g)  # the loop's own rounds, resume included
+    return exp.play_rounds(population, g)  # the loop's own rounds, resume included
 
 
 def attribution(

@@ -117,9 +117,9 @@ def run_step(
             f"generation {g - 1} of {layout.root} is not complete; step {step} of generation "
             f"{g} needs it (run `folkways step probe {layout.root} --generation {g - 1}`)"
         )
-    exp._set_threads()
+    exp.set_threads()
     if step == "rollout":
-        exp._ensure_initial_adapters()
+        exp.ensure_initial_adapters()
         exp.rollout_step(g)
         return StepResult(step, g, "done", list(exp.llm_agents))
     if not exp.rollout_recorded(g):
