@@ -10,10 +10,14 @@ from typing import Any
 SUMMARY_SCHEMA_VERSION = 2
 
 # The columns each game adds to the end-of-run table: (header, game_metrics key, format).
+# The naming game's convergence is Ashery et al.'s (2025): the round that completes 3N
+# successful interactions in a row (societies.metrics.convergence_round). `folkways
+# compare` and the baselines judge consensus instead (trainer.run_outcome); the header
+# names the rule so the two are not read as one.
 GAME_COLUMNS: dict[str, list[tuple[str, str, str]]] = {
     "naming_game": [
         ("success (last rounds)", "success_rate_last", "pct"),
-        ("converged", "convergence_round", "round"),
+        ("converged (3N streak)", "convergence_round", "round"),
     ],
     # baseline run directories (trainer/baseline_run_dir.py)
     "minimal_naming_game": [
