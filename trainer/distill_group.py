@@ -134,11 +134,12 @@ class _no_bar(nullcontext):
 
 
 def _advance(bar, losses: dict[str, float]) -> None:
-    """One training step done: show its loss, advance by its agents (the bar redraws)."""
+    """One training step done: show its loss (3 significant digits: late losses are
+    ~1e-4), advance by its agents (the bar redraws)."""
     if len(losses) == 1:
         ((agent, loss),) = losses.items()
-        bar.set_postfix(agent=agent, loss=f"{loss:.3f}", refresh=False)
+        bar.set_postfix(agent=agent, loss=f"{loss:.3g}", refresh=False)
     else:
         mean = sum(losses.values()) / len(losses)
-        bar.set_postfix(agents=len(losses), mean_loss=f"{mean:.3f}", refresh=False)
+        bar.set_postfix(agents=len(losses), mean_loss=f"{mean:.3g}", refresh=False)
     bar.update(len(losses))
