@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -85,7 +84,13 @@ def distill_group(
             num_epochs=int(settings.epochs),
             shuffle_seed=seed,
         )
-        bar = (make_bar or _no_bar)(
+        if make_bar is None:
+            from functools import partial
+
+            from tqdm import tqdm
+
+            make_bar = partial(tqdm, disable=True)  # no-op update and set_postfix
+        bar = make_bar(
             total=agent_steps(data, config), desc=f"{label or 'batched'} distill", unit="agent-step"
         )
         with bar:
@@ -118,19 +123,6 @@ def distill_group(
                 (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
             outcomes[agent] = outcome
     return [outcomes[a] for a in agents]
-
-
-class _no_bar(nullcontext):
-    """The progress bar when none is asked for."""
-
-    def __init__(self, **_):
-        super().__init__()
-
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def set_postfix(self, refresh: bool = True, **_) -> None:
-        pass
 
 
 def _advance(bar, losses: dict[str, float]) -> None:
