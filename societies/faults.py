@@ -1,4 +1,4 @@
-"""Fault points: named moments where a test may kill the process or fill the disk.
+"""Fault points: named moments where a test may kill, fill the disk or pause the process.
 
 The generation loop calls :func:`point` at the moments a crash is interesting (after a
 round is appended, between the halves of a transcript write, before an atomic rename,
@@ -12,6 +12,11 @@ environment of the process it starts:
 ``FOLKWAYS_FAULTS=enospc@N`` or ``enospc@NAME``
     from that point on, raise ``OSError(ENOSPC)`` at every write point, as a full
     disk would;
+``FOLKWAYS_FAULTS=pause@N`` or ``pause@NAME``
+    at that point, print ``fault point NAME: paused`` to stderr and wait for a signal
+    whose handler ends the process (a scheduler's preemption signal, say); a signal
+    whose handler returns leaves it waiting. It pauses once, at the point that fires:
+    a test signals a job at a known moment instead of racing the job's progress;
 ``FOLKWAYS_FAULT_TRACE=FILE``
     append the name of every point passed to FILE (unbuffered, so the line survives
     the kill), which tells the driver where each kill landed.
@@ -28,10 +33,12 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sys
 from dataclasses import dataclass
 
 FAULTS_ENV = "FOLKWAYS_FAULTS"
 TRACE_ENV = "FOLKWAYS_FAULT_TRACE"
+ACTIONS = ("kill", "enospc", "pause")
 
 
 class FaultSpecError(ValueError):
@@ -40,11 +47,12 @@ class FaultSpecError(ValueError):
 
 @dataclass
 class _Armed:
-    action: str | None  # "kill", "enospc" or None (trace only)
+    action: str | None  # "kill", "enospc", "pause" or None (trace only)
     at: int | str  # 1-based index, or name, of the point that fires
     trace: str | None
     passed: int = 0
     fired: bool = False
+    paused: bool = False
 
 
 _state: _Armed | None = None
@@ -53,10 +61,11 @@ _checked = False
 
 def _parse(spec: str) -> tuple[str, int | str]:
     action, _, where = spec.partition("@")
-    if action not in ("kill", "enospc") or not where or where == "0":
+    if action not in ACTIONS or not where or where == "0":
         raise FaultSpecError(
-            f"{FAULTS_ENV}={spec!r}; accepted: 'kill@N', 'kill@NAME', 'enospc@N' or "
-            "'enospc@NAME' (N >= 1: the N-th fault point passed; NAME: a point's name)"
+            f"{FAULTS_ENV}={spec!r}; accepted: 'ACTION@N' or 'ACTION@NAME' with ACTION one "
+            f"of {', '.join(ACTIONS)} (N >= 1: the N-th fault point passed; NAME: a point's "
+            "name)"
         )
     return action, int(where) if where.isdigit() else where
 
@@ -105,6 +114,11 @@ def point(name: str, *, write: bool = False) -> None:
     state.fired = state.fired or state.at in (state.passed, name)
     if state.action == "kill" and state.fired:
         os.kill(os.getpid(), signal.SIGKILL)
+    if state.action == "pause" and state.fired and not state.paused:
+        state.paused = True
+        print(f"fault point {name}: paused", file=sys.stderr, flush=True)
+        while True:  # a handler that raises (SystemExit, say) ends the wait
+            signal.pause()
     if state.action == "enospc" and write and state.fired:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC) + f" (injected at {name})")
 

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import errno
+import os
 import random
+import signal
+import subprocess
+import sys
 
 import pytest
 
@@ -61,8 +65,41 @@ def test_enospc_from_a_named_point_on_fails_writes_only_and_names_the_file(arm, 
 @pytest.mark.parametrize("spec", ["kill", "kill@", "kill@0", "explode@3"])
 def test_a_malformed_spec_is_an_error_naming_what_is_accepted(arm, spec):
     arm(spec)
-    with pytest.raises(faults.FaultSpecError, match="accepted: 'kill@N', 'kill@NAME'"):
+    with pytest.raises(faults.FaultSpecError, match="ACTION one of kill, enospc, pause"):
         faults.point("x")
+
+
+PAUSED_CHILD = """
+import signal, sys
+from societies import faults
+returned = []
+signal.signal(signal.SIGUSR1, lambda *_: returned.append(1))  # returns: keeps waiting
+signal.signal(signal.SIGUSR2, lambda *_: sys.exit(3 + len(returned)))  # ends the wait
+for name in ("before", "here", "after"):
+    faults.point(name)
+    print("passed", name, flush=True)
+"""
+
+
+def test_pause_waits_at_its_point_until_a_handler_ends_the_process(tmp_path):
+    env = {**os.environ, faults.FAULTS_ENV: "pause@here"}
+    child = subprocess.Popen(
+        [sys.executable, "-c", PAUSED_CHILD],
+        env=env,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        assert child.stderr.readline() == "fault point here: paused\n"
+        child.send_signal(signal.SIGUSR1)
+        child.send_signal(signal.SIGUSR2)
+        out, err = child.communicate(timeout=60)
+    finally:
+        child.kill()
+    # Paused after "before", before "after"; the first signal's handler returned, so it
+    # waited on for the second, whose exit status counts the first.
+    assert (child.returncode, out, err) == (4, "passed before\n", "")
 
 
 def test_stale_temporaries_are_removed_and_nothing_else(tmp_path):

@@ -187,30 +187,37 @@ def _scontrol_job(job_id: str) -> dict[str, str]:
     return dict(w.split("=", 1) for w in shown.split() if "=" in w)
 
 
-def test_a_preempted_job_is_requeued_and_resumes(cluster, reference, tmp_path, capsys):
+def test_a_preempted_job_is_requeued_and_resumes(cluster, reference, tmp_path, capsys, monkeypatch):
     # A one-generation pipeline; its rollout job gets submitit's preemption signal while
     # it runs. Without --batch/--full, `scancel --signal` signals the job's steps only
     # (scancel(1)): the srun step running python, where submitit's handler is, as with
     # the `#SBATCH --signal=USR2@90` it submits with; bash, the batch step, would die.
     # (One distillation task for the four agents: this test is about the rollout job.)
+    # The job pauses after recording round 1 of 4 until the signal comes (a fault point):
+    # signalled on a timer instead, the tiny model's rounds could all be recorded first
+    # on a busy machine, leaving the requeued job nothing to play.
+    paused_at = "rollout: generation 0 round 1"
+    monkeypatch.setenv("FOLKWAYS_FAULTS", f"pause@{paused_at}")
     overrides = [*tiny_overrides(tmp_path, **{"run.generations": 1}), *SLURM]
     overrides.append("slurm.agents_per_task=4")
     assert main(["slurm", "submit", str(QUICKSTART), *overrides, "--json"]) == 0
+    monkeypatch.delenv("FOLKWAYS_FAULTS")
     submitted = json.loads(capsys.readouterr().out)
     run_dir = Path(submitted["run_dir"])
     steps = [(j["generation"], j["step"], j["tasks"]) for j in submitted["jobs"]]
     assert steps == [(0, "rollout", []), (0, "distill", [0]), (0, "probe", [])]
     rollout = submitted["jobs"][0]
     job = rollout["job_id"]
-    # submitit installs its handler after loading the pickle, before calling the step;
-    # the step logs "interaction phase" after that, before the model load, probe, rounds.
+    paused = f"fault point {paused_at}: paused"
     end = time.monotonic() + 300
-    while "interaction phase" not in _job_log(run_dir, job, "err"):
+    while paused not in _job_log(run_dir, job, "err"):
         assert _queue(run_dir), f"the pipeline left the queue:\n{_job_log(run_dir, job, 'err')}"
         assert time.monotonic() < end, (
-            f"the rollout did not start:\n{_job_log(run_dir, job, 'out')}"
+            f"the rollout did not reach round 1:\n{_job_log(run_dir, job, 'err')}"
         )
         time.sleep(0.2)
+    recorded = RunLayout(run_dir).transcripts(0).read_text().splitlines()
+    assert sorted({json.loads(line)["round"] for line in recorded}) == [0, 1]
     signalled = subprocess.run(["scancel", "--signal=USR2", job], capture_output=True, text=True)
     assert signalled.returncode == 0, signalled.stderr
     _wait_for_queue_to_empty(run_dir)
@@ -224,8 +231,11 @@ def test_a_preempted_job_is_requeued_and_resumes(cluster, reference, tmp_path, c
     assert caught < requeued < lines.index("Job completed successfully")
     assert lines.count("Job completed successfully") == 1  # the second attempt only
     assert lines.count(f"Starting with JobEnvironment(job_id={job},") == 2
-    # The signal came before the rounds were all recorded: the requeued job played them.
-    assert _job_log(run_dir, job, "err").count("generation 0/0: interaction phase") == 2
+    # The requeued job kept rounds 0-1 and played rounds 2-3 (it never passed round 1's
+    # point again, so it did not pause).
+    errors = _job_log(run_dir, job, "err")
+    assert errors.count("generation 0/0: interaction phase") == 2
+    assert errors.count(paused) == 1
     # The rest of the pipeline waited for the requeued job, then ran once.
     for later in submitted["jobs"][1:]:
         assert _scontrol_job(later["job_id"])["Restarts"] == "0"
