@@ -192,7 +192,7 @@ def test_two_seeds_of_one_group_carry_group_job_types_differing_key_and_step_met
     probe0 = WandbTracker.for_step(cfg0, cfg0.run_dir, "probe", 0)
     probe0.log_generation(_summary(0), [], [])
     probe0.finish()
-    probe1 = WandbTracker(  # as trainer/generation_loop.py calls it
+    probe1 = WandbTracker(  # as trainer/loop_finish.py calls it
         cfg1.tracking.wandb.value,
         cfg1.tracking.project,
         cfg1.run.name,

@@ -13,33 +13,29 @@ Re-running the same command resumes (DESIGN.md, decision 6): completed generatio
 are skipped; inside an unfinished one, complete rounds and finished adapters are kept
 and the rest is redone from the seeds, which reproduces exactly what an uninterrupted
 run would have written.
+
+Steps 1-3 live in :mod:`trainer.loop_rollout`, step 4 in :mod:`trainer.loop_distill`,
+steps 5-6 in :mod:`trainer.loop_finish` (mixins of :class:`Experiment`); this module
+holds the run's set-up and the order of the steps.
 """
 
 from __future__ import annotations
 
-import gc
-import json
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from societies import faults, seeding
+from societies import seeding
 from societies.atomic import remove_stale_temporaries
-from societies.games.protocol import RoundContext, seats
+from societies.games.protocol import seats
 from societies.lora_targets import check_target_modules
 from societies.model_store import resolve_model
 from societies.population import Engine, LoraSpec, PopulationModel
-from societies.probes import prior_probe, probe_orders
-from societies.records import AgentPrior, Decision
+from societies.probes import probe_orders
+from societies.records import Decision
 from societies.seeding import Stream
-from societies.society import play_round
 from societies.topology import build_graph
-from societies.transcripts import (
-    append_decisions,
-    read_complete_rounds,
-    truncate_to,
-)
 from societies.vllm_engine import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     VllmEngine,
@@ -55,25 +51,22 @@ from trainer.config import (
     load_experiment,
 )
 from trainer.distill_sft import DistillOutcome
-from trainer.drift_metrics import drift_records
-from trainer.extra_probes import extra_records, measure_extras, wanted
 from trainer.games import build_game
-from trainer.information_metrics import information_records
 from trainer.loop_distill import DistillSteps
+from trainer.loop_finish import FinishSteps
 from trainer.loop_interventions import InterventionSteps
 from trainer.loop_records import RecordSteps
-from trainer.measure_generation import measure_generation
+from trainer.loop_rollout import RolloutSteps
 from trainer.run_config_check import check_or_write_config
 from trainer.run_dir import (
     RunLayout,
     adapter_is_saved,
     atomic_write_json,
-    atomic_write_text,
     open_run_dir,
 )
-from trainer.run_records import read_priors, read_probes, read_summary
+from trainer.run_records import read_summary
 from trainer.summary import GenerationSummary
-from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
+from trainer.tracking import rebuild_run_metrics
 from trainer.training_data import TrainingRows
 from trainer.wandb_tracking import WandbTracker
 
@@ -84,15 +77,6 @@ def _stderr(message: str) -> None:
     tqdm.write(message, file=sys.stderr)
 
 
-@dataclass(frozen=True)
-class Rollout:
-    """What a generation's interaction phase recorded."""
-
-    decisions: list[Decision]
-    before: dict[str, AgentPrior]  # the starting adapters' priors
-    baseline: dict  # generation 0's extra probes (traits, custom), if any
-
-
 @dataclass
 class RunResult:
     run_dir: Path
@@ -100,7 +84,7 @@ class RunResult:
     skipped: list[int]  # generations found complete and not recomputed
 
 
-class Experiment(InterventionSteps, DistillSteps, RecordSteps):
+class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, RecordSteps):
     """Everything fixed for the whole run: config, names, agents, model location."""
 
     def __init__(
@@ -336,59 +320,6 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
         data, outcomes = self.distill_step(g, rollout.decisions)
         return self.finish_step(g, rollout, data, outcomes)
 
-    def rollout_step(self, g: int) -> Rollout:
-        """Probe the starting adapters and play the rounds (steps 1-3).
-
-        Idempotent: complete rounds and the cached probe are kept; when everything is
-        recorded already, nothing is loaded and the records are read back.
-        """
-        cfg, layout = self.config, self.layout
-        layout.generation(g).mkdir(parents=True, exist_ok=True)
-        if self.rollout_recorded(g):
-            return Rollout(
-                self._recorded_decisions(g),
-                read_priors(layout.probe_before(g)),
-                self._baseline_extras(None),
-            )
-        self.log(f"generation {g}/{cfg.run.generations - 1}: interaction phase")
-        population = self.population(self.start_adapters(g))
-        before = self._probe_before(population, g)
-        baseline = self._baseline_extras(population if g == 0 else None)
-        decisions = self.play_rounds(population, g)
-        del population
-        gc.collect()
-        self._track_rollout(g, decisions)
-        return Rollout(decisions, before, baseline)
-
-    def _track_rollout(self, g: int, decisions: list[Decision]) -> None:
-        """The rollout step's W&B run: each round's game metrics against ``round``.
-
-        Logged once the rounds are all recorded; a kill before ``finish`` loses only this
-        copy (metrics.jsonl gets every round's records in the probe step)."""
-        tracker = WandbTracker.for_step(self.config, self.layout.root, "rollout", g)
-        try:
-            by_round: dict[int, list[Decision]] = {}
-            for d in decisions:
-                by_round.setdefault(d.round, []).append(d)
-            for r in sorted(by_round):
-                tracker.log_round(r, self.game.round_metrics(by_round[r]))
-        finally:
-            tracker.finish()
-
-    def rollout_recorded(self, g: int) -> bool:
-        """Whether generation ``g``'s probe-before and every round are on disk."""
-        layout = self.layout
-        if not layout.probe_before(g).exists():
-            return False
-        if wanted(self.config.probe) and not self._baseline_cache.exists():
-            return False
-        rounds = len(self._recorded_decisions(g)) // self.game.decisions_per_round(len(self.agents))
-        return rounds == self.config.game.rounds
-
-    def _recorded_decisions(self, g: int) -> list[Decision]:
-        per_round = self.game.decisions_per_round(len(self.agents))
-        return read_complete_rounds(self.layout.transcripts(g), per_round)[0]
-
     def distill_step(
         self,
         g: int,
@@ -419,187 +350,6 @@ class Experiment(InterventionSteps, DistillSteps, RecordSteps):
             finally:
                 tracker.finish()
         return data, outcomes
-
-    def finish_step(
-        self,
-        g: int,
-        rollout: Rollout,
-        data: dict[str, TrainingRows],
-        outcomes: list[DistillOutcome],
-    ) -> GenerationSummary:
-        """Evolve, probe the new adapters, write the records and mark ``g`` complete
-        (steps 5-6)."""
-        cfg, layout = self.config, self.layout
-        decisions, before, baseline = rollout.decisions, rollout.before, rollout.baseline
-        plans = self._evolve(g, decisions) if cfg.evolution.active else {}
-
-        after_population = self.population({a: layout.adapter(g, a) for a in self.llm_agents})
-        after = self._probe(after_population, f"generation {g} after")
-        extras = measure_extras(after_population, self.llm_agents, cfg.probe, cfg.run.seed)
-        del after_population
-        gc.collect()
-
-        summary, records = measure_generation(
-            g,
-            self.game,
-            decisions,
-            before,
-            after,
-            outcomes,
-            rounds=cfg.game.rounds,
-            window=cfg.metrics.window,
-            population_size=cfg.population.size,
-        )
-        records += self._weight_records(g)
-        if after:  # a population of scripted seats only has no priors to drift
-            gen0 = before if g == 0 else read_probes(layout, 0)["before"]
-            records += drift_records(g, after, gen0, summary.majority_option)
-        records += extra_records(g, extras, baseline)
-        records += information_records(
-            g,
-            decisions,
-            self.agents,
-            seed=seeding.stream_seed(cfg.run.seed, Stream.PROBE, "information", g),
-        )
-        records += [
-            MetricRecord(g, "fitness", plan.details["fitness"], "evolution", agent=a)
-            for a, plan in plans.items()
-        ]
-        atomic_write_json(
-            layout.probes(g),
-            {
-                "orders": [list(o) for o in self.probe_orders],
-                "before": {a: p.to_dict() for a, p in before.items()},
-                "after": {a: p.to_dict() for a, p in after.items()},
-                **{f"{k}_after": v for k, v in extras.items()},
-                **({f"{k}_before": v for k, v in baseline.items()} if g == 0 else {}),
-            },
-        )
-        write_generation_metrics(layout.generation_metrics(g), records)
-        atomic_write_json(layout.summary(g), summary.to_dict())
-        entries = self._lineage_entries(g, data, outcomes, plans)
-        lineage.record(layout, entries)
-        final = {
-            e.agent: e for e in entries if e.adapter == layout.relative(layout.adapter(g, e.agent))
-        }
-        # Tracking before COMPLETE, and finished (written to disk) before it: a kill in
-        # between may log a generation twice (in two W&B runs of the group), never lose it.
-        tracker = WandbTracker.for_step(cfg, layout.root, "probe", g)
-        try:
-            faults.point(f"tracking: generation {g}")
-            tracker.log_generation(summary, records, decisions)
-            for agent in self.llm_agents:
-                faults.point(f"tracking: generation {g} {agent}")
-                entry = final[agent]
-                tracker.log_adapter(
-                    agent=agent,
-                    generation=g,
-                    path=layout.adapter(g, agent),
-                    metadata={
-                        "operation": entry.operation,
-                        "examples": entry.examples,
-                        "parents": entry.parents,
-                        "data_sha256": entry.data_sha256,
-                        "base_model": self.base_model_id,
-                    },
-                )
-        finally:
-            tracker.finish()
-        atomic_write_text(layout.complete(g), "complete\n")  # last: marks the generation done
-        rebuild_run_metrics(layout)
-        self.log(
-            f"generation {g} complete: majority {summary.majority_option} "
-            f"({summary.majority_share:.0%} of the last {summary.window} rounds), prior on it "
-            f"{summary.prior_on_majority_before:.3f} -> {summary.prior_on_majority_after:.3f}"
-        )
-        return summary
-
-    @property
-    def _baseline_cache(self) -> Path:
-        return self.layout.generation(0) / "probe_before_extra.json"
-
-    def _baseline_extras(self, population: PopulationModel | None) -> dict:
-        """Traits and custom probes of generation 0's starting adapters, measured once
-        (cached in generation 0's folder) and read back by every later generation."""
-        if not wanted(self.config.probe):
-            return {}
-        cache = self._baseline_cache
-        if cache.exists():
-            return json.loads(cache.read_text())
-        if population is None:  # a later generation resuming: generation 0 measured it
-            population = self.population(self.start_adapters(0))
-        extras = measure_extras(
-            population, self.llm_agents, self.config.probe, self.config.run.seed
-        )
-        atomic_write_json(cache, extras)
-        return extras
-
-    def _probe_before(self, population: PopulationModel, g: int) -> dict[str, AgentPrior]:
-        """Priors of the adapters generation ``g`` starts with, measured once.
-
-        For g > 0 these adapters are generation g-1's output, whose priors that
-        generation already measured with the same option orders: they are reused.
-        """
-        cache = self.layout.probe_before(g)
-        if cache.exists():
-            return read_priors(cache)
-        if g > 0:
-            previous = read_probes(self.layout, g - 1)["after"]
-            priors = {a: previous[a] for a in self.llm_agents}
-        else:
-            priors = self._probe(population, f"generation {g} before")
-        atomic_write_json(cache, {a: p.to_dict() for a, p in priors.items()})
-        return priors
-
-    def _probe(self, population: PopulationModel | None, when: str) -> dict[str, AgentPrior]:
-        faults.point(f"probe: {when}")
-        if population is None:
-            return {}
-        return prior_probe(population, self.game, self.llm_agents, self.probe_orders, self.personas)
-
-    def play_rounds(self, population: PopulationModel, g: int) -> list[Decision]:
-        """Play generation ``g``'s rounds, appending each to its transcript; a partial
-        transcript left by a kill is kept and play resumes after its last whole round."""
-        cfg = self.config
-        path = self.layout.transcripts(g)
-        per_round = self.game.decisions_per_round(len(self.agents))
-        done, size = read_complete_rounds(path, per_round)
-        truncate_to(path, size)  # drop a torn line or partial round left by a kill
-        first = len(done) // per_round
-        if first:
-            self.log(f"generation {g}: resuming at round {first} ({len(done)} decisions kept)")
-        decisions = list(done)
-        in_play = self.start_adapters(g)
-        bar = self._bar(
-            range(first, cfg.game.rounds),
-            desc=f"gen {g} rounds",
-            initial=first,
-            total=cfg.game.rounds,
-        )
-        for r in bar:
-            wanted = self.adapters_at(g, r)
-            if wanted != in_play:  # an ablation or transplant starts this round
-                del population
-                gc.collect()
-                population, in_play = self.population(wanted), wanted
-            self._record_interventions(g, r, decisions)
-            ctx = RoundContext(cfg.run.name, g, r, cfg.run.seed, cfg.game.temperature)
-            new = play_round(
-                population,
-                self.game,
-                self.agents,
-                decisions,
-                ctx,
-                self._scripted_at(g, r, decisions),
-                self.personas,
-            )
-            append_decisions(path, new)
-            faults.point(f"rollout: generation {g} round {r}")
-            decisions.extend(new)
-            bar.set_postfix(
-                {k: f"{v:.2f}" for k, v in self.game.round_metrics(new).items()}, refresh=False
-            )
-        return decisions
 
 
 def run_experiment(
