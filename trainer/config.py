@@ -19,28 +19,31 @@ from societies.population import Engine
 from societies.topology import Topology
 from trainer import config_loader
 from trainer.config_loader import ConfigError
-from trainer.data_policies import DataPolicy
-from trainer.datasets import Selection
-from trainer.evolve import ParentRule, survivor_count
+from trainer.distill_config import AdapterScope, DistillBackend, DistillConfig, DistillMethod
 from trainer.game_configs import DebateConfig, DonorGameConfig, GameName, NamingGameConfig
 from trainer.slurm_config import Launcher, SlurmConfig
+from trainer.society_configs import (
+    EvolutionConfig,
+    InterventionConfig,
+    InterventionKind,
+    NetworkConfig,
+)
 
-__all__ = ["ConfigError", "ExperimentConfig", "GameName", "load_experiment"]
-
-
-class DistillMethod(str, Enum):
-    SFT = "sft"  # TRL SFTTrainer on the selected turns
-    DPO = "dpo"  # TRL DPOTrainer on preference pairs, the previous adapter as reference
-
-
-class AdapterScope(str, Enum):
-    PER_AGENT = "per_agent"  # every agent distils its own data into its own adapter
-    COMMUNITY = "community"  # one adapter trained on everyone's data, shared by all
-
-
-class DistillBackend(str, Enum):
-    TRL = "trl"  # TRL SFTTrainer, one agent at a time in its own model copy
-    BATCHED = "batched"  # all agents in one pass over the stacked multi-LoRA engine
+# The sections defined elsewhere are importable from here, as they were before the split.
+__all__ = [
+    "AdapterScope",
+    "ConfigError",
+    "DistillBackend",
+    "DistillConfig",
+    "DistillMethod",
+    "EvolutionConfig",
+    "ExperimentConfig",
+    "GameName",
+    "InterventionConfig",
+    "InterventionKind",
+    "NetworkConfig",
+    "load_experiment",
+]
 
 
 class WandbMode(str, Enum):
@@ -236,232 +239,6 @@ class ProbeConfig:
         )
         names = [p.name for p in self.custom]
         _require(len(set(names)) == len(names), "probe.custom", names, "probes with distinct names")
-
-
-@dataclass(frozen=True)
-class DistillConfig:
-    method: DistillMethod = DistillMethod.SFT
-    """'sft' (imitate the selected turns) or 'dpo' (preference pairs; distill.backend=trl)."""
-    backend: DistillBackend = DistillBackend.TRL
-    """'trl' (SFTTrainer per agent) or 'batched' (all agents in one pass; whole epochs only)."""
-    selection: Selection = Selection.COMMUNITY_SUCCESSES
-    """SFT: 'own_successes', 'community_successes' or 'top_payoff' (distill.top_share of
-    every turn by payoff); DPO: own or community pairs (top_payoff is SFT only)."""
-    top_share: float = 0.25
-    """selection=top_payoff: the share of the generation's turns kept, best paid first."""
-    scope: AdapterScope = AdapterScope.PER_AGENT
-    """'per_agent' adapters, or one 'community' adapter trained on everyone's rows and
-    shared by all agents."""
-    data_policy: DataPolicy = DataPolicy.REPLACE
-    """Rows across generations: 'replace' (this generation's), 'accumulate' (every
-    generation's so far) or 'anchor' (this generation's plus distill.anchor_share of
-    generation 0's per row)."""
-    anchor_share: float = 0.25
-    """data_policy=anchor: generation-0 rows added per current row."""
-    max_examples: int = 16
-    """Most recent selected rows per agent and generation (the newest reflect the
-    convention reached)."""
-    epochs: float = 2.0
-    learning_rate: float = 1e-3
-    batch_size: int = 8
-    max_length: int = 512
-    dpo_beta: float = 0.1
-    """method=dpo: DPO's beta, the strength of the pull towards the reference adapter."""
-    memory_budget_gb: float = 8.0
-    """distill.backend=batched: peak memory the distillation process may use (GB); agents
-    are trained in groups that fit it. 8 leaves room on a 24 GB machine."""
-
-    def __post_init__(self) -> None:
-        _require(
-            self.memory_budget_gb >= 1,
-            "distill.memory_budget_gb",
-            self.memory_budget_gb,
-            "a number of GB >= 1",
-        )
-        _require(
-            self.max_examples >= 1, "distill.max_examples", self.max_examples, "an integer >= 1"
-        )
-        _require(self.epochs > 0, "distill.epochs", self.epochs, "a number > 0")
-        _require(
-            0 < self.learning_rate < 1, "distill.learning_rate", self.learning_rate, "0 < lr < 1"
-        )
-        _require(self.batch_size >= 1, "distill.batch_size", self.batch_size, "an integer >= 1")
-        _require(self.max_length >= 16, "distill.max_length", self.max_length, "an integer >= 16")
-        _require(0 < self.top_share <= 1, "distill.top_share", self.top_share, "0 < share <= 1")
-        _require(
-            0 <= self.anchor_share <= 10,
-            "distill.anchor_share",
-            self.anchor_share,
-            "0 <= share <= 10 (generation-0 rows per current row)",
-        )
-        _require(0 < self.dpo_beta <= 10, "distill.dpo_beta", self.dpo_beta, "0 < beta <= 10")
-        if self.backend is DistillBackend.BATCHED:
-            _require(
-                self.epochs == int(self.epochs),
-                "distill.epochs",
-                self.epochs,
-                "a whole number with distill.backend=batched",
-            )
-            _require(
-                self.method is DistillMethod.SFT,
-                "distill.method",
-                self.method.value,
-                "'sft' with distill.backend=batched (DPO runs on distill.backend=trl)",
-            )
-        if self.method is DistillMethod.DPO:
-            _require(
-                self.selection is not Selection.TOP_PAYOFF,
-                "distill.selection",
-                self.selection.value,
-                "'own_successes' or 'community_successes' with distill.method=dpo "
-                "(own or everyone's preference pairs)",
-            )
-
-
-@dataclass(frozen=True)
-class EvolutionConfig:
-    """Between generations, in weight space (after Vallinder & Hughes 2024's cultural
-    evolution, with inheritance of adapters instead of prompted strategies).
-
-    After distillation, in this order: the bottom ``immigrants`` share of the ranking get
-    fresh adapters; the top ``survive`` share keep theirs; every other seat gets a child
-    of a survivor (``parent_rule``), the ``cat`` crossover of two survivors when
-    ``crossover`` is on; children (and survivors if ``mutate_survivors``) get Gaussian
-    noise of std ``mutation_scale``. All defaults: every agent continues its own adapter.
-    """
-
-    survive: float = 1.0
-    """Share of agents, ranked by the game's fitness, that keep their adapter; 1 = no selection."""
-    parent_rule: ParentRule = ParentRule.ROUND_ROBIN
-    """Which survivor a child descends from: 'round_robin' (equal shares, best first) or 'uniform'."""
-    crossover: bool = False
-    """Children are the cat crossover of two survivors (their parent and the next survivor)."""
-    crossover_weights: list[float] = field(default_factory=lambda: [0.5, 0.5])
-    """Weights of the two parents' deltas in a crossover child."""
-    max_rank: int | None = None
-    """Largest LoRA rank a crossover child may have (cat adds ranks); larger children are
-    truncated by SVD of their delta. null: 4 x lora.r."""
-    mutation_scale: float = 0.0
-    """Std of the Gaussian noise added to children's LoRA weights; 0 = no mutation."""
-    mutate_survivors: bool = False
-    """Mutate the survivors as well as the children (with survive=1: every agent)."""
-    immigrants: float = 0.0
-    """Share of agents, from the bottom of the ranking, given fresh adapters each generation."""
-
-    def __post_init__(self) -> None:
-        _require(0 < self.survive <= 1, "evolution.survive", self.survive, "0 < share <= 1")
-        _require(
-            0 <= self.immigrants < 1, "evolution.immigrants", self.immigrants, "0 <= share < 1"
-        )
-        _require(
-            self.mutation_scale >= 0,
-            "evolution.mutation_scale",
-            self.mutation_scale,
-            "a number >= 0 (noise std; 0 = off)",
-        )
-        _require(
-            len(self.crossover_weights) == 2,
-            "evolution.crossover_weights",
-            self.crossover_weights,
-            "two numbers, [weight of the first parent, weight of the second]",
-        )
-        _require(
-            self.max_rank is None or self.max_rank >= 1,
-            "evolution.max_rank",
-            self.max_rank,
-            "null or an integer >= 1",
-        )
-
-    @property
-    def active(self) -> bool:
-        """Whether anything but 'continue' happens between generations."""
-        return self.survive < 1 or self.immigrants > 0 or self.mutation_scale > 0
-
-    def num_immigrants(self, num_agents: int) -> int:
-        return round(self.immigrants * num_agents)
-
-    def num_survivors(self, num_agents: int) -> int:
-        return survivor_count(num_agents, self.survive)
-
-
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Who meets whom (societies/topology.py); the naming game pairs agents along edges."""
-
-    topology: Topology = Topology.COMPLETE
-    """complete, ring_lattice, random_regular, watts_strogatz, barabasi_albert,
-    erdos_renyi or edge_list."""
-    k: int = 4
-    """ring_lattice, watts_strogatz (even), random_regular: neighbours per agent."""
-    p: float = 0.1
-    """watts_strogatz: rewiring probability; erdos_renyi: edge probability."""
-    m: int = 2
-    """barabasi_albert: edges per new node."""
-    edge_list: str | None = None
-    """edge_list: a file with two agents (names or 0-based indices) per line."""
-
-
-class InterventionKind(str, Enum):
-    COMMITTED_MINORITY = "committed_minority"  # seats taken over by a scripted policy
-    ABLATION = "ablation"  # agents' adapters reset to the base model
-    TRANSPLANT = "transplant"  # an agent gets another agent's adapter
-
-
-@dataclass(frozen=True)
-class InterventionConfig:
-    """One scheduled intervention, from ``round`` of ``generation`` on.
-
-    ``committed_minority`` (Centola et al., Science 2018; Ashery et al. 2025): ``share``
-    of the population's seats, drawn from the LLM agents by the intervention stream,
-    play scripted ``policy`` (naming: ``fixed_name`` of ``name``; null name = the option
-    least played in the rounds before) until the end of ``until_generation`` (null: the
-    run's end). ``ablation``: ``agents``' adapters become the base model for the rest of
-    the generation (and what it distils from). ``transplant``: ``agents`` each get
-    ``donor``'s adapter of the generation's start.
-    """
-
-    kind: InterventionKind
-    generation: int = 0
-    round: int = 0
-    share: float = 0.0
-    policy: str = "fixed_name"
-    name: str | None = None
-    fraction: float | None = None
-    until_generation: int | None = None
-    agents: list[str] = field(default_factory=list)
-    donor: str | None = None
-
-    def __post_init__(self) -> None:
-        _require(self.generation >= 0, "interventions[].generation", self.generation, ">= 0")
-        _require(self.round >= 0, "interventions[].round", self.round, ">= 0")
-        if self.kind is InterventionKind.COMMITTED_MINORITY:
-            _require(0 < self.share < 1, "interventions[].share", self.share, "0 < share < 1")
-            _require(
-                self.until_generation is None or self.until_generation >= self.generation,
-                "interventions[].until_generation",
-                self.until_generation,
-                f"null or >= generation ({self.generation})",
-            )
-        else:
-            _require(
-                bool(self.agents),
-                "interventions[].agents",
-                self.agents,
-                f"the agents {self.kind.value} applies to, e.g. [agent_00]",
-            )
-        if self.kind is InterventionKind.TRANSPLANT:
-            _require(
-                self.donor is not None and self.donor not in self.agents,
-                "interventions[].donor",
-                self.donor,
-                "the agent whose adapter is transplanted (not one of agents)",
-            )
-
-    def active(self, generation: int, round_index: int) -> bool:
-        """Whether a committed minority holds its seats at (generation, round)."""
-        if (generation, round_index) < (self.generation, self.round):
-            return False
-        return self.until_generation is None or generation <= self.until_generation
 
 
 @dataclass(frozen=True)
