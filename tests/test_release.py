@@ -14,13 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from societies.model_store import (
-    EMBEDDED_HUB_ID,
-    BaseKind,
-    cached_sha256,
-    describe_base_weights,
-    gguf_header,
-)
+from societies.base_weights import BaseKind, cached_sha256, describe_base_weights, gguf_header
+from societies.model_store import EMBEDDED_HUB_ID
 from societies.probes import prior_probe
 from tests.float32 import PROB_ATOL_OTHER_BATCH, assert_close
 from trainer.generation_loop import Experiment
@@ -196,7 +191,7 @@ def test_release_of_embedded_base_says_what_it_was_trained_on(
 
 
 def test_hash_is_cached_beside_the_file_until_the_file_changes(tmp_path, monkeypatch):
-    import societies.model_store as store
+    import societies.base_weights as store
 
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"x" * 1000)

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from societies.atomic import atomic_directory
+from societies.base_weights import BaseKind, BaseWeights, describe_base_weights
 from societies.lora_folders import check_adapter_folder
 from societies.metrics import entropy_bits
-from societies.model_store import BaseKind, BaseWeights, ModelNotFoundError, describe_base_weights
+from societies.model_store import ModelNotFoundError
 from societies.records import AgentPrior
 from trainer.distill_sft import TRAINING_RECORD
 from trainer.generation_loop import Experiment
