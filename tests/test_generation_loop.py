@@ -8,7 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
+import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +19,7 @@ from tests.conftest import QUICKSTART, run_tiny, tiny_overrides
 from tests.float32 import PROB_ATOL, assert_close
 from trainer.config_loader import ConfigError
 from trainer.lineage import read_lineage
-from trainer.run_dir import RunLayout
+from trainer.run_dir import RunLayout, adapter_is_saved
 from trainer.tracking import read_metrics
 
 ROOT = Path(__file__).parents[1]
@@ -169,7 +169,12 @@ def test_agents_without_selected_turns_keep_their_adapter(tiny_model_path, tmp_p
 
 
 def test_killed_process_resumes_to_the_same_run(reference, tmp_path):
-    """A real SIGKILL during generation 0's distillation, then the same command again."""
+    """A real SIGKILL from outside during generation 0's adapter writes, then the same
+    command again.
+
+    The run pauses at a fault point (agent_00 and agent_01 saved, agent_02 not) and is
+    killed there: polling for a file instead raced the run, which writes the tiny model's
+    four carried-over adapters and the probe in well under a second."""
     out = tmp_path / "out"
     cmd = [
         sys.executable,
@@ -181,17 +186,34 @@ def test_killed_process_resumes_to_the_same_run(reference, tmp_path):
         "--no-progress",
     ]
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    paused = "fault point write:generation_000/adapters/agent_02/: paused"
     proc = subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        cmd,
+        cwd=ROOT,
+        env={**env, "FOLKWAYS_FAULTS": "pause@write:generation_000/adapters/agent_02/"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
+    watchdog = threading.Timer(300, proc.kill)  # a run that never pauses ends the wait
+    watchdog.start()
+    said = []
+    try:
+        for line in proc.stderr:
+            said.append(line)
+            if line.rstrip("\n") == paused:
+                break
+        else:
+            pytest.fail(f"the run ended without pausing:\n{''.join(said[-20:])}")
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        watchdog.cancel()
+        proc.wait()
+        proc.stderr.close()
     layout = RunLayout(out / "t")
-    deadline = time.time() + 240
-    while time.time() < deadline and not (layout.adapter(0, "agent_01") / "training.json").exists():
-        assert proc.poll() is None, "the run ended before it could be killed"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
     assert not layout.is_complete(0)
+    assert adapter_is_saved(layout.adapter(0, "agent_01"))
+    assert not layout.adapter(0, "agent_02").exists()
 
     finished = subprocess.run(
         cmd + ["--json"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
