@@ -68,7 +68,7 @@ def test_probe_before_of_a_generation_is_the_previous_after(reference):
 
 def test_each_adapter_set_is_probed_once(tiny_model_path, tmp_path, monkeypatch):
     """G generations probe G + 1 adapter sets: the initial ones and each generation's output."""
-    import trainer.generation_loop as loop
+    import trainer.loop_rollout as loop  # where the probes are taken
 
     calls = []
     real = loop.prior_probe
