@@ -65,7 +65,7 @@ class RecordingBar:
         self.postfixes.append(kwargs)
 
 
-def _distil(tmp_path, tiny_model_path, start, budget_gb, bars=None):
+def _distil(tmp_path, tiny_model_path, start, budget_gb, bars=None, agents=AGENTS):
     from trainer.distill_group import distill_group
     from trainer.distill_sft import SftSettings
 
@@ -73,11 +73,11 @@ def _distil(tmp_path, tiny_model_path, start, budget_gb, bars=None):
         bars.append(RecordingBar(**kwargs))
         return bars[-1]
 
-    out = {a: tmp_path / a for a in AGENTS}
+    out = {a: tmp_path / a for a in agents}
     outcomes = distill_group(
         model_path=tiny_model_path,
-        start_adapters=start,
-        examples={a: _examples(k) for k, a in enumerate(AGENTS)},
+        start_adapters={a: start[a] for a in agents},
+        examples={a: _examples(k) for k, a in enumerate(AGENTS) if a in agents},
         out_dirs=out,
         settings=SftSettings(
             epochs=2, learning_rate=5e-3, batch_size=2, memory_budget_gb=budget_gb
@@ -150,6 +150,44 @@ def test_grouped_training_equals_one_group(tiny_model_path, tmp_path, monkeypatc
         load_file(out_together["ann"] / "adapter_model.safetensors")[next(iter(one))],
         load_file(out_together["bob"] / "adapter_model.safetensors")[next(iter(one))],
     )
+
+
+def test_each_group_is_saved_before_the_next_trains(tiny_model_path, tmp_path, monkeypatch):
+    """A pass that dies in its last group keeps the groups before it; the resumed pass
+    trains only the missing agent, to the same weights as an uninterrupted pass."""
+    from safetensors.torch import load_file
+
+    from societies.population import LoraSpec, PopulationModel
+    from trainer.run_dir import adapter_is_saved
+
+    population = PopulationModel(
+        tiny_model_path, list(AGENTS), LoraSpec(r=4, alpha=8), init_seeds={"ann": 1, "bob": 2}
+    )
+    start = {a: population.save_adapter(a, tmp_path / "start" / a) for a in AGENTS}
+    monkeypatch.setattr(distill_memory, "current_rss_bytes", lambda: 0)
+    need, lora_bytes = _step_need_and_lora_bytes(tiny_model_path, start)
+    budget = (1.5 * need + lora_bytes) / 1e9  # one agent per group
+    real = trainer.distill_batched.train_batched_sft
+
+    def dies_on_cy(engine, data, *args, **kwargs):
+        if "cy" in data:
+            raise RuntimeError("killed while training cy")
+        return real(engine, data, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.distill_batched, "train_batched_sft", dies_on_cy)
+    with pytest.raises(RuntimeError, match="killed while training cy"):
+        _distil(tmp_path / "cut", tiny_model_path, start, budget)
+    saved = {a: adapter_is_saved(tmp_path / "cut" / a) for a in AGENTS}
+    assert saved == {"ann": True, "bob": True, "cy": False}
+
+    monkeypatch.setattr(trainer.distill_batched, "train_batched_sft", real)
+    (resumed,), _ = _distil(tmp_path / "cut", tiny_model_path, start, budget, agents=("cy",))
+    whole, out_whole = _distil(tmp_path / "whole", tiny_model_path, start, budget)
+    assert resumed.losses == whole[2].losses
+    for agent in AGENTS:
+        a = load_file(tmp_path / "cut" / agent / "adapter_model.safetensors")
+        b = load_file(out_whole[agent] / "adapter_model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), agent
 
 
 def _step_need_and_lora_bytes(model_path, start) -> tuple[float, float]:

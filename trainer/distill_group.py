@@ -93,9 +93,39 @@ def distill_group(
         bar = make_bar(
             total=agent_steps(data, config), desc=f"{label or 'batched'} distill", unit="agent-step"
         )
+        group_started = [started]  # the first group's time includes loading the model
+
+        def save(group: list[str], result) -> None:
+            """Write a group's adapters as soon as it is trained: a kill during a later
+            group (at the published protocol, one of 24 one-agent passes of ~25 s) keeps
+            them, and the resumed run trains only the agents still missing."""
+            now = time.perf_counter()
+            seconds = (now - group_started[0]) / len(group)
+            group_started[0] = now
+            for agent in group:
+                outcome = DistillOutcome(
+                    agent=agent,
+                    operation="sft",
+                    examples=len(data[agent]),
+                    losses=list(result.losses[agent]),
+                    train_tokens=sum(len(e.prompt_ids) + len(e.completion_ids) for e in data[agent])
+                    * int(settings.epochs),
+                    seconds=seconds,
+                    parent=parent_label(start_adapters[agent], out_dirs[agent]),
+                    # prompt-head tokens run once per step instead of once per row
+                    metrics={
+                        "shared_prefix_tokens_saved": float(result.tokens_saved.get(agent, 0))
+                    },
+                )
+                with atomic_directory(out_dirs[agent]) as tmp:
+                    engine.save_adapter(agent, tmp)
+                    (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
+                outcomes[agent] = outcome
+
         with bar:
-            # Agents are trained in groups whose activations fit the memory budget.
-            result, _ = train_within_budget(
+            # Agents are trained in groups whose activations fit the memory budget; each
+            # group's adapters are written before the next group starts.
+            train_within_budget(
                 engine,
                 data,
                 config,
@@ -103,25 +133,8 @@ def distill_group(
                 settings.memory_budget_gb,
                 label,
                 on_step=lambda losses: _advance(bar, losses),
+                on_group=save,
             )
-        seconds = (time.perf_counter() - started) / len(training)
-        for agent in training:
-            outcome = DistillOutcome(
-                agent=agent,
-                operation="sft",
-                examples=len(data[agent]),
-                losses=list(result.losses[agent]),
-                train_tokens=sum(len(e.prompt_ids) + len(e.completion_ids) for e in data[agent])
-                * int(settings.epochs),
-                seconds=seconds,
-                parent=parent_label(start_adapters[agent], out_dirs[agent]),
-                # prompt-head tokens run once per step instead of once per row
-                metrics={"shared_prefix_tokens_saved": float(result.tokens_saved.get(agent, 0))},
-            )
-            with atomic_directory(out_dirs[agent]) as tmp:
-                engine.save_adapter(agent, tmp)
-                (tmp / TRAINING_RECORD).write_text(json.dumps(outcome.to_dict(), indent=2))
-            outcomes[agent] = outcome
     return [outcomes[a] for a in agents]
 
 

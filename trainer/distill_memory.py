@@ -148,10 +148,14 @@ def train_within_budget(
     budget_gb: float,
     label: str,
     on_step: Callable[[dict[str, float]], None] | None = None,
+    on_group: Callable[[list[str], object], None] | None = None,
 ):
     """:func:`trainer.distill_batched.train_batched_sft` on ``data`` in the agent groups
     :func:`plan_agent_groups` allows; each agent's training is its own, so grouping
-    changes only float32 rounding. ``on_step`` is passed to every group's training.
+    changes only float32 rounding. ``on_step`` is passed to every group's training;
+    ``on_group(agents, result)`` is called as soon as a group is trained, with that
+    group's ``BatchedSftResult``, so that its adapters can be saved before the next
+    group starts (a run killed later keeps them).
 
     Returns:
         ``(result, groups)``: every agent's record in one ``BatchedSftResult`` (tokens
@@ -170,6 +174,8 @@ def train_within_budget(
             label=label if len(groups) == 1 else f"{label} group {k}",
             on_step=on_step,
         )
+        if on_group is not None:
+            on_group(group, part)
         merged.losses.update(part.losses)
         merged.grad_norms.update(part.grad_norms)
         merged.tokens += part.tokens
