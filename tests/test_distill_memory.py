@@ -65,7 +65,9 @@ class RecordingBar:
         self.postfixes.append(kwargs)
 
 
-def _distil(tmp_path, tiny_model_path, start, budget_gb, bars=None, agents=AGENTS):
+def _distil(
+    tmp_path, tiny_model_path, start, budget_gb, bars=None, agents=AGENTS, done=(), dtype="float64"
+):
     from trainer.distill_group import distill_group
     from trainer.distill_sft import SftSettings
 
@@ -83,8 +85,9 @@ def _distil(tmp_path, tiny_model_path, start, budget_gb, bars=None, agents=AGENT
             epochs=2, learning_rate=5e-3, batch_size=2, memory_budget_gb=budget_gb
         ),
         seed=0,
-        dtype="float64",  # weights compared exactly enough to catch a bug (tests/float32.py)
+        dtype=dtype,  # float64: weights compared exactly enough to catch a bug (tests/float32.py)
         make_bar=make_bar if bars is not None else None,
+        done=done,
     )
     return outcomes, out
 
@@ -181,11 +184,52 @@ def test_each_group_is_saved_before_the_next_trains(tiny_model_path, tmp_path, m
     assert saved == {"ann": True, "bob": True, "cy": False}
 
     monkeypatch.setattr(trainer.distill_batched, "train_batched_sft", real)
-    (resumed,), _ = _distil(tmp_path / "cut", tiny_model_path, start, budget, agents=("cy",))
+    resumed, _ = _distil(tmp_path / "cut", tiny_model_path, start, budget, done=("ann", "bob"))
     whole, out_whole = _distil(tmp_path / "whole", tiny_model_path, start, budget)
-    assert resumed.losses == whole[2].losses
+    assert [o.losses for o in resumed] == [o.losses for o in whole]
     for agent in AGENTS:
         a = load_file(tmp_path / "cut" / agent / "adapter_model.safetensors")
+        b = load_file(out_whole[agent] / "adapter_model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), agent
+
+
+def test_a_group_cut_between_its_writes_is_trained_whole_again(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """A kill after ann's folder is written but before bob's: the resumed pass trains
+    the three together again (in float32, as a run does), writes bob and cy, and every
+    adapter equals the uninterrupted pass's bit for bit; ann's folder is not rewritten."""
+    from safetensors.torch import load_file
+
+    import trainer.distill_group
+    from societies.population import LoraSpec, PopulationModel
+    from trainer.run_dir import adapter_is_saved
+
+    population = PopulationModel(
+        tiny_model_path, list(AGENTS), LoraSpec(r=4, alpha=8), init_seeds={"ann": 1, "bob": 2}
+    )
+    start = {a: population.save_adapter(a, tmp_path / "start" / a) for a in AGENTS}
+    real = trainer.distill_group.atomic_directory
+
+    def killed_at_bob(path):
+        if path.name == "bob":
+            raise RuntimeError("killed before bob's folder")
+        return real(path)
+
+    monkeypatch.setattr(trainer.distill_group, "atomic_directory", killed_at_bob)
+    with pytest.raises(RuntimeError, match="killed before bob"):
+        _distil(tmp_path / "cut", tiny_model_path, start, 1000.0, dtype="float32")
+    assert [adapter_is_saved(tmp_path / "cut" / a) for a in AGENTS] == [True, False, False]
+    ann_written = (tmp_path / "cut" / "ann" / "adapter_model.safetensors").stat().st_mtime_ns
+
+    monkeypatch.setattr(trainer.distill_group, "atomic_directory", real)
+    cut = tmp_path / "cut"
+    resumed, _ = _distil(cut, tiny_model_path, start, 1000.0, done=("ann",), dtype="float32")
+    whole, out_whole = _distil(tmp_path / "whole", tiny_model_path, start, 1000.0, dtype="float32")
+    assert [o.losses for o in resumed] == [o.losses for o in whole]
+    assert (cut / "ann" / "adapter_model.safetensors").stat().st_mtime_ns == ann_written
+    for agent in AGENTS:
+        a = load_file(cut / agent / "adapter_model.safetensors")
         b = load_file(out_whole[agent] / "adapter_model.safetensors")
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), agent
 

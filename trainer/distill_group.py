@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from trainer.distill_sft import (
     SftSettings,
     carry_over,
     parent_label,
+    read_outcome,
 )
 
 
@@ -37,6 +38,7 @@ def distill_group(
     label: str = "",
     dtype: str = "float32",
     make_bar: Callable[..., Any] | None = None,
+    done: Collection[str] = (),
 ) -> list[DistillOutcome]:
     """Train every agent in ``out_dirs`` on its ``examples``; write each adapter folder.
 
@@ -46,6 +48,12 @@ def distill_group(
     Adam cannot turn rounding into visible steps (tests/float32.py). ``make_bar`` builds
     a progress bar, called as tqdm is (``total=``, ``desc=``, ``unit=``): it advances
     by one per agent in each training step and shows the step's loss.
+
+    ``done`` names agents whose folders an earlier, killed process already wrote: they
+    are read, not written again. The groups are planned over every agent all the same,
+    and a group with any agent missing trains whole: each agent's float32 rounding
+    depends on the rows it shares a pass with, so only the same group gives the
+    uninterrupted run's weights bit for bit (a kill between two writes of one group).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -60,10 +68,15 @@ def distill_group(
         )
     agents = list(out_dirs)
     outcomes: dict[str, DistillOutcome] = {}
+    done = frozenset(done)
     for agent in agents:
-        if not examples.get(agent):
+        if agent in done:
+            outcomes[agent] = read_outcome(Path(out_dirs[agent]))
+        elif not examples.get(agent):
             outcomes[agent] = carry_over(agent, Path(start_adapters[agent]), Path(out_dirs[agent]))
-    training = [a for a in agents if a not in outcomes]
+    training = [a for a in agents if examples.get(a)]
+    if all(a in done for a in training):
+        training = []
     if training:
         started = time.perf_counter()
         tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -91,7 +104,9 @@ def distill_group(
 
             make_bar = partial(tqdm, disable=True)  # no-op update and set_postfix
         bar = make_bar(
-            total=agent_steps(data, config), desc=f"{label or 'batched'} distill", unit="agent-step"
+            total=agent_steps({a: data[a] for a in training if a not in done}, config),
+            desc=f"{label or 'batched'} distill",
+            unit="agent-step",
         )
         group_started = [started]  # the first group's time includes loading the model
 
@@ -102,7 +117,7 @@ def distill_group(
             now = time.perf_counter()
             seconds = (now - group_started[0]) / len(group)
             group_started[0] = now
-            for agent in group:
+            for agent in (a for a in group if a not in done):
                 outcome = DistillOutcome(
                     agent=agent,
                     operation="sft",
@@ -132,8 +147,11 @@ def distill_group(
                 tokenizer.pad_token_id,
                 settings.memory_budget_gb,
                 label,
-                on_step=lambda losses: _advance(bar, losses),
+                on_step=lambda losses: _advance(
+                    bar, {a: v for a, v in losses.items() if a not in done}
+                ),
                 on_group=save,
+                skip=lambda group: all(a in done for a in group),
             )
     return [outcomes[a] for a in agents]
 
@@ -141,6 +159,8 @@ def distill_group(
 def _advance(bar, losses: dict[str, float]) -> None:
     """One training step done: show its loss (3 significant digits: late losses are
     ~1e-4), advance by its agents (the bar redraws)."""
+    if not losses:  # a step of agents trained again only to keep their group whole
+        return
     if len(losses) == 1:
         ((agent, loss),) = losses.items()
         bar.set_postfix(agent=agent, loss=f"{loss:.3g}", refresh=False)

@@ -149,13 +149,15 @@ def train_within_budget(
     label: str,
     on_step: Callable[[dict[str, float]], None] | None = None,
     on_group: Callable[[list[str], object], None] | None = None,
+    skip: Callable[[list[str]], bool] | None = None,
 ):
     """:func:`trainer.distill_batched.train_batched_sft` on ``data`` in the agent groups
     :func:`plan_agent_groups` allows; each agent's training is its own, so grouping
     changes only float32 rounding. ``on_step`` is passed to every group's training;
     ``on_group(agents, result)`` is called as soon as a group is trained, with that
     group's ``BatchedSftResult``, so that its adapters can be saved before the next
-    group starts (a run killed later keeps them).
+    group starts (a run killed later keeps them). Groups for which ``skip(agents)`` is
+    true are planned but not trained (their adapters were saved by an earlier process).
 
     Returns:
         ``(result, groups)``: every agent's record in one ``BatchedSftResult`` (tokens
@@ -166,6 +168,8 @@ def train_within_budget(
     groups = plan_agent_groups(engine, data, config, budget_gb)
     merged = distill_batched.BatchedSftResult()
     for k, group in enumerate(groups):
+        if skip is not None and skip(group):
+            continue
         part = distill_batched.train_batched_sft(
             engine,
             {a: data[a] for a in group},

@@ -154,19 +154,24 @@ class DistillSteps:
     def _distill_batched(
         self, g: int, data: dict[str, TrainingRows], agents: list[str]
     ) -> list[DistillOutcome]:
-        """``agents`` in one pass (memory-budget groups); those already saved are kept."""
+        """``agents`` in one pass (memory-budget groups); those already saved are kept.
+
+        Every agent goes to :func:`distill_group`, the saved ones as ``done``: the groups
+        are planned as the uninterrupted run planned them, so a resumed pass gives the
+        same weights bit for bit."""
         cfg = self.config
-        todo = [a for a in agents if not adapter_is_saved(self._distilled_dir(g, a))]
-        if todo:
+        done = [a for a in agents if adapter_is_saved(self._distilled_dir(g, a))]
+        if len(done) < len(agents):
             self.log(
-                f"generation {g}: training {len(todo)} adapters batched, in agent groups "
-                "that fit distill.memory_budget_gb"
+                f"generation {g}: training {len(agents) - len(done)} adapters batched, in "
+                "agent groups that fit distill.memory_budget_gb"
             )
             distill_group(
                 model_path=self.model_path,
-                start_adapters={a: self.distill_starts(g)[a] for a in todo},
-                examples={a: data[a].rows for a in todo},
-                out_dirs={a: self._distilled_dir(g, a) for a in todo},
+                start_adapters={a: self.distill_starts(g)[a] for a in agents},
+                examples={a: data[a].rows for a in agents},
+                out_dirs={a: self._distilled_dir(g, a) for a in agents},
+                done=done,
                 settings=settings_from_config(cfg.distill),
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
                 label=f"generation {g}",
