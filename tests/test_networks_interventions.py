@@ -171,6 +171,11 @@ INTERVENED = {
         " {kind: ablation, generation: 1, round: 2, agents: [agent_00]},"
         " {kind: transplant, generation: 1, round: 4, agents: [agent_01], donor: agent_05}]"
     ),
+    # Interventions act on rounds and saved adapters, whichever trainer wrote them;
+    # batched is what the published configs use, resumes a cut group bit for bit
+    # (test_distill_memory; TRL's resume is killed in test_fault_injection), and on the
+    # tiny model TRL's ~3 s set-up per agent was two thirds of these runs' time.
+    "distill.backend": "batched",
 }
 
 
@@ -283,11 +288,6 @@ def test_interventions_evolution_and_personas_replay_exactly_after_kills(tmp_pat
         "evolution.crossover": "true",
         "evolution.mutation_scale": 0.01,
         "evolution.immigrants": 0.2,
-        # The batched backend, which resumes a cut group bit for bit (test_distill_memory):
-        # what is under test is the resume of interventions and evolution; TRL's is killed
-        # in test_fault_injection, and on the tiny model TRL spends ~3 s per agent on
-        # set-up, two thirds of this test.
-        "distill.backend": "batched",
     }
     overrides = [o for o in tiny_overrides("x", **extra) if not o.startswith("run.output_dir=")]
     report = check_kill_anywhere(
