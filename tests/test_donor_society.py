@@ -96,7 +96,8 @@ def test_donor_game_resumes_after_kills(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_SILENT", "true")
     # The batched backend, which resumes a cut group bit for bit (test_distill_memory):
     # what is under test is the game's resume; TRL's is killed in test_fault_injection,
-    # and on the tiny model TRL spends ~3 s per agent on set-up, two thirds of this test.
+    # and on the tiny model TRL spends ~3 s per agent on set-up (2-core AMD EPYC), two
+    # thirds of this test.
     backend = {"distill.backend": "batched"}
     overrides = [o for o in donor_overrides("x", **backend) if not o.startswith("run.output_dir=")]
     report = check_kill_anywhere(

@@ -26,8 +26,8 @@ EVOLVING = {
     "evolution.mutation_scale": 0.01,
     "evolution.immigrants": 0.2,  # round(0.2 * 6) = 1 immigrant a generation
     # Evolution acts on saved adapters, whichever trainer wrote them; batched is what
-    # the published configs use, and on the tiny model TRL's ~3 s set-up per agent was
-    # two thirds of this module's time.
+    # the published configs use, and on the tiny model TRL's ~3 s set-up per agent
+    # (2-core AMD EPYC) was two thirds of this module's time.
     "distill.backend": "batched",
 }
 

@@ -174,7 +174,7 @@ INTERVENED = {
     # Interventions act on rounds and saved adapters, whichever trainer wrote them;
     # batched is what the published configs use, resumes a cut group bit for bit
     # (test_distill_memory; TRL's resume is killed in test_fault_injection), and on the
-    # tiny model TRL's ~3 s set-up per agent was two thirds of these runs' time.
+    # tiny model TRL's ~3 s set-up per agent (2-core AMD EPYC) was two thirds of these runs' time.
     "distill.backend": "batched",
 }
 
