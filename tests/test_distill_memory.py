@@ -66,7 +66,15 @@ class RecordingBar:
 
 
 def _distil(
-    tmp_path, tiny_model_path, start, budget_gb, bars=None, agents=AGENTS, done=(), dtype="float64"
+    tmp_path,
+    tiny_model_path,
+    start,
+    budget_gb,
+    bars=None,
+    agents=AGENTS,
+    done=(),
+    dtype="float64",
+    plan_file=None,
 ):
     from trainer.distill_group import distill_group
     from trainer.distill_sft import SftSettings
@@ -88,6 +96,7 @@ def _distil(
         dtype=dtype,  # float64: weights compared exactly enough to catch a bug (tests/float32.py)
         make_bar=make_bar if bars is not None else None,
         done=done,
+        plan_file=plan_file,
     )
     return outcomes, out
 
@@ -228,6 +237,63 @@ def test_a_group_cut_between_its_writes_is_trained_whole_again(
     whole, out_whole = _distil(tmp_path / "whole", tiny_model_path, start, 1000.0, dtype="float32")
     assert [o.losses for o in resumed] == [o.losses for o in whole]
     assert (cut / "ann" / "adapter_model.safetensors").stat().st_mtime_ns == ann_written
+    for agent in AGENTS:
+        a = load_file(cut / agent / "adapter_model.safetensors")
+        b = load_file(out_whole[agent] / "adapter_model.safetensors")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), agent
+
+
+def test_a_resumed_pass_trains_the_groups_the_first_process_planned(
+    tiny_model_path, tmp_path, monkeypatch
+):
+    """The plan counts the memory the process holds. The first process (after a rollout)
+    held enough that one agent fit per group; the resumed one holds nothing and, planning
+    afresh, would train all three together. It reads the saved plan and trains cy alone,
+    to the uninterrupted pass's weights bit for bit (float32, as a run trains)."""
+    from safetensors.torch import load_file
+
+    from societies.population import LoraSpec, PopulationModel
+
+    population = PopulationModel(
+        tiny_model_path, list(AGENTS), LoraSpec(r=4, alpha=8), init_seeds={"ann": 1, "bob": 2}
+    )
+    start = {a: population.save_adapter(a, tmp_path / "start" / a) for a in AGENTS}
+    need, lora_bytes = _step_need_and_lora_bytes(tiny_model_path, start)
+    budget = (3.5 * need + lora_bytes) / 1e9
+    after_rollout = lambda: int(2.5 * need)  # noqa: E731  leaves one agent's step
+    real = trainer.distill_batched.train_batched_sft
+    calls: list[list[str]] = []
+
+    def dies_on_cy(engine, data, *args, **kwargs):
+        calls.append(sorted(data))
+        if "cy" in data:
+            raise RuntimeError("killed while training cy")
+        return real(engine, data, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.distill_batched, "train_batched_sft", dies_on_cy)
+    monkeypatch.setattr(distill_memory, "current_rss_bytes", after_rollout)
+    cut, plan = tmp_path / "cut", tmp_path / "plan.json"
+    with pytest.raises(RuntimeError, match="killed while training cy"):
+        _distil(cut, tiny_model_path, start, budget, dtype="float32", plan_file=plan)
+    assert calls == [["ann"], ["bob"], ["cy"]]
+
+    def spy(engine, data, *args, **kwargs):
+        calls.append(sorted(data))
+        return real(engine, data, *args, **kwargs)
+
+    monkeypatch.setattr(trainer.distill_batched, "train_batched_sft", spy)
+    monkeypatch.setattr(distill_memory, "current_rss_bytes", lambda: 0)  # a fresh process
+    calls.clear()
+    _distil(tmp_path / "replanned", tiny_model_path, start, budget, dtype="float32")
+    assert calls == [sorted(AGENTS)]  # what planning afresh would have done
+    calls.clear()
+    _distil(
+        cut, tiny_model_path, start, budget, done=("ann", "bob"), dtype="float32", plan_file=plan
+    )
+    assert calls == [["cy"]]
+
+    monkeypatch.setattr(distill_memory, "current_rss_bytes", after_rollout)
+    _, out_whole = _distil(tmp_path / "whole", tiny_model_path, start, budget, dtype="float32")
     for agent in AGENTS:
         a = load_file(cut / agent / "adapter_model.safetensors")
         b = load_file(out_whole[agent] / "adapter_model.safetensors")

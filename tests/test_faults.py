@@ -128,6 +128,7 @@ def test_kill_points_are_spread_over_phases_and_unique_names():
     assert phase_of("write:t/lineage.json (up to generation 2)") == "lineage"
     assert phase_of("torn write:generation_001/transcripts.jsonl round 3") == "rollout"
     assert phase_of("rename:generation_001/adapters/agent_02/") == "distillation"
+    assert phase_of("write:distill_plans/4b5d1e33a54b.json") == "distillation"
     assert phase_of("write:q/initial_adapters/agent_02/") == "initial adapters"
     positions = spread_kill_points(trace, 5, random.Random(0))
     assert positions == sorted(positions) and len(set(positions)) == 5

@@ -39,6 +39,7 @@ def distill_group(
     dtype: str = "float32",
     make_bar: Callable[..., Any] | None = None,
     done: Collection[str] = (),
+    plan_file: Path | None = None,
 ) -> list[DistillOutcome]:
     """Train every agent in ``out_dirs`` on its ``examples``; write each adapter folder.
 
@@ -54,6 +55,8 @@ def distill_group(
     and a group with any agent missing trains whole: each agent's float32 rounding
     depends on the rows it shares a pass with, so only the same group gives the
     uninterrupted run's weights bit for bit (a kill between two writes of one group).
+    ``plan_file`` keeps the groups planned by the first process, which a resumed one
+    trains instead of planning them again (trainer.distill_memory.write_plan).
     """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -152,6 +155,7 @@ def distill_group(
                 ),
                 on_group=save,
                 skip=lambda group: all(a in done for a in group),
+                plan_file=plan_file,
             )
     return [outcomes[a] for a in agents]
 

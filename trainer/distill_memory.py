@@ -16,6 +16,8 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+from societies.atomic import atomic_write_json
+
 # Activations kept per token per decoder layer of a Llama-style model, in floats: the
 # normed input shared by q/k/v (h), q, k, v (h + 2 kv), attention output (h), o_proj
 # input and the residual stream (2h), post-attention norm (h), gate, up, act(gate) and
@@ -140,6 +142,29 @@ def plan_agent_groups(
     )
 
 
+def read_plan(path: Path, agents: Sequence[str]) -> list[list[str]] | None:
+    """The groups an earlier process planned for exactly ``agents`` (in order) and saved
+    at ``path`` with :func:`write_plan`; None if there is none or it is for other agents."""
+    if not path.is_file():
+        return None
+    from trainer.run_dir import read_json
+
+    saved = read_json(path)
+    if saved.get("agents") != list(agents):
+        return None
+    return [list(group) for group in saved["groups"]]
+
+
+def write_plan(path: Path, agents: Sequence[str], groups: Sequence[Sequence[str]]) -> None:
+    """Keep a pass's groups, so that a resumed process trains the same groups.
+
+    The plan counts the memory the process already holds (:func:`current_rss_bytes`),
+    and a resumed process holds less than one that has just played a rollout: planned
+    afresh, it could group agents differently, which changes float32 rounding."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, {"agents": list(agents), "groups": [list(g) for g in groups]})
+
+
 def train_within_budget(
     engine,
     data: Mapping[str, Sequence],
@@ -150,10 +175,13 @@ def train_within_budget(
     on_step: Callable[[dict[str, float]], None] | None = None,
     on_group: Callable[[list[str], object], None] | None = None,
     skip: Callable[[list[str]], bool] | None = None,
+    plan_file: Path | None = None,
 ):
     """:func:`trainer.distill_batched.train_batched_sft` on ``data`` in the agent groups
     :func:`plan_agent_groups` allows; each agent's training is its own, so grouping
-    changes only float32 rounding. ``on_step`` is passed to every group's training;
+    changes only float32 rounding. ``plan_file`` keeps the groups: a process that finds
+    it (a resumed run) trains the groups saved there instead of planning again.
+    ``on_step`` is passed to every group's training;
     ``on_group(agents, result)`` is called as soon as a group is trained, with that
     group's ``BatchedSftResult``, so that its adapters can be saved before the next
     group starts (a run killed later keeps them). Groups for which ``skip(agents)`` is
@@ -165,7 +193,11 @@ def train_within_budget(
     """
     from trainer import distill_batched
 
-    groups = plan_agent_groups(engine, data, config, budget_gb)
+    groups = read_plan(plan_file, list(data)) if plan_file is not None else None
+    if groups is None:
+        groups = plan_agent_groups(engine, data, config, budget_gb)
+        if plan_file is not None:
+            write_plan(plan_file, list(data), groups)
     merged = distill_batched.BatchedSftResult()
     for k, group in enumerate(groups):
         if skip is not None and skip(group):

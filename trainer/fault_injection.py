@@ -74,7 +74,7 @@ def phase_of(point: str) -> str:
         return "rollout"
     if "initial_adapters/" in where:
         return "initial adapters"
-    if kind == "distill" or "/adapters/" in where:
+    if kind == "distill" or "/adapters/" in where or "distill_plans/" in where:
         return "distillation"
     if kind == "tracking":
         return "tracking"

@@ -157,8 +157,8 @@ class DistillSteps:
         """``agents`` in one pass (memory-budget groups); those already saved are kept.
 
         Every agent goes to :func:`distill_group`, the saved ones as ``done``: the groups
-        are planned as the uninterrupted run planned them, so a resumed pass gives the
-        same weights bit for bit."""
+        are those the uninterrupted run planned (kept in the generation's
+        ``distill_plans``), so a resumed pass gives the same weights bit for bit."""
         cfg = self.config
         done = [a for a in agents if adapter_is_saved(self._distilled_dir(g, a))]
         if len(done) < len(agents):
@@ -172,6 +172,7 @@ class DistillSteps:
                 examples={a: data[a].rows for a in agents},
                 out_dirs={a: self._distilled_dir(g, a) for a in agents},
                 done=done,
+                plan_file=self.layout.distill_plan(g, agents),
                 settings=settings_from_config(cfg.distill),
                 seed=seeding.stream_seed(cfg.run.seed, Stream.TRAINING, g) % (2**31),
                 label=f"generation {g}",

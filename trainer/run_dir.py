@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ class RunLayout:
         distilled/<agent>/             with evolution on: the adapter as distilled,
                                        before selection, crossover and mutation
         community/                     with distill.scope=community: the shared adapter
+        distill_plans/<key>.json       the batched backend's agent groups of a pass
         summary.json                   the generation's headline numbers
         COMPLETE                       written last
       metrics.jsonl                    one record per (generation, metric, agent?, round?)
@@ -109,6 +112,12 @@ class RunLayout:
 
     def distilled(self, g: int, agent: str) -> Path:
         return self.generation(g) / "distilled" / agent
+
+    def distill_plan(self, g: int, agents: Sequence[str]) -> Path:
+        """The batched backend's memory-budget groups for one distillation pass over
+        ``agents`` (a Slurm task's pass covers a subset: each pass has its own file)."""
+        key = hashlib.sha1("\n".join(agents).encode()).hexdigest()[:12]
+        return self.generation(g) / "distill_plans" / f"{key}.json"
 
     def community_adapter(self, g: int) -> Path:
         return self.generation(g) / "community"
