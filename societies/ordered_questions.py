@@ -18,8 +18,8 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from societies.choices import ChoiceRequest
 from societies.games.protocol import ProbeItem
-from societies.population import ChoiceRequest
 from societies.records import AgentPrior
 
 

@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from societies.choices import ChoiceRequest
 from societies.games.protocol import CORRECT, INCORRECT, Game, ProbeItem, RequestKind
 from societies.personas import with_persona
-from societies.population import ChoiceRequest, PopulationModel
+from societies.population import PopulationModel
 from societies.records import AgentPrior
 
 

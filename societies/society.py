@@ -101,7 +101,7 @@ def play_round(
 
 def _choose(population, turns: Sequence[Turn], rows, uniforms, temperature, moves):
     """One batched call for every LLM choice of the round."""
-    from societies.population import ChoiceRequest
+    from societies.choices import ChoiceRequest
 
     if population is None:
         raise ValueError("an LLM seat acts, but no population model was loaded")

@@ -69,7 +69,7 @@ from pathlib import Path
 
 import numpy as np
 
-from societies.population import ChoiceRequest, OptionScores, choose_scored, tokenize_option
+from societies.choices import ChoiceRequest, OptionScores, choose_scored, tokenize_option
 from societies.records import Message, Scoring
 
 VLLM_PIN = "vllm==0.33.0"

@@ -7,6 +7,7 @@ import pytest
 import torch
 import yaml
 
+from societies.choices import ChoiceRequest
 from societies.custom_probes import (
     CustomProbe,
     custom_probe,
@@ -14,7 +15,7 @@ from societies.custom_probes import (
     custom_questions,
     render_prompt,
 )
-from societies.population import ChoiceRequest, LoraSpec, PopulationModel, Scoring
+from societies.population import LoraSpec, PopulationModel, Scoring
 from tests.float32 import OPTION_MASS_RTOL, PROB_ATOL_OTHER_BATCH
 
 CONFIG = """

@@ -11,14 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from societies.population import (
-    ChoiceRequest,
-    LoraSpec,
-    OptionScores,
-    PopulationModel,
-    Scoring,
-    sample_index,
-)
+from societies.choices import ChoiceRequest, OptionScores, sample_index
+from societies.population import LoraSpec, PopulationModel, Scoring
 from societies.records import Message
 from tests.float32 import TINY_LOGITS_ATOL, assert_close
 

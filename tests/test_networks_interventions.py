@@ -9,8 +9,9 @@ import json
 import numpy as np
 import pytest
 
+from societies.choices import ChoiceRequest
 from societies.personas import with_persona
-from societies.population import ChoiceRequest, LoraSpec, PopulationModel
+from societies.population import LoraSpec, PopulationModel
 from societies.records import Message
 from societies.topology import InteractionGraph, Topology, build_graph
 from tests.conftest import QUICKSTART, read_decisions, run_tiny, tiny_overrides

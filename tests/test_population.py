@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from societies.atomic import TEMP_MARK, remove_stale_temporaries
+from societies.choices import ChoiceRequest, sample_index
 from societies.games.naming_game import NamingGame, NamingGameRules
-from societies.population import ChoiceRequest, LoraSpec, PopulationModel, sample_index
+from societies.population import LoraSpec, PopulationModel
 from societies.records import Message
 from tests.float32 import OPTION_MASS_RTOL, PROB_ATOL, PROB_ATOL_OTHER_BATCH, assert_close
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pytest
 import torch
 
+from societies.choices import OptionScores
 from societies.measures.questionnaire import (
     IPIP_BIG_FIVE_50,
     Keying,
@@ -30,7 +31,7 @@ from societies.measures.questionnaire import (
     score_profile,
 )
 from societies.ordered_questions import OrderedQuestion, ask_ordered, average_over_orders
-from societies.population import LoraSpec, OptionScores, PopulationModel, Scoring
+from societies.population import LoraSpec, PopulationModel, Scoring
 from societies.records import SchemaError
 from tests.float32 import OPTION_MASS_RTOL, PROB_ATOL_OTHER_BATCH
 
@@ -321,7 +322,7 @@ def test_tiny_model_item_score_is_the_expectation_of_the_averaged_letter_probabi
     item = IPIP.items[1]  # "Feel little concern for others.", keyed -
     orders = anchor_orders(ANCHORS, "rotations")
     prompts = [item_prompt(IPIP, item, o, None) for o in orders]
-    from societies.population import ChoiceRequest
+    from societies.choices import ChoiceRequest
 
     rows = population.score([ChoiceRequest("agent_b", p.messages, p.options) for p in prompts])
     assert {r.scoring for r in rows} == {Scoring.NEXT_TOKEN}  # letters: one token each

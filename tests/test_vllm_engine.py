@@ -27,7 +27,8 @@ import numpy as np
 import pytest
 import torch
 
-from societies.population import ChoiceRequest, LoraSpec, PopulationModel, sample_index
+from societies.choices import ChoiceRequest, sample_index
+from societies.population import LoraSpec, PopulationModel
 from societies.records import Message, Scoring
 from societies.text_generation import TextRequest
 from societies.vllm_engine import (

@@ -116,7 +116,7 @@ def person_situation(
     """
     # Imported here: they load torch, and reading the stored results (``folkways report``)
     # should not.
-    from societies.population import ChoiceRequest
+    from societies.choices import ChoiceRequest
     from trainer.generation_loop import Experiment
 
     exp = Experiment.from_run_dir(run_dir, progress=False)

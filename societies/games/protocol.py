@@ -233,7 +233,7 @@ def sampled_option(
     options: Sequence[str], probs: Sequence[float], uniform: float, temperature: float
 ) -> str:
     """The option a seat takes, by the same inverse-CDF draw for LLM and scripted seats."""
-    from societies.population import sample_index
+    from societies.choices import sample_index
 
     with np.errstate(divide="ignore"):
         logprobs = np.log(np.asarray(probs, dtype=np.float64))
