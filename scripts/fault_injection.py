@@ -28,6 +28,11 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0, help="draws the kill positions")
     parser.add_argument("--workdir", default=None, help="default: a new temporary directory")
     parser.add_argument(
+        "--focus",
+        default="",
+        help="comma-separated phases the first kills go to, e.g. rollout,distillation",
+    )
+    parser.add_argument(
         "--adapter-atol", type=float, default=0.0, help="allowed adapter weight difference"
     )
     parser.add_argument("--json", action="store_true")
@@ -40,6 +45,7 @@ def main() -> int:
         kills=args.kills,
         seed=args.seed,
         adapter_atol=args.adapter_atol,
+        focus=[p for p in args.focus.split(",") if p],
         progress=(lambda m: print(m, file=sys.stderr)),
     )
     if args.json:

@@ -120,7 +120,13 @@ def test_debate_resumes_after_kills(tmp_path, monkeypatch):
 
     overrides = [o for o in debate_overrides("x") if not o.startswith("run.output_dir=")]
     report = check_kill_anywhere(
-        DEBATE, overrides, tmp_path, kills=10, seed=2, progress=lambda _: None
+        DEBATE,
+        overrides,
+        tmp_path,
+        kills=10,
+        seed=2,
+        focus=("rollout", "probe"),
+        progress=lambda _: None,
     )
     assert report.differences == [], "\n".join(report.differences)
     assert len(report.kills) == 10 and {"rollout", "probe"} <= set(report.phases)

@@ -101,7 +101,13 @@ def test_donor_game_resumes_after_kills(tmp_path, monkeypatch):
     backend = {"distill.backend": "batched"}
     overrides = [o for o in donor_overrides("x", **backend) if not o.startswith("run.output_dir=")]
     report = check_kill_anywhere(
-        DONOR_QUICKSTART, overrides, tmp_path, kills=10, seed=1, progress=lambda _: None
+        DONOR_QUICKSTART,
+        overrides,
+        tmp_path,
+        kills=10,
+        seed=1,
+        focus=("rollout", "distillation", "probe"),
+        progress=lambda _: None,
     )
     assert report.differences == [], "\n".join(report.differences)
     assert len(report.kills) == 10 and {"rollout", "distillation", "probe"} <= set(report.phases)

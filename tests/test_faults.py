@@ -129,12 +129,45 @@ def test_kill_points_are_spread_over_phases_and_unique_names():
     assert phase_of("torn write:generation_001/transcripts.jsonl round 3") == "rollout"
     assert phase_of("rename:generation_001/adapters/agent_02/") == "distillation"
     assert phase_of("write:distill_plans/4b5d1e33a54b.json") == "distillation"
+    assert phase_of("rename:generation_000/distilled/agent_01/") == "distillation"
+    assert phase_of("evolution: generation 0") == "evolution"
     assert phase_of("write:q/initial_adapters/agent_02/") == "initial adapters"
     positions = spread_kill_points(trace, 5, random.Random(0))
     assert positions == sorted(positions) and len(set(positions)) == 5
     phases = {phase_of(trace[p]) for p in positions}
     assert phases == {"config", "probe", "rollout", "distillation", "summary"}
     assert 6 not in positions and 7 not in positions
+
+
+def test_few_kills_go_to_the_focus_phases_then_to_random_others():
+    """Fewer kills than phases: the focus phases first, the rest drawn by the seed (not
+    the alphabetically first phases, which left the rollout of a 4-kill test unkilled)."""
+    trace = [
+        "write:t/config.yaml",
+        "write:q/initial_adapters/a/",
+        "probe: generation 0 before",
+        "rollout: generation 0 round 0",
+        "rollout: generation 0 round 1",
+        "distill: generation_000/adapters/a step 1",
+        "evolution: generation 0",
+        "write:generation_000/summary.json",
+        "write:generation_000/metrics.jsonl",
+        "write:t/COMPLETE",
+    ]
+    for seed in range(20):
+        positions = spread_kill_points(trace, 2, random.Random(seed), focus=("rollout",))
+        assert "rollout" in {phase_of(trace[p]) for p in positions}
+    drawn = {
+        frozenset(phase_of(trace[p]) for p in spread_kill_points(trace, 2, random.Random(seed)))
+        for seed in range(20)
+    }
+    assert len(drawn) > 3  # the seed picks the phases
+    together = spread_kill_points(
+        trace, 3, random.Random(0), focus=("evolution", "rollout", "distillation")
+    )
+    assert {phase_of(trace[p]) for p in together} == {"evolution", "rollout", "distillation"}
+    with pytest.raises(ValueError, match=r"focus phases \['tracking'\] have no fault point"):
+        spread_kill_points(trace, 2, random.Random(0), focus=("tracking",))
 
 
 def test_a_full_disk_reported_by_another_library_becomes_enospc_naming_the_folder(tmp_path):

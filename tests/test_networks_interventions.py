@@ -291,11 +291,13 @@ def test_interventions_evolution_and_personas_replay_exactly_after_kills(tmp_pat
         "evolution.immigrants": 0.2,
     }
     overrides = [o for o in tiny_overrides("x", **extra) if not o.startswith("run.output_dir=")]
+    # Interventions act in the rollout, evolution after distillation: kills go there first.
+    focus = ("rollout", "evolution", "distillation")
     report = check_kill_anywhere(
-        QUICKSTART, overrides, tmp_path, kills=4, seed=2, progress=lambda _: None
+        QUICKSTART, overrides, tmp_path, kills=4, seed=2, focus=focus, progress=lambda _: None
     )
     assert report.differences == [], "\n".join(report.differences)
-    assert len(report.kills) == 4
+    assert len(report.kills) == 4 and set(focus) <= set(report.phases), report.phases
 
 
 def test_debaters_see_only_their_neighbours_replies():

@@ -29,6 +29,7 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -74,10 +75,10 @@ def phase_of(point: str) -> str:
         return "rollout"
     if "initial_adapters/" in where:
         return "initial adapters"
-    if kind == "distill" or "/adapters/" in where or "distill_plans/" in where:
+    if kind == "distill" or any(d in where for d in ("/adapters/", "distilled/", "distill_plans/")):
         return "distillation"
-    if kind == "tracking":
-        return "tracking"
+    if kind in ("tracking", "evolution"):
+        return kind
     name = where.rsplit("/", 1)[-1].split(" (")[0]  # "lineage.json (up to generation 2)"
     return {
         "metrics.jsonl": "metrics",
@@ -91,24 +92,40 @@ def phase_of(point: str) -> str:
     }.get(name, name)
 
 
-def spread_kill_points(trace: list[str], kills: int, rng: random.Random) -> list[int]:
+def spread_kill_points(
+    trace: list[str], kills: int, rng: random.Random, focus: Sequence[str] = ()
+) -> list[int]:
     """``kills`` positions in ``trace``, spread over the phases, in run order.
 
     Only points whose name occurs once in the run are eligible (a name then marks one
     moment, which a resumed process reaches as surely as the uninterrupted one did).
     Phases take turns, each giving a random one of its points, so that a few kills
-    already touch every phase.
+    already touch every phase: the ``focus`` phases first (a test of what happens in
+    them), then the others in a seeded random order. Fewer kills than phases thus land
+    in the focus phases and in random others, never in the same first few by name.
+
+    Raises:
+        ValueError: a focus phase has no eligible point in ``trace``.
     """
     counts = Counter(trace)
     by_phase: dict[str, list[int]] = {}
     for position, name in enumerate(trace):
         if counts[name] == 1:
             by_phase.setdefault(phase_of(name), []).append(position)
+    missing = [p for p in focus if p not in by_phase]
+    if missing:
+        raise ValueError(
+            f"focus phases {missing} have no fault point in this run; its phases: "
+            f"{sorted(by_phase)}"
+        )
     for positions in by_phase.values():
         rng.shuffle(positions)
+    others = sorted(set(by_phase) - set(focus))
+    rng.shuffle(others)
+    order = [*dict.fromkeys(focus), *others]
     chosen: list[int] = []
     while len(chosen) < kills and any(by_phase.values()):
-        for phase in sorted(by_phase):
+        for phase in order:
             if by_phase[phase] and len(chosen) < kills:
                 chosen.append(by_phase[phase].pop())
     return sorted(chosen)
@@ -139,6 +156,7 @@ def check_kill_anywhere(
     kills: int,
     seed: int = 0,
     adapter_atol: float = 0.0,
+    focus: Sequence[str] = (),
     progress=print,
 ) -> FaultReport:
     """Run ``config`` uninterrupted and killed ``kills`` times; compare the results.
@@ -148,6 +166,7 @@ def check_kill_anywhere(
         workdir: holds ``uninterrupted/``, ``killed/``, traces and ``log.txt``.
         kills: how many SIGKILLs to deliver (at most the number of fault points).
         seed: draws the kill positions.
+        focus: phases (:func:`phase_of`) the first kills go to, e.g. ("rollout",).
         adapter_atol: largest difference allowed between adapter weights (0: the same
             machine and kernels give identical weights).
     """
@@ -165,7 +184,8 @@ def check_kill_anywhere(
     if done.returncode != 0:
         raise RuntimeError(f"the uninterrupted run failed (exit {done.returncode}); see {log}")
     trace = reference_trace.read_text().splitlines()
-    targets = [trace[p] for p in spread_kill_points(trace, kills, random.Random(seed))]
+    chosen = spread_kill_points(trace, kills, random.Random(seed), focus)
+    targets = [trace[p] for p in chosen]
 
     landed: list[str] = []
     missed: list[str] = []
