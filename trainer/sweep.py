@@ -156,7 +156,7 @@ def _init_worker(threads: int) -> None:
     """A spawned worker: its share of the cores, the libraries' own bars hidden."""
     import torch
 
-    from trainer.cli import quiet_libraries
+    from trainer.library_logs import quiet_libraries
 
     torch.set_num_threads(threads)
     quiet_libraries()

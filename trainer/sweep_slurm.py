@@ -60,7 +60,7 @@ class SweepRunTask:
     config: str
 
     def __call__(self, name: str, overrides: list[str], log_path: str) -> dict:
-        from trainer.cli import quiet_libraries
+        from trainer.library_logs import quiet_libraries
 
         quiet_libraries()
         seconds = _run_one(self.config, overrides, Path(log_path))
