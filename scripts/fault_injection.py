@@ -35,6 +35,12 @@ def main() -> int:
     parser.add_argument(
         "--adapter-atol", type=float, default=0.0, help="allowed adapter weight difference"
     )
+    parser.add_argument(
+        "--fresh-interpreters",
+        action="store_true",
+        help="start each process as python -m trainer.cli (default: fork it from a server "
+        "with the libraries imported, ~9 s faster per process)",
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_intermixed_args()
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="folkways-faults-"))
@@ -46,6 +52,7 @@ def main() -> int:
         seed=args.seed,
         adapter_atol=args.adapter_atol,
         focus=[p for p in args.focus.split(",") if p],
+        fresh_interpreters=args.fresh_interpreters,
         progress=(lambda m: print(m, file=sys.stderr)),
     )
     if args.json:

@@ -1,7 +1,8 @@
 """Kill-anywhere resume, proven by fault injection (trainer.fault_injection).
 
-Every kill here is a real SIGKILL of a real ``folkways run`` subprocess, delivered at a
-named fault point (societies.faults); every check compares the killed-and-resumed run
+Every kill here is a real SIGKILL of a real ``folkways run`` process (forked from a
+server with the libraries imported, trainer.forked_runs; the full-disk test starts fresh
+interpreters), delivered at a named fault point (societies.faults); every check compares the killed-and-resumed run
 directory with an uninterrupted one: transcripts, probes, summaries, metrics and
 lineage byte for byte, adapters exactly (same machine, same kernels).
 """
@@ -70,7 +71,7 @@ def test_torn_write_and_stale_temporaries_are_repaired(reference, tmp_path):
 
     def killed_at(point: str) -> None:
         result = run_folkways(QUICKSTART, overrides, {"FOLKWAYS_FAULTS": f"kill@{point}"}, log)
-        assert result.returncode == -9, log.read_text()
+        assert result == -9, log.read_text()
 
     killed_at("rename:generation_000/probe_before.json")
     assert [p.name[:22] for p in layout.generation(0).iterdir()] == ["probe_before.json.tmp-"]
@@ -79,21 +80,24 @@ def test_torn_write_and_stale_temporaries_are_repaired(reference, tmp_path):
     # rounds 0 and 1 (2 pairs, 4 decisions each) whole, then half of round 2's lines
     assert not torn.endswith(b"\n") and 2 * 4 < torn.count(b"\n") < 3 * 4
     killed_at("distill: generation_001/adapters/agent_01 step 1")
-    assert run_folkways(QUICKSTART, overrides, {}, log).returncode == 0, log.read_text()
+    assert run_folkways(QUICKSTART, overrides, {}, log) == 0, log.read_text()
     differences, compared = compare_run_dirs(reference.run_dir, layout.root)
     assert differences == [] and compared >= 40
 
 
 def _failed_then_resumed(env: dict[str, str], tmp_path: Path, reference) -> str:
+    """Both processes are fresh interpreters, as a user starts them (the others here are
+    forked from a server with the libraries imported: trainer.forked_runs)."""
     overrides = _overrides() + [f"run.output_dir={tmp_path}"]
     log = tmp_path / "log.txt"
-    failed = run_folkways(QUICKSTART, overrides, env, log)
+    failed = run_folkways(QUICKSTART, overrides, env, log, fresh_interpreter=True)
     text = log.read_text()
-    assert failed.returncode == 75, text
+    assert failed == 75, text
     errors = [line for line in text.splitlines() if line.startswith("folkways: error:")]
     assert len(errors) == 1 and "Traceback" not in text, text
     assert not list((tmp_path / "t").rglob("*.tmp-*"))  # the failed write left nothing
-    assert run_folkways(QUICKSTART, overrides, {}, log).returncode == 0, log.read_text()
+    resumed = run_folkways(QUICKSTART, overrides, {}, log, fresh_interpreter=True)
+    assert resumed == 0, log.read_text()
     differences, _ = compare_run_dirs(reference.run_dir, tmp_path / "t")
     assert differences == [], differences
     return errors[0]
@@ -135,10 +139,10 @@ def test_a_real_full_file_system_fails_clearly_and_the_run_resumes(reference, sm
     log = small_tmpfs.parent / "log.txt"
     failed = run_folkways(QUICKSTART, overrides, {}, log)
     text = log.read_text()
-    assert failed.returncode == 75, text
+    assert failed == 75, text
     (error,) = [line for line in text.splitlines() if line.startswith("folkways: error:")]
     assert "no space left on device" in error and "Traceback" not in text
     filler.unlink()  # space is back
-    assert run_folkways(QUICKSTART, overrides, {}, log).returncode == 0, log.read_text()
+    assert run_folkways(QUICKSTART, overrides, {}, log) == 0, log.read_text()
     differences, _ = compare_run_dirs(reference.run_dir, small_tmpfs / "t")
     assert differences == [], differences
