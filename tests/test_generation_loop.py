@@ -250,6 +250,18 @@ def test_cli_reports_bad_config_with_exit_code_2(tmp_path):
     )
 
 
+def test_the_command_line_is_parsed_without_importing_torch():
+    """`folkways --help` and a mistyped command answer in a second, not after the ~2 s
+    torch import (2-core AMD EPYC); the commands import what they use when they run."""
+    code = (
+        "import sys; from trainer.cli import build_parser; build_parser(); "
+        "print(sorted(m for m in ('torch', 'transformers', 'datasets') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
+
+
 def test_peft_engine_plays_the_same_run(reference, tmp_path):
     """The stacked multi-LoRA engine (default) and PEFT's mixed batch agree decision by decision."""
     peft_run = run(tmp_path, **{"model.engine": "peft", "run.generations": 1})

@@ -7,8 +7,10 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from trainer.replay_records import AgentEffect, ReplayResult
+if TYPE_CHECKING:  # importing them at parse time would import torch for every command
+    from trainer.replay_records import AgentEffect, ReplayResult
 
 
 def add_replay_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
