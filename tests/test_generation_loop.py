@@ -86,7 +86,7 @@ def test_seeded_run_repeats_exactly(reference, tmp_path):
         wb = load_file(b.adapter(g, "agent_01") / "adapter_model.safetensors")
         assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert [s.to_dict() for s in again.summaries] == [s.to_dict() for s in reference.summaries]
-    other_seed = run(tmp_path / "seed1", **{"run.seed": 1})
+    other_seed = run(tmp_path / "seed1", **{"run.seed": 1, "run.generations": 1})
     assert lines(RunLayout(other_seed.run_dir).transcripts(0)) != lines(
         RunLayout(reference.run_dir).transcripts(0)
     )
