@@ -13,7 +13,7 @@ import pytest
 
 from societies import faults
 from societies.atomic import atomic_write_text, remove_stale_temporaries
-from trainer.fault_injection import phase_of, spread_kill_points
+from trainer.fault_injection import PHASES, check_kill_anywhere, phase_of, spread_kill_points
 
 
 @pytest.fixture
@@ -186,3 +186,32 @@ def test_a_full_disk_reported_by_another_library_becomes_enospc_naming_the_folde
     assert list((tmp_path / "adapters").iterdir()) == []  # nothing half-written is left
     with pytest.raises(ValueError, match="unrelated"), atomic_directory(final):
         raise ValueError("unrelated")
+
+
+def test_a_misspelt_focus_phase_is_named_before_any_run(tmp_path):
+    with pytest.raises(ValueError, match=r"focus phases \['rolout'\] are not phases; accepted: "):
+        check_kill_anywhere("no-config.yaml", [], tmp_path / "w", kills=2, focus=("rolout",))
+    assert not (tmp_path / "w").exists()  # nothing was started
+
+
+def test_every_phase_a_known_point_gets_is_a_listed_phase():
+    points = [
+        "probe: generation 0 agent_00",
+        "rollout: generation 0 round 3",
+        "torn write:generation_000/transcripts.jsonl round 2",
+        "write:initial_adapters/agent_00/",
+        "distill: generation_001/adapters/agent_02 step 3",
+        "rename:generation_000/distilled/agent_00",
+        "write:generation_000/distill_plans/b2f3ec6a6783.json",
+        "evolution: generation 0",
+        "tracking: generation 0",
+        "write:generation_000/summary.json",
+        "rename:generation_001/metrics.jsonl",
+        "write:t/lineage.json (up to generation 2)",
+        "write:t/config.yaml",
+        "rename:t/graph.json",
+        "write:generation_000/COMPLETE",
+        "write:generation_000/interventions.jsonl",
+        "write:generation_000/probe_before_extra.json",
+    ]
+    assert {phase_of(p) for p in points} == set(PHASES)

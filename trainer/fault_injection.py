@@ -68,6 +68,23 @@ class FaultReport:
         return {**asdict(self), "phases": self.phases, "ok": self.ok}
 
 
+# The phases :func:`phase_of` names; a point of a kind it does not know is its own phase,
+# named after its file, and is still killed and reported, but cannot be a ``focus``.
+PHASES = (
+    "initial adapters",
+    "probe",
+    "rollout",
+    "distillation",
+    "evolution",
+    "summary",
+    "metrics",
+    "lineage",
+    "tracking",
+    "config",
+    "complete marker",
+)
+
+
 def phase_of(point: str) -> str:
     """The phase of a fault point's name, for reporting where kills landed."""
     kind, _, where = point.partition(":")
@@ -190,6 +207,9 @@ def check_kill_anywhere(
         fresh_interpreters: start every process as ``python -m trainer.cli`` instead of
             forking it from a server with the libraries imported (:func:`run_folkways`).
     """
+    unknown = [p for p in focus if p not in PHASES]
+    if unknown:  # before the uninterrupted run, which a misspelt phase would cost
+        raise ValueError(f"focus phases {unknown} are not phases; accepted: {', '.join(PHASES)}")
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     log = workdir / "log.txt"
