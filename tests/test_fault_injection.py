@@ -1,10 +1,11 @@
 """Kill-anywhere resume, proven by fault injection (trainer.fault_injection).
 
 Every kill here is a real SIGKILL of a real ``folkways run`` process (forked from a
-server with the libraries imported, trainer.forked_runs; the full-disk test starts fresh
-interpreters), delivered at a named fault point (societies.faults); every check compares the killed-and-resumed run
-directory with an uninterrupted one: transcripts, probes, summaries, metrics and
-lineage byte for byte, adapters exactly (same machine, same kernels).
+server with the libraries imported, trainer.forked_runs; the full-disk test starts
+fresh interpreters), delivered at a named fault point (societies.faults); every check
+compares the killed-and-resumed run directory with an uninterrupted one: transcripts,
+probes, summaries, metrics and lineage byte for byte, adapters exactly (same machine,
+same kernels).
 """
 
 from __future__ import annotations
@@ -16,7 +17,13 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import QUICKSTART, tiny_overrides
-from trainer.fault_injection import check_kill_anywhere, compare_run_dirs, run_folkways
+from trainer.fault_injection import (
+    PHASES,
+    check_kill_anywhere,
+    compare_run_dirs,
+    phase_of,
+    run_folkways,
+)
 from trainer.run_dir import RunLayout
 
 EVERY_PHASE = {
@@ -56,6 +63,9 @@ def test_ten_kills_anywhere_end_as_the_uninterrupted_run(tmp_path, monkeypatch, 
     assert report.differences == [], "\n".join(report.differences)
     assert len(report.kills) == 10 and report.processes == 11
     assert EVERY_PHASE - {"initial adapters"} <= set(report.phases), report.phases
+    # every point a real run passes has a listed phase, so any phase can be a focus
+    points = (tmp_path / "trace_uninterrupted.txt").read_text().splitlines()
+    assert {phase_of(p) for p in points} <= set(PHASES), {phase_of(p) for p in points}
     assert report.files_compared >= 40
     if extra:  # every generation reached W&B, whichever process logged it
         logs = b"".join(p.read_bytes() for p in (tmp_path / "killed").rglob("run-*.wandb"))

@@ -24,3 +24,12 @@ def test_a_forked_run_reads_its_own_arguments_environment_and_directory(tmp_path
         assert run_forked(run, env, log) == -9  # a real SIGKILL, seen as a subprocess would
         assert len(trace.read_text().splitlines()) == kill_at
     assert FAULTS_ENV not in os.environ  # nor into this process
+
+
+def test_a_child_that_cannot_start_exits_1_and_the_server_serves_on(tmp_path):
+    """A log in a folder that does not exist: the child fails before the CLI runs; its
+    exception ends it (never the server), and the next command runs as usual."""
+    env = dict(os.environ)
+    assert run_forked(["--help"], env, tmp_path / "missing" / "log.txt") == 1
+    assert run_forked(["--help"], env, tmp_path / "log.txt") == 0
+    assert "usage: folkways" in (tmp_path / "log.txt").read_text()

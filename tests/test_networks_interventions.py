@@ -280,7 +280,7 @@ def test_transplant_gives_the_donors_outputs(intervened, tiny_model_path):
 
 
 def test_interventions_evolution_and_personas_replay_exactly_after_kills(tmp_path, monkeypatch):
-    from trainer.fault_injection import check_kill_anywhere
+    from trainer.fault_injection import PHASES, check_kill_anywhere, phase_of
 
     monkeypatch.setenv("WANDB_SILENT", "true")
     extra = {
@@ -298,6 +298,8 @@ def test_interventions_evolution_and_personas_replay_exactly_after_kills(tmp_pat
     )
     assert report.differences == [], "\n".join(report.differences)
     assert len(report.kills) == 4 and set(focus) <= set(report.phases), report.phases
+    points = (tmp_path / "trace_uninterrupted.txt").read_text().splitlines()  # evolution's too
+    assert {phase_of(p) for p in points} <= set(PHASES), {phase_of(p) for p in points}
 
 
 def test_debaters_see_only_their_neighbours_replies():
