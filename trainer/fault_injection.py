@@ -170,12 +170,13 @@ def run_folkways(
     how = "fresh interpreter" if fresh_interpreter else "forked"
     with open(log, "a") as out:
         out.write(f"$ folkways {' '.join(argv)}  # {env.get(FAULTS_ENV, 'no fault')}, {how}\n")
+    environment = {**os.environ, **env}
     if not fresh_interpreter:
-        return run_forked(argv, {**os.environ, **env}, log)
+        return run_forked(argv, environment, log)
     with open(log, "a") as out:
         return subprocess.run(
             [sys.executable, "-m", "trainer.cli", *argv],
-            env={**os.environ, **env},
+            env=environment,
             stdout=out,
             stderr=subprocess.STDOUT,
             check=False,
