@@ -22,8 +22,6 @@ import contextlib
 import shutil
 import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from enum import Enum
 from pathlib import Path
 
 import torch
@@ -31,38 +29,8 @@ import torch
 from societies.atomic import TEMP_MARK, atomic_directory
 from societies.choices import ChoiceRequest, OptionScores, choose_scored, tokenize_option
 from societies.lora_folders import canonicalize_adapter_config
+from societies.population_spec import Engine, LoraSpec
 from societies.records import Message, Scoring
-
-
-@dataclass(frozen=True)
-class LoraSpec:
-    """The LoRA shape every agent's adapter has."""
-
-    r: int = 8
-    alpha: int = 16
-    dropout: float = 0.0
-    target_modules: tuple[str, ...] = ("all-linear",)
-
-    def peft_config(self):
-        from peft import LoraConfig
-
-        targets = self.target_modules
-        target = "all-linear" if targets == ("all-linear",) else list(targets)
-        return LoraConfig(
-            r=self.r,
-            lora_alpha=self.alpha,
-            lora_dropout=self.dropout,
-            target_modules=target,
-            task_type="CAUSAL_LM",
-        )
-
-
-class Engine(str, Enum):
-    MULTI_LORA = "multi_lora"
-    PEFT = "peft"
-    # vLLM on a GPU (societies.vllm_engine.VllmPopulation, optional install), rollouts and
-    # probes only; PopulationModel serves the two torch engines above.
-    VLLM = "vllm"
 
 
 class PopulationModel:

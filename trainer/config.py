@@ -15,7 +15,7 @@ from pathlib import Path
 
 from societies.custom_probes import CustomProbe
 from societies.games.protocol import ScriptedSeat
-from societies.population import Engine
+from societies.population_spec import Engine
 from societies.topology import Topology
 from trainer import config_loader
 from trainer.config_loader import ConfigError

@@ -1,0 +1,39 @@
+"""What a population is made of, without the model: each agent's LoRA shape and the
+engine that serves the population. Kept free of torch so that configs import it cheaply;
+:mod:`societies.population` holds the model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """The LoRA shape every agent's adapter has."""
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("all-linear",)
+
+    def peft_config(self):
+        from peft import LoraConfig
+
+        targets = self.target_modules
+        target = "all-linear" if targets == ("all-linear",) else list(targets)
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=target,
+            task_type="CAUSAL_LM",
+        )
+
+
+class Engine(str, Enum):
+    MULTI_LORA = "multi_lora"
+    PEFT = "peft"
+    # vLLM on a GPU (societies.vllm_engine.VllmPopulation, optional install), rollouts and
+    # probes only; PopulationModel serves the two torch engines above.
+    VLLM = "vllm"
