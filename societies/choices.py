@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from societies.records import Message, Scoring
+
+if TYPE_CHECKING:  # torch is imported by the engines that score, not by configs
+    import torch
 
 
 @dataclass(frozen=True)
@@ -61,7 +64,7 @@ class OptionScores:
         """Scores from float64 option log-probabilities: mass and renormalised probs."""
         return cls(
             logprobs=tuple(option_lp.tolist()),
-            probs=tuple(torch.softmax(option_lp, dim=-1).tolist()),
+            probs=tuple(option_lp.softmax(dim=-1).tolist()),
             option_mass=float(option_lp.exp().sum()),
             scoring=scoring,
         )

@@ -10,14 +10,17 @@ bias of small models (FACTS.md: 0.48 on the first of 10 names) cancels out.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from societies.choices import ChoiceRequest
 from societies.games.protocol import CORRECT, INCORRECT, Game, ProbeItem, RequestKind
 from societies.personas import with_persona
-from societies.population import PopulationModel
 from societies.records import AgentPrior
+
+if TYPE_CHECKING:
+    from societies.population import PopulationModel
 
 
 def probe_orders(
