@@ -12,9 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from tests.conftest import read_decisions, run_tiny
-from trainer.evolve import crossover, read_adapter_state, survivor_count
+from trainer.evolve import crossover, read_adapter_state
 from trainer.lineage import read_lineage
 from trainer.run_dir import RunLayout
+from trainer.selection import survivor_count
 
 AGENTS = [f"agent_{i:02d}" for i in range(6)]
 EVOLVING = {

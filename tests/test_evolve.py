@@ -29,17 +29,15 @@ from safetensors.torch import load_file, save_file
 from societies.population import LoraSpec, PopulationModel
 from tests.float32 import TINY_LOGITS_ATOL, assert_close
 from trainer.evolve import (
-    ParentRule,
     crossover,
     immigrant_seed,
     mutate,
     mutation_seed,
     read_adapter_state,
-    select,
-    survivor_count,
     write_adapter_state,
     write_crossover_folder,
 )
+from trainer.selection import ParentRule, select, survivor_count
 from trainer.weight_metrics import (
     LoraDelta,
     delta_norm,

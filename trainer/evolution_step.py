@@ -38,11 +38,11 @@ from trainer.evolve import (
     mutate,
     mutation_seed,
     read_adapter_state,
-    select,
     truncate_rank,
     write_adapter_state,
 )
 from trainer.run_dir import adapter_is_saved
+from trainer.selection import select
 
 
 @dataclass(frozen=True)

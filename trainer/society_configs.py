@@ -11,7 +11,7 @@ from enum import Enum
 
 from societies.topology import Topology
 from trainer.config_loader import require as _require
-from trainer.evolve import ParentRule, survivor_count
+from trainer.selection import ParentRule, survivor_count
 
 
 @dataclass(frozen=True)

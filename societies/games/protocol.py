@@ -216,7 +216,7 @@ class Game(Protocol):
 
     def fitness(self, agents: Sequence[str], decisions: Sequence[Decision]) -> dict[str, float]:
         """Each agent's fitness in one generation's decisions, for selection between
-        generations (``trainer.evolve.select``)."""
+        generations (``trainer.selection.select``)."""
 
 
 def mean_payoff(agents: Sequence[str], decisions: Sequence[Decision]) -> dict[str, float]:
