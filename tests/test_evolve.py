@@ -30,14 +30,12 @@ from societies.population import LoraSpec, PopulationModel
 from tests.float32 import TINY_LOGITS_ATOL, assert_close
 from trainer.evolve import (
     crossover,
-    immigrant_seed,
     mutate,
-    mutation_seed,
     read_adapter_state,
     write_adapter_state,
     write_crossover_folder,
 )
-from trainer.selection import ParentRule, select, survivor_count
+from trainer.selection import ParentRule, immigrant_seed, mutation_seed, select, survivor_count
 from trainer.weight_metrics import (
     LoraDelta,
     delta_norm,

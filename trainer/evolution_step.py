@@ -34,15 +34,13 @@ from trainer.evolve import (
     alpha_for_scaling,
     crossover,
     crossover_config,
-    immigrant_seed,
     mutate,
-    mutation_seed,
     read_adapter_state,
     truncate_rank,
     write_adapter_state,
 )
 from trainer.run_dir import adapter_is_saved
-from trainer.selection import select
+from trainer.selection import immigrant_seed, mutation_seed, select
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ inheritance in the adapters' weights rather than in prompted strategies (issue 8
 
 Immigrants (fresh agents with no parent) need no operator here: the loop creates them
 the way it creates the initial adapters (``PopulationModel(..., init_seeds=...)`` with
-engine "peft", then ``save_adapter``), seeded by :func:`immigrant_seed`.
+engine "peft", then ``save_adapter``), seeded by :func:`trainer.selection.immigrant_seed`.
 """
 
 from __future__ import annotations
@@ -26,7 +26,6 @@ import torch
 
 from societies.atomic import atomic_directory
 from societies.lora_folders import check_adapter_folder, lora_scaling
-from societies.seeding import Stream, stream_seed
 from trainer.weight_metrics import LORA_A_SUFFIX, LORA_B_SUFFIX, lora_factors
 
 # ----- crossover ------------------------------------------------------------------------
@@ -280,21 +279,3 @@ def mutate(state: Mapping[str, torch.Tensor], scale: float, seed: int) -> dict[s
 def _key_seed(seed: int, key: str) -> int:
     digest = hashlib.blake2b(f"{seed}:{key}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") >> 1  # 63 bits: torch seeds are int64
-
-
-# ----- seeds the loop uses --------------------------------------------------------------
-
-
-def immigrant_seed(root_seed: int, generation: int, seat: str) -> int:
-    """The ``init_seeds`` entry of a fresh adapter entering ``seat`` in ``generation``.
-
-    Keyed by generation as well as seat: the initial adapters use
-    ``stream_seed(root, ADAPTER_INIT, agent)``, and reusing that would make an immigrant
-    a copy of its seat's initial adapter (same random A).
-    """
-    return stream_seed(root_seed, Stream.ADAPTER_INIT, seat, generation)
-
-
-def mutation_seed(root_seed: int, generation: int, seat: str) -> int:
-    """The :func:`mutate` seed for the child in ``seat`` in ``generation``."""
-    return stream_seed(root_seed, Stream.MUTATION, seat, generation)

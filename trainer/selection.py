@@ -1,4 +1,5 @@
-"""Selection between generations: who survives and whom each replaced seat descends from.
+"""Selection between generations: who survives, whom each replaced seat descends from,
+and the seeds of the adapters that refill the seats.
 
 After Vallinder & Hughes (2024): the top fraction of agents by resources survive each
 generation and the other seats are given to descendants of the survivors. The weight
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 import numpy as np
+
+from societies.seeding import Stream, stream_seed
 
 
 class ParentRule(str, Enum):
@@ -93,3 +96,21 @@ def select(
     else:
         parents = [survivors[i] for i in rng.integers(count, size=len(replaced))]
     return Selection(ranking, survivors, dict(zip(replaced, parents, strict=True)))
+
+
+# ----- seeds the loop uses --------------------------------------------------------------
+
+
+def immigrant_seed(root_seed: int, generation: int, seat: str) -> int:
+    """The ``init_seeds`` entry of a fresh adapter entering ``seat`` in ``generation``.
+
+    Keyed by generation as well as seat: the initial adapters use
+    ``stream_seed(root, ADAPTER_INIT, agent)``, and reusing that would make an immigrant
+    a copy of its seat's initial adapter (same random A).
+    """
+    return stream_seed(root_seed, Stream.ADAPTER_INIT, seat, generation)
+
+
+def mutation_seed(root_seed: int, generation: int, seat: str) -> int:
+    """The :func:`trainer.evolve.mutate` seed for the child in ``seat`` in ``generation``."""
+    return stream_seed(root_seed, Stream.MUTATION, seat, generation)
