@@ -11,8 +11,10 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 PEFT_PREFIX = "base_model.model."
 
@@ -82,8 +84,8 @@ def safetensors_problem(path: str | Path) -> str | None:
     """
     from safetensors import SafetensorError, safe_open
 
-    try:
-        with safe_open(str(path), framework="pt"):
+    try:  # numpy: the same header check without importing torch
+        with safe_open(str(path), framework="numpy"):
             return None
     except SafetensorError as err:
         return f"is truncated or not a safetensors file ({err})"

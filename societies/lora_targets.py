@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from societies.stacked_lora_linear import linear_layer_paths
-
 ALL_LINEAR = "all-linear"
 
 
@@ -28,6 +26,8 @@ def check_target_modules(model_path: str, targets: Sequence[str]) -> list[str]:
     """
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
+
+    from societies.stacked_lora_linear import linear_layer_paths
 
     config = AutoConfig.from_pretrained(model_path)
     with torch.device("meta"):

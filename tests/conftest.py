@@ -112,3 +112,26 @@ def wandb_offline_environment(home: Path) -> dict[str, str]:
         "WANDB_CACHE_DIR": str(home / "cache"),
         "WANDB_DATA_DIR": str(home / "data"),
     }
+
+
+# The libraries a command that loads no model should never import (~8 s together on a
+# 2-core AMD EPYC; slower still from a cluster's network file system).
+MODEL_LIBRARIES = ("torch", "transformers", "datasets", "deepspeed", "peft", "trl")
+
+
+def model_libraries_imported_by(argv: list[str]) -> list[str]:
+    """Run ``folkways argv`` in a fresh interpreter; the model libraries it imported.
+    Fails the test if the command does not exit 0."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys; from trainer.cli import main; "
+        f"code = main({argv!r}); "
+        f"print(json.dumps([m for m in {MODEL_LIBRARIES!r} if m in sys.modules]), file=sys.stderr); "
+        "sys.exit(code)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stderr.strip().splitlines()[-1])

@@ -19,7 +19,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.conftest import QUICKSTART, tiny_overrides
+from tests.conftest import QUICKSTART, model_libraries_imported_by, tiny_overrides
 from tests.slurm_cluster import Cluster, install
 from trainer.cli import main
 from trainer.run_dir import RunLayout
@@ -172,6 +172,16 @@ def test_rendered_scripts_are_valid_sbatch(cluster, tmp_path, capsys):
         assert checked.returncode == 0, f"{script.name}: {checked.stderr}"
         assert "to start at" in checked.stderr  # sbatch --test-only's verdict
         assert f"{sys.executable} -m trainer.cli step" in script.read_text()
+
+
+def test_render_and_status_start_without_the_model_libraries(tmp_path):
+    """Login nodes are slow to import torch: `slurm render` and `slurm status` load no
+    model (the default all-linear targets need none to be checked). No scheduler needed."""
+    overrides = [*tiny_overrides(tmp_path), *SLURM]
+    assert model_libraries_imported_by(["slurm", "render", str(QUICKSTART), *overrides]) == []
+    scripts = sorted((tmp_path / "t" / "slurm" / "scripts").glob("*.sbatch"))
+    assert len(scripts) == 6
+    assert model_libraries_imported_by(["slurm", "status", str(tmp_path / "t")]) == []
 
 
 def _job_log(run_dir: Path, job_id: str, suffix: str) -> str:

@@ -30,15 +30,6 @@ from societies.atomic import atomic_directory
 from societies.lora_folders import lora_scaling
 from societies.seeding import Stream, stream_seed
 from trainer.distill_sft import TRAINING_RECORD
-from trainer.evolve import (
-    alpha_for_scaling,
-    crossover,
-    crossover_config,
-    mutate,
-    read_adapter_state,
-    truncate_rank,
-    write_adapter_state,
-)
 from trainer.run_dir import adapter_is_saved
 from trainer.selection import immigrant_seed, mutation_seed, select
 
@@ -119,6 +110,9 @@ def apply_plan(
         the plans as carried out: a crossover child whose rank was truncated has
         ``truncate`` after ``crossover`` and ``truncation_error`` in its details.
     """
+    # The weight operators import torch; planning (above) and the loop's import do not.
+    from trainer.evolve import mutate, read_adapter_state, truncate_rank, write_adapter_state
+
     done: dict[str, SeatPlan] = {}
     fresh = {}
     for seat, plan in plans.items():
@@ -168,6 +162,8 @@ def _copy_adapter(source: Path, target: Path) -> None:
 def _cross(dir_a: Path, dir_b: Path, weights) -> tuple[dict, dict]:
     """The ``cat`` child of two folders, in memory, with the config that keeps parent
     a's scaling (see :func:`trainer.evolve.write_crossover_folder`)."""
+    from trainer.evolve import crossover, crossover_config, read_adapter_state
+
     state_a, config_a = read_adapter_state(dir_a)
     state_b, config_b = read_adapter_state(dir_b)
     config, scalings = crossover_config(config_a, config_b)
@@ -177,6 +173,8 @@ def _cross(dir_a: Path, dir_b: Path, weights) -> tuple[dict, dict]:
 
 def _with_rank(config: dict, rank: int) -> dict:
     """``config`` with LoRA rank ``rank`` and alpha rescaled so the scaling is unchanged."""
+    from trainer.evolve import alpha_for_scaling
+
     return {
         **config,
         "r": rank,

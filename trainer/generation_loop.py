@@ -25,13 +25,14 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from societies import seeding
 from societies.atomic import remove_stale_temporaries
 from societies.games.protocol import seats
-from societies.lora_targets import check_target_modules
+from societies.lora_targets import ALL_LINEAR, check_target_modules
 from societies.model_store import resolve_model
-from societies.population import Engine, LoraSpec, PopulationModel
+from societies.population_spec import Engine, LoraSpec
 from societies.probes import probe_orders
 from societies.records import Decision
 from societies.seeding import Stream
@@ -69,6 +70,9 @@ from trainer.summary import GenerationSummary
 from trainer.tracking import rebuild_run_metrics
 from trainer.training_data import TrainingRows
 from trainer.wandb_tracking import WandbTracker
+
+if TYPE_CHECKING:  # the model (torch) is imported where a population is built
+    from societies.population import PopulationModel
 
 
 def _stderr(message: str) -> None:
@@ -204,6 +208,8 @@ class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, Rec
             return self._vllm_engine.population(
                 self.llm_agents, adapter_dirs, batch_size=cfg.model.batch_size
             )
+        from societies.population import PopulationModel
+
         return PopulationModel(
             self.model_path,
             self.llm_agents,
@@ -275,7 +281,11 @@ class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, Rec
                 import_vllm()  # the real import, so a broken install fails here too
             except VllmNotInstalled as err:
                 raise ConfigError(f"model.engine=vllm: {err}") from None
-        check_target_modules(self.model_path, self.config.lora.target_modules)
+        model_path = self.model_path  # resolves the model: a bad path fails here
+        if list(self.config.lora.target_modules) != [ALL_LINEAR]:
+            # Named modules are looked up in the model, which imports its code (torch and
+            # transformers, ~8 s); all-linear takes whatever linear layers it has.
+            check_target_modules(model_path, self.config.lora.target_modules)
 
     def ensure_initial_adapters(self) -> None:
         """Create the seeded initial adapters and their lineage, whichever is missing.
@@ -289,6 +299,8 @@ class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, Rec
         if not missing and all((a, -1) in recorded for a in agents):
             return
         if missing:
+            from societies.population import PopulationModel
+
             seed = self.config.run.seed
             population = PopulationModel(
                 self.model_path,

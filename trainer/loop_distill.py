@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from societies import faults, seeding
-from societies.population import Engine, PopulationModel
+from societies.population_spec import Engine
 from societies.records import Decision
 from societies.seeding import Stream
 from societies.transcripts import (
@@ -210,6 +210,8 @@ class DistillSteps:
 
     def _save_fresh_adapters(self, seeds: dict[str, tuple[int, Path]]) -> None:
         """Fresh adapters (immigrants), seeded per seat, into their folders."""
+        from societies.population import PopulationModel  # imports torch
+
         population = PopulationModel(
             self.model_path,
             list(seeds),

@@ -11,7 +11,6 @@ from trainer.distill_sft import (
 from trainer.evolution_step import SeatPlan
 from trainer.tracking import MetricRecord
 from trainer.training_data import COMMUNITY, TrainingRows
-from trainer.weight_metrics import generation_weight_records
 
 
 class RecordSteps:
@@ -22,6 +21,8 @@ class RecordSteps:
         """Adapter delta norms, their homogenisation and their distance from generation 0."""
         if not self.llm_agents:
             return []
+        from trainer.weight_metrics import generation_weight_records  # imports torch
+
         return generation_weight_records(
             g,
             {a: self.layout.adapter(g, a) for a in self.llm_agents},

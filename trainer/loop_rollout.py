@@ -11,10 +11,10 @@ import gc
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from societies import faults
 from societies.games.protocol import RoundContext
-from societies.population import PopulationModel
 from societies.probes import prior_probe
 from societies.records import AgentPrior, Decision
 from societies.society import play_round
@@ -23,6 +23,9 @@ from trainer.extra_probes import measure_extras, wanted
 from trainer.run_dir import atomic_write_json
 from trainer.run_records import read_priors, read_probes
 from trainer.wandb_tracking import WandbTracker
+
+if TYPE_CHECKING:
+    from societies.population import PopulationModel
 
 
 @dataclass(frozen=True)
