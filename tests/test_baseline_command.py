@@ -13,6 +13,7 @@ import pytest
 from societies.baselines import iql
 from societies.baselines.records import Method
 from societies.transcripts import read_decisions
+from tests.conftest import model_libraries_imported_by
 from trainer.baseline_command import add_baseline_parser, resolve_args
 from trainer.config import load_experiment
 from trainer.config_loader import ConfigError
@@ -156,3 +157,11 @@ def test_a_bad_value_and_a_game_without_baseline_are_errors(tmp_path):
         baseline("mng", DONOR, "--out", tmp_path)
     with pytest.raises(ValueError, match="--seeds=0"):
         baseline("iql", QUICKSTART, "--seeds", "0", "--out", tmp_path)
+
+
+@pytest.mark.parametrize("config", [QUICKSTART, DONOR])
+def test_a_tabular_baseline_imports_no_model_library(config, tmp_path):
+    """IQL is numpy: it starts in about a second, not after ~8 s of torch and transformers."""
+    argv = ["baseline", "iql", str(config), "rounds=5", "--seeds", "1", "--out", str(tmp_path)]
+    assert model_libraries_imported_by(argv) == []
+    assert (tmp_path / "results.json").is_file()

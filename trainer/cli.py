@@ -352,6 +352,15 @@ def build_parser() -> argparse.ArgumentParser:
 WITHOUT_MODELS = ("report", "wandb", "slurm")
 
 
+def _loads_models(args: argparse.Namespace) -> bool:
+    """Whether the command may load a model or train one (the tabular baselines do not)."""
+    if args.command == "baseline":
+        from trainer.baseline_command import LLM_RL
+
+        return args.method == LLM_RL
+    return args.command not in WITHOUT_MODELS
+
+
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse ``argv``; the key=value overrides of ``run``, ``baseline``, ``sweep`` and
     ``compare`` may also follow their options."""
@@ -392,7 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as err:
         print(f"folkways: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    if args.command not in WITHOUT_MODELS:
+    if _loads_models(args):
         quiet_libraries()
     try:
         return args.func(args)
