@@ -38,9 +38,10 @@ format: setup
 bench: setup
 	$(BIN)/python scripts/benchmarks/run_all.py --out benchmarks/results.json
 
-# One generation of the published protocol (configs/naming_game/ashery2025.yaml), phase
+# Two generations of the published protocol (configs/naming_game/ashery2025.yaml), phase
 # by phase: wall time, peak memory, FLOP-floor fraction; then the quickstart's wall time.
-# ~20 minutes on 2 cores. Both merge into benchmarks/results.json and its targets table.
+# ~33 minutes on a 2-core AMD EPYC. Both merge into benchmarks/results.json and its
+# targets table.
 bench-protocol: setup
 	$(BIN)/python scripts/benchmarks/bench_protocol.py --out benchmarks/results.json
 	$(BIN)/python scripts/benchmarks/bench_quickstart.py --out benchmarks/results.json
