@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.conftest import model_libraries_imported_by
 from tests.float32 import PROB_ATOL_OTHER_BATCH, assert_close
 from trainer.probe_command import format_priors, probe_run
 from trainer.run_dir import RunLayout
@@ -69,3 +70,11 @@ def test_probe_traits_asks_the_big_five_of_a_generations_adapters(reference, cap
     assert main(["probe", str(reference.run_dir), "--traits", "reversed"]) == 0
     out = capsys.readouterr().out
     assert "Big-Five scores (1-5), after generation 1" in out and "mean |" in out
+
+
+def test_a_probe_loads_the_model_but_no_training_library(reference):
+    """datasets, TRL and DeepSpeed are imported only where TRL trains (~2.3 s a process)."""
+    argv = ["probe", str(reference.run_dir), "--generation", "0", "--json"]
+    imported = model_libraries_imported_by(argv)
+    assert "torch" in imported and "peft" in imported
+    assert not {"datasets", "trl", "deepspeed"} & set(imported), imported

@@ -23,6 +23,7 @@ from trainer.distill_sft import (
     save_trained,
     trainer_arguments,
 )
+from trainer.library_logs import quiet_training_libraries
 
 # DPOTrainer's logged metrics kept in the training record, first and last logged step.
 LOGGED = ("rewards/margins", "rewards/accuracies", "logps/chosen", "logps/rejected")
@@ -40,6 +41,7 @@ def train_dpo(
 ) -> DistillOutcome:
     """Train ``start_adapter`` on DPO rows ``{"prompt", "chosen", "rejected"}`` (TRL's
     conversational preference format) and save the adapter into ``out_dir``."""
+    quiet_training_libraries()  # before TRL imports DeepSpeed
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 

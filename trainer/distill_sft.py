@@ -30,6 +30,7 @@ from typing import Any
 from societies import faults
 from societies.atomic import atomic_directory
 from societies.lora_folders import canonicalize_adapter_config, check_adapter_folder
+from trainer.library_logs import quiet_training_libraries
 
 TRAINING_RECORD = "training.json"
 
@@ -147,6 +148,7 @@ def _train(
     seed: int,
     label: str,
 ) -> DistillOutcome:
+    quiet_training_libraries()  # before TRL imports DeepSpeed
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 

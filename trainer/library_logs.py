@@ -7,19 +7,32 @@ import sys
 
 
 def quiet_libraries() -> None:
-    """Our own progress bars say what is happening; hide the libraries' per-call bars."""
+    """Our own progress bars say what is happening; hide the libraries' per-call bars.
+
+    Every command that loads a model calls this first. What only TRL training needs
+    quieted is :func:`quiet_training_libraries`, called where TRL is imported.
+    """
     import os
     import warnings
 
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*")
-    import datasets
     import transformers
 
-    datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
+
+
+def quiet_training_libraries() -> None:
+    """Before TRL is imported: datasets' bars and logs, and DeepSpeed's logs to stderr.
+
+    Not in :func:`quiet_libraries`: importing datasets and DeepSpeed takes ~2.3 s (2-core
+    AMD EPYC) that rollouts, probes and the batched backend never otherwise pay.
+    """
+    import datasets
+
+    datasets.disable_progress_bars()
     datasets.utils.logging.set_verbosity_error()
     deepspeed_logs_to_stderr()
 
