@@ -1,4 +1,4 @@
-"""``folkways slurm submit|resume|status|cancel``: a run as a chain of Slurm jobs.
+"""``folkways slurm submit|status|cancel``: a run as a chain of Slurm jobs.
 
 Per generation (issue #10; FACTS.md, "Slurm and distributed"):
 
