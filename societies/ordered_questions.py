@@ -5,7 +5,7 @@ options is one prompt, every (agent, question, order) is one row of a single bat
 :meth:`PopulationModel.score` call (per-row adapters), and an agent's distribution over a
 question's answers is the mean over orders of the renormalised option probabilities.
 Averaging over orders in which every answer takes every position once (cyclic rotations)
-cancels a position bias such as the small models' first-option bias (FACTS.md).
+cancels a position bias such as the small models' first-option bias.
 
 What the model is scored on need not be the answer itself: a Likert item shows letters
 "A".."E" labelled with its anchors, so ``meanings`` says which answer each shown option

@@ -4,7 +4,7 @@ The prior probe asks each agent the game's question with no history, once for ea
 several option orders, and averages the renormalised option probabilities. The orders
 are evenly spaced cyclic rotations of one shuffled order, so when their number equals
 the number of names each name sits in each position exactly once: the first-option
-bias of small models (FACTS.md: 0.48 on the first of 10 names) cancels out.
+bias of small models (the embedded model: 0.48 on the first of 10 names) cancels out.
 """
 
 from __future__ import annotations

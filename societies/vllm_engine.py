@@ -2,7 +2,7 @@
 
 **What was and was not run.** No GPU was available where this was written, and vLLM
 0.33.0 pins ``torch==2.14.0`` and ``transformers<5.21`` while folkways pins
-``transformers==5.23.0`` (FACTS.md), so vLLM was never installed beside folkways and
+``transformers==5.23.0``, so vLLM was never installed beside folkways and
 **vLLM itself was never run**: not on a GPU, not on a CPU. Not known, therefore:
 whether vLLM's LoRA kernels and log-probabilities match the torch engines to any
 tolerance, how fast it is, and whether the calls below work unchanged at runtime.

@@ -3,7 +3,7 @@
 float32 keeps 24 bits: a unit roundoff of u = 2**-24 ~ 6e-8 per operation. Two
 computations of the same quantity by different code paths (a stacked bmm vs PEFT's
 Linear calls, another batch shape and so another GEMM blocking, another CPU's kernels:
-Intel and AMD differ, FACTS.md) agree only to the rounding each accumulates. Exact
+Intel and AMD differ) agree only to the rounding each accumulates. Exact
 equality is kept where the same process and kernels compute both sides (a replay, a
 resume); every comparison across code paths uses a constant from here, whose comment
 says where its size comes from.

@@ -1,7 +1,7 @@
 """A real one-node Slurm cluster (munge, slurmctld, slurmd) for the Slurm tests.
 
 Installed with apt when missing (these test machines are Debian and run as root; the
-configuration is FACTS.md's, verified here). Everything the cluster writes lives in a
+configuration was verified on such a machine). Everything the cluster writes lives in a
 private folder: its own ``slurm.conf`` (clients find it through ``SLURM_CONF``), ports
 that are not Slurm's defaults, state and logs. All traffic stays on 127.0.0.1. A munge
 daemon already running is reused; one we start is stopped with the cluster.

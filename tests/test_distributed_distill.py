@@ -254,7 +254,7 @@ def test_deepspeed_configs_parse(name, stage, tiny_model_path, tmp_path):
     assert not ds.bfloat16_config.enabled and not ds.float16_config.enabled  # float32
     assert ds.optimizer_name is None and ds.scheduler_name is None  # the Trainer's own
     if stage == 3:
-        assert ds.zero_config.gather_16bit_weights_on_model_save  # FACTS.md: ZeRO-3 + LoRA
+        assert ds.zero_config.gather_16bit_weights_on_model_save  # ZeRO-3 + LoRA needs it
 
 
 def _auto_keys(config: dict, prefix: str = "") -> list[str]:

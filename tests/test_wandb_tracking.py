@@ -45,7 +45,7 @@ def test_offline_run_records_metrics_tables_and_adapter_lineage(
     by_type = {read_offline_run(r.parent)["job_type"]: r for r in runs}
     assert len(runs) == 3 and set(by_type) == {"rollout", "distill", "probe"}
     # The offline log is a record stream; logged keys, artifact names, types and
-    # metadata strings appear literally in it (FACTS.md).
+    # metadata strings appear literally in it (wandb 0.31).
     data = by_type["probe"].read_bytes()
     for needle in (
         b"prior_on_majority_after",

@@ -4,7 +4,7 @@ Direct Preference Optimization (Rafailov et al., NeurIPS 2023) raises the log-ra
 the chosen over the rejected completion relative to a reference policy. The reference
 here is the agent's own starting adapter (its previous generation), not the bare base
 model: the adapter is loaded as the trainable "default" adapter and no ``peft_config``
-is passed, so TRL copies it into a frozen "ref" adapter (FACTS.md, TRL 1.16). Only
+is passed, so TRL copies it into a frozen "ref" adapter (TRL 1.16). Only
 "default" is saved.
 """
 
@@ -58,7 +58,7 @@ def train_dpo(
         if "ref" not in model.peft_config:
             raise RuntimeError(
                 "DPOTrainer did not copy the start adapter into a frozen 'ref' adapter; the "
-                "reference would be the bare base model (see FACTS.md, TRL 1.16)"
+                "reference would be the bare base model (TRL 1.16 does copy it; check the installed TRL version)"
             )
         prepare_trainer(trainer, label)
         trainer.train()

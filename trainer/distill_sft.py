@@ -3,7 +3,7 @@
 Each agent trains in its own fresh copy of the base model with only its adapter
 attached (named "default", as TRL expects), so one agent's step can never touch
 another agent's weights, and the same function serves a Slurm array task per agent.
-CPU settings from FACTS.md: ``use_cpu=True, bf16=False``. SFT is here; DPO's trainer
+CPU settings: ``use_cpu=True, bf16=False`` (TRL's configs default to bf16, far slower on CPU). SFT is here; DPO's trainer
 is :mod:`trainer.distill_dpo`.
 
 Several processes (``torchrun --nproc_per_node N`` or ``accelerate launch --config_file

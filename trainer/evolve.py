@@ -171,7 +171,7 @@ def write_crossover_folder(
     ``weights[0]·Δa + weights[1]·Δb`` even when the parents' r or alpha differ.
 
     PEFT's ``add_weighted_adapter(..., combination_type="cat")`` computes the same sum,
-    but is not used (FACTS.md, PEFT 0.21): it needs the base model and both parents
+    but is not used (PEFT 0.21): it needs the base model and both parents
     loaded in one PeftModel; it silently does nothing when the new adapter's name already
     exists (a resumed run would keep a stale child); it writes ``lora_alpha = r`` (scale
     1, not the population's; with rsLoRA the kept ``use_rslora`` then gives sqrt(r), so

@@ -86,7 +86,8 @@ class NamingGameConfig:
 @dataclass(frozen=True)
 class DonorGameConfig:
     """Donor game after Vallinder & Hughes (2024), "Cultural evolution of cooperation
-    among LLM agents"; the defaults are the paper's (FACTS.md)."""
+    among LLM agents"; the defaults are the paper's (12 agents, endowment 10, donations
+    doubled, 12 rounds, up to 3 hops of the recipient's history)."""
 
     name: GameName = GameName.DONOR_GAME
     rounds: int = 12

@@ -1,6 +1,6 @@
 """``folkways slurm submit|status|cancel``: a run as a chain of Slurm jobs.
 
-Per generation (issue #10; FACTS.md, "Slurm and distributed"):
+Per generation (issue #10):
 
     rollout job  ->  array of distillation tasks (one per group of
                      ``slurm.agents_per_task`` agents)  ->  probe job  ->  next generation

@@ -1,5 +1,5 @@
 """``folkways sweep ... --slurm``: the sweep's incomplete runs as one Slurm job array
-(issue #11; FACTS.md, "Slurm and distributed").
+(issue #11).
 
 Each array task is one run of the plan, run in the task's process exactly as ``folkways
 sweep`` runs it locally (``run_experiment`` with the config and overrides

@@ -6,7 +6,7 @@ run directories of a sweep's experiment directory (any depth), a ``wandb`` folde
 one ``offline-run-*`` folder. Each is uploaded with the ``wandb sync`` CLI (one process
 per offline run, J at once) and, only after it succeeded, marked with
 ``<offline-run>/.folkways-synced``; a marked run is never uploaded again, because
-syncing an offline run twice duplicates its artifact versions (FACTS.md). A failed
+syncing an offline run twice duplicates its artifact versions (wandb 0.31). A failed
 upload leaves no marker, so the next sync retries it.
 
 "Succeeded" means ``wandb sync`` exited 0 *and* wrote its own ``run-*.wandb.synced``

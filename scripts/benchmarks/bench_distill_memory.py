@@ -3,7 +3,7 @@
 Each (N, budget) runs ``trainer.distill_group.distill_group`` in a fresh subprocess on
 the embedded model with the published protocol's shapes (r=8 all-linear adapters,
 rows of ~230 tokens, batch 8) and reads the child's own peak RSS (VmHWM, not
-ru_maxrss, which a child inherits from its parent: FACTS.md).
+ru_maxrss, which a child inherits from its parent).
 
 Usage: python scripts/benchmarks/bench_distill_memory.py --n-agents 2 8 --budgets 4 8
 """

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-# One forward token of SmolLM2-135M ~ 2 x parameters FLOPs (FACTS.md); an approximation
+# One forward token of SmolLM2-135M ~ 2 x parameters FLOPs; an approximation
 # (embedding lookups are not matmuls; with logits_to_keep=1 the head runs once per row).
 EMBEDDED_PARAMS = 134.5e6
 FLOPS_PER_TOKEN = 2 * EMBEDDED_PARAMS

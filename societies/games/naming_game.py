@@ -3,7 +3,7 @@
 Two agents simultaneously name one of W items; both score +100 if they match and
 −50 otherwise. Each agent sees only its own last H interactions (what it said, what
 its partner said, its payoff); the list of names is shuffled in every prompt
-(the embedded model has a strong first-option bias, FACTS.md). Population-level
+(the embedded model puts 0.48 on the first of 10 names). Population-level
 conventions emerge from these pairwise, memory-limited interactions.
 
 The prompt follows the paper's structure (rules, payoffs, own history, the names)
