@@ -43,6 +43,8 @@ PRELOAD = (
     "trainer.generation_loop",
     "trainer.distill_batched",
     "trainer.distill_sft",
+    "trainer.evolve",  # the loop imports the model and weight code where it uses them
+    "societies.population",
 )
 
 _server: subprocess.Popen | None = None
