@@ -10,6 +10,7 @@ from safetensors.torch import load_file
 
 from tests.conftest import QUICKSTART, tiny_overrides
 from trainer.cli import main
+from trainer.provenance import read_environments
 from trainer.run_dir import RunLayout
 from trainer.steps import StepOrderError, agent_groups, chosen_agents, prepare_run, run_step
 
@@ -69,6 +70,17 @@ def test_steps_in_separate_calls_equal_one_run(reference, tmp_path):
             assert all(torch.equal(ours[k], theirs[k]) for k in theirs)
     assert layout.lineage.read_text() == expected.lineage.read_text()
     assert layout.metrics.read_text() == expected.metrics.read_text()
+    # Each step that did work recorded its environment; refused and complete ones did not.
+    assert [r["work"] for r in read_environments(layout.environment)] == [
+        "step rollout 0",
+        "step distill 0",
+        "step distill 0",
+        "step distill 0",
+        "step probe 0",
+        "step rollout 1",
+        "step distill 1",
+        "step probe 1",
+    ]
 
 
 def test_bad_step_input_is_one_line_error(tmp_path, capsys):

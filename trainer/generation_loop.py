@@ -58,6 +58,7 @@ from trainer.loop_finish import FinishSteps
 from trainer.loop_interventions import InterventionSteps
 from trainer.loop_records import RecordSteps
 from trainer.loop_rollout import RolloutSteps
+from trainer.provenance import record_environment
 from trainer.run_config_check import check_or_write_config
 from trainer.run_dir import (
     RunLayout,
@@ -241,6 +242,8 @@ class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, Rec
         pending = [g for g in range(total) if not self.layout.is_complete(g)]
         for g in pending:
             self.run_generation(g)
+            # After the work, so a command refused for bad input records nothing.
+            record_environment(self.layout.environment, f"run generation {g}")
         rebuild_run_metrics(self.layout)  # a kill may have come after COMPLETE, before it
         summaries = [read_summary(self.layout, g) for g in range(total)]
         return RunResult(self.layout.root, summaries, skipped)

@@ -61,6 +61,7 @@ class RunLayout:
         COMPLETE                       written last
       metrics.jsonl                    one record per (generation, metric, agent?, round?)
       lineage.json                     parents, operations and data of every adapter
+      environment.jsonl                CPU, libraries and commit of each process that worked
     ```
     """
 
@@ -78,6 +79,10 @@ class RunLayout:
     @property
     def lineage(self) -> Path:
         return self.root / "lineage.json"
+
+    @property
+    def environment(self) -> Path:
+        return self.root / "environment.jsonl"
 
     def initial_adapter(self, agent: str) -> Path:
         return self.root / "initial_adapters" / agent

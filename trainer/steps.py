@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from trainer.provenance import record_environment
+
 STEPS = ("rollout", "distill", "probe")
 
 
@@ -118,9 +120,12 @@ def run_step(
             f"{g} needs it (run `folkways step probe {layout.root} --generation {g - 1}`)"
         )
     exp.set_threads()
+    work = f"step {step} {g}"  # recorded when the step's work is done
     if step == "rollout":
         exp.ensure_initial_adapters()
         exp.rollout_step(g)
+        if main_process:
+            record_environment(layout.environment, work)
         return StepResult(step, g, "done", list(exp.llm_agents))
     if not exp.rollout_recorded(g):
         raise StepOrderError(
@@ -132,6 +137,8 @@ def run_step(
         mine = chosen_agents(exp.llm_agents, agents, task, per_task)
         # Under a launcher every process trains the same agents together; rank 0 writes.
         exp.distill_step(g, rollout.decisions, mine, track=main_process)
+        if main_process:
+            record_environment(layout.environment, work)
         return StepResult(step, g, "done", mine)
     missing = exp.distilled_missing(g)
     if missing:
@@ -142,6 +149,8 @@ def run_step(
     data, outcomes = exp.distill_step(g, rollout.decisions, track=False)  # read back
     exp.finish_step(g, rollout, data, outcomes)
     rebuild_run_metrics(layout)
+    if main_process:
+        record_environment(layout.environment, work)
     return StepResult(step, g, "done", list(exp.llm_agents))
 
 

@@ -23,14 +23,10 @@ FLOPS_PER_TOKEN = 2 * EMBEDDED_PARAMS
 
 def machine() -> dict:
     """CPU model, cores, torch version and threads: printed above every table."""
-    cpu = "unknown"
-    with open("/proc/cpuinfo") as f:
-        for line in f:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    from trainer.provenance import cpu_model
+
     return {
-        "cpu": cpu,
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
