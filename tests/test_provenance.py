@@ -11,7 +11,12 @@ from pathlib import Path
 
 import torch
 
-from trainer.provenance import environments_markdown, read_environments, record_environment
+from trainer.provenance import (
+    environments_markdown,
+    read_environments,
+    record_environment,
+    source_commit,
+)
 from trainer.run_dir import RunLayout
 
 ROOT = Path(__file__).parents[1]
@@ -48,6 +53,34 @@ def test_the_report_says_where_the_work_was_done(reference, tmp_path):
         f"| 2 | {read_environments(RunLayout(reference.run_dir).environment)[0]['cpu']} |"
     )
     assert "environments" not in text.split("## Ran on")[1]  # one machine, no warning
+
+
+def test_an_install_inside_another_repository_reports_no_commit(tmp_path):
+    """folkways installed into a venv inside someone's project: not folkways' commit."""
+    project = tmp_path / "project"
+    package = project / ".venv" / "site-packages"
+    package.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    subprocess.run(
+        [
+            "git",
+            "-C",
+            str(project),
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "commit",
+            "-q",
+            "--allow-empty",
+            "-m",
+            "theirs",
+        ],
+        check=True,
+    )
+    assert source_commit(package) == (None, None)
+    assert source_commit(project)[0] is not None  # the checkout's own root is recognised
+    assert source_commit(tmp_path / "nowhere") == (None, None)
 
 
 def test_processes_appending_at_once_write_whole_lines_in_one_file(tmp_path):

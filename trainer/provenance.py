@@ -51,12 +51,16 @@ def _version(package: str) -> str | None:
 def source_commit(source: Path | None = None) -> tuple[str | None, bool | None]:
     """(commit, has uncommitted changes) of the checkout folkways runs from; (None, None)
     when it is not a git checkout (an installed wheel) or git is missing."""
-    where = source or Path(__file__).resolve().parents[1]
+    where = (source or Path(__file__).resolve().parents[1]).resolve()
     try:
         head = subprocess.run(
-            ["git", "-C", str(where), "rev-parse", "HEAD"], capture_output=True, text=True
+            ["git", "-C", str(where), "rev-parse", "--show-toplevel", "HEAD"],
+            capture_output=True,
+            text=True,
         )
-        if head.returncode != 0:
+        lines = head.stdout.split()
+        # Only folkways' own checkout: an install inside another repository is not one.
+        if head.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != where:
             return None, None
         status = subprocess.run(
             ["git", "-C", str(where), "status", "--porcelain", "--untracked-files=no"],
@@ -65,7 +69,7 @@ def source_commit(source: Path | None = None) -> tuple[str | None, bool | None]:
         )
     except OSError:
         return None, None
-    return head.stdout.strip(), bool(status.stdout.strip()) if status.returncode == 0 else None
+    return lines[1], bool(status.stdout.strip()) if status.returncode == 0 else None
 
 
 def environment_record(work: str) -> dict:
