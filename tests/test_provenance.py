@@ -57,7 +57,7 @@ def test_the_report_says_where_the_work_was_done(reference, tmp_path):
 
 def test_an_install_inside_another_repository_reports_no_commit(tmp_path):
     """folkways installed into a venv inside someone's project: not folkways' commit."""
-    project = tmp_path / "project"
+    project = tmp_path / "my project"  # a space in the path, too
     package = project / ".venv" / "site-packages"
     package.mkdir(parents=True)
     subprocess.run(["git", "init", "-q", str(project)], check=True)

@@ -58,7 +58,7 @@ def source_commit(source: Path | None = None) -> tuple[str | None, bool | None]:
             capture_output=True,
             text=True,
         )
-        lines = head.stdout.split()
+        lines = head.stdout.splitlines()  # a path may hold spaces
         # Only folkways' own checkout: an install inside another repository is not one.
         if head.returncode != 0 or len(lines) != 2 or Path(lines[0]).resolve() != where:
             return None, None
