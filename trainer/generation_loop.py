@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 from societies import seeding
 from societies.atomic import remove_stale_temporaries
 from societies.games.protocol import seats
-from societies.lora_targets import ALL_LINEAR, check_target_modules
+from societies.lora_targets import check_target_modules
 from societies.model_store import resolve_model
 from societies.population_spec import Engine, LoraSpec
 from societies.probes import probe_orders
@@ -284,11 +284,8 @@ class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, Rec
                 import_vllm()  # the real import, so a broken install fails here too
             except VllmNotInstalled as err:
                 raise ConfigError(f"model.engine=vllm: {err}") from None
-        model_path = self.model_path  # resolves the model: a bad path fails here
-        if list(self.config.lora.target_modules) != [ALL_LINEAR]:
-            # Named modules are looked up in the model, which imports its code (torch and
-            # transformers, ~8 s); all-linear takes whatever linear layers it has.
-            check_target_modules(model_path, self.config.lora.target_modules)
+        # self.model_path resolves the model first: a bad path fails here too.
+        check_target_modules(self.model_path, self.config.lora.target_modules)
 
     def ensure_initial_adapters(self) -> None:
         """Create the seeded initial adapters and their lineage, whichever is missing.
