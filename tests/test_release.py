@@ -59,6 +59,13 @@ def test_release_is_a_loadable_peft_folder_with_card(reference, tmp_path, tiny_m
         {"name": "model.safetensors", "bytes": weights.stat().st_size, "sha256": _sha256(weights)}
     ]
     assert block["full_precision_prior_shift"]["measured"] is False
+    # where its generations ran: this machine, both generations, the card's table too
+    with open("/proc/cpuinfo") as f:
+        cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    [environment] = block["environments"]
+    assert environment["work"] == ["run generation 0", "run generation 1"]
+    assert (environment["cpu"], environment["cpus"]) == (cpu, os.cpu_count())
+    assert "## Ran on" in card and f"\n| 2 | {cpu} | {os.cpu_count()} |" in card
     assert f"`{_sha256(weights)}`" in card and "## Base weights this adapter was trained on" in card
     assert "Prior on the full-precision base" not in card  # not a quantised stand-in
 
@@ -79,6 +86,36 @@ def test_release_is_a_loadable_peft_folder_with_card(reference, tmp_path, tiny_m
     recorded = json.loads(layout.probes(1).read_text())["after"]["agent_01"]["probs"]
     # Probed here in a batch of one agent, recorded in a batch of all: other GEMM shapes.
     assert_close(probed.probs, recorded, PROB_ATOL_OTHER_BATCH, "re-probed prior of the release")
+
+
+def test_the_card_names_the_environments_of_the_adapters_generations_only(reference, tmp_path):
+    """Generation 1 resumed on another machine: its release names both machines and warns;
+    generation 0's release names only the one that made it."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(reference.run_dir, run_dir)
+    log = RunLayout(run_dir).environment
+    records = [json.loads(line) for line in log.read_text().splitlines()]
+    elsewhere = {**records[1], "cpu": "Intel(R) Xeon(R) Platinum 8488C", "cpus": 4}
+    log.write_text("".join(json.dumps(r) + "\n" for r in (records[0], elsewhere)))
+
+    first = tmp_path / "first"
+    release_adapter(run_dir, "agent_01", first, generation=0)
+    [environment] = json.loads((first / "adapter_config.json").read_text())["folkways"][
+        "environments"
+    ]
+    assert environment["work"] == ["run generation 0"] and environment["cpu"] == records[0]["cpu"]
+    assert "environments" not in (first / "README.md").read_text().split("## Ran on")[1]
+
+    last = tmp_path / "last"
+    release_adapter(run_dir, "agent_01", last)
+    block = json.loads((last / "adapter_config.json").read_text())["folkways"]
+    assert [(e["cpu"], e["cpus"], e["work"]) for e in block["environments"]] == [
+        (records[0]["cpu"], records[0]["cpus"], ["run generation 0"]),
+        ("Intel(R) Xeon(R) Platinum 8488C", 4, ["run generation 1"]),
+    ]
+    card = (last / "README.md").read_text()
+    assert "| 1 | Intel(R) Xeon(R) Platinum 8488C | 4 |" in card
+    assert "The work behind this adapter was done in 2 environments" in card
 
 
 def test_release_errors_name_what_exists(reference, tmp_path):

@@ -1,6 +1,7 @@
 """The model card (``README.md``) of a released adapter (:mod:`trainer.release`): the
 base model, the adapter's lineage, its measured prior and game numbers, which weights
-it was trained on (hashes) and how its prior moves on the full-precision base.
+it was trained on (hashes), how its prior moves on the full-precision base, and the
+machines and software that did the work.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING
 
 from societies.base_weights import BaseKind, BaseWeights
 from societies.metrics import entropy_bits
+from trainer.provenance import environments_markdown
 
 if TYPE_CHECKING:
     from trainer.release import PriorShift
@@ -26,10 +28,16 @@ def model_card(
     prior,
     base: BaseWeights,
     shift: PriorShift | None,
+    environments: list[dict],
 ) -> str:
-    """The whole card: head (lineage, prior, game), base weights, prior shift."""
+    """The whole card: head (lineage, prior, game), base weights, prior shift, and the
+    machines and software that did the work (``environments``: environment.jsonl's
+    records of generations up to ``generation``)."""
     head = _card_head(agent, generation, base_model, run_name, chain, summary, prior)
-    return head + _base_section(base) + _shift_section(base, shift)
+    ran_on = environments_markdown(environments, whose="The work behind this adapter")
+    return (
+        head + _base_section(base) + _shift_section(base, shift) + ("\n" + ran_on if ran_on else "")
+    )
 
 
 def _card_head(agent, generation, base_model, run_name, chain, summary, prior) -> str:

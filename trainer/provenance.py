@@ -120,41 +120,54 @@ def read_environments(path: Path) -> list[dict]:
     return records
 
 
-def environments_markdown(records: list[dict]) -> str:
+def work_generation(record: dict) -> int | None:
+    """The generation a record's work belongs to (``"step distill 3"`` -> 3), if it names one."""
+    last = str(record.get("work", "")).rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else None
+
+
+def distinct_environments(records: list[dict]) -> list[dict]:
+    """Each distinct environment of ``records``, in order of first appearance: CPU, CPU
+    count, Python, the libraries' versions and the folkways commit (not the time, host or
+    command line), with ``work`` listing what was done in it."""
+    groups: dict[str, dict] = {}
+    for r in records:
+        packages = r.get("packages", {})
+        environment = {
+            "cpu": r.get("cpu"),
+            "cpus": r.get("cpus"),
+            "python": r.get("python"),
+            **{p: packages.get(p) for p in PACKAGES[1:]},  # folkways: the commit says more
+            "commit": r.get("folkways_commit"),
+            "modified": r.get("folkways_modified"),
+        }
+        key = json.dumps(environment, sort_keys=True)
+        groups.setdefault(key, {**environment, "work": []})["work"].append(r.get("work"))
+    return list(groups.values())
+
+
+def environments_markdown(records: list[dict], whose: str = "The run's work") -> str:
     """A ``## Ran on`` table: each distinct environment and how many pieces of work
-    (generations of a run, steps) were done in it."""
-    if not records:
+    (generations of a run, steps) were done in it; ``whose`` names the work in the
+    warning when there was more than one."""
+    environments = distinct_environments(records)
+    if not environments:
         return ""
     columns = ("cpu", "cpus", "python", *PACKAGES[1:], "commit")
-    counts: dict[tuple, int] = {}
-    for r in records:
-        commit = r.get("folkways_commit")
-        shown = (
-            "-"
-            if commit is None
-            else commit[:12] + (" (modified)" if r.get("folkways_modified") else "")
-        )
-        packages = r.get("packages", {})
-        key = (
-            r.get("cpu"),
-            r.get("cpus"),
-            r.get("python"),
-            *(packages.get(p) for p in PACKAGES[1:]),
-            shown,
-        )
-        counts[key] = counts.get(key, 0) + 1
     lines = [
         "## Ran on",
         "",
         "| work done | " + " | ".join(columns) + " |",
         "|" + " --- |" * (len(columns) + 1),
     ]
-    for key, n in counts.items():
-        lines.append(f"| {n} | " + " | ".join("-" if v is None else str(v) for v in key) + " |")
-    if len(counts) > 1:
+    for e in environments:
+        commit = e["commit"] and e["commit"][:12] + (" (modified)" if e["modified"] else "")
+        cells = ("-" if v is None else str(v) for v in (*(e[c] for c in columns[:-1]), commit))
+        lines.append(f"| {len(e['work'])} | " + " | ".join(cells) + " |")
+    if len(environments) > 1:
         lines += [
             "",
-            f"The run's work was done in {len(counts)} environments: float32 results "
+            f"{whose} was done in {len(environments)} environments: float32 results "
             "computed in different ones agree only to rounding.",
         ]
     return "\n".join(lines) + "\n"

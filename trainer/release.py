@@ -12,7 +12,9 @@ the hub id PEFT needs. The card and a ``folkways`` block in ``adapter_config.jso
 record exactly which weights the adapter was trained on (GGUF file, quantisation,
 sha256 of the GGUF and of the cached safetensors) and how far the adapter's prior moves
 on the full-precision model, measured only when that model is given
-(``--full-precision-base``); otherwise both say it was not measured. PEFT 0.21 loads such
+(``--full-precision-base``); otherwise both say it was not measured. Both also name the
+machines and software that did the generations the adapter came from (the run's
+``environment.jsonl``, :mod:`trainer.provenance`). PEFT 0.21 loads such
 a config with a warning that it ignores the unknown key ``folkways``.
 
 ``--push`` uploads the finished folder with ``huggingface_hub``; a failed upload leaves
@@ -36,6 +38,7 @@ from trainer.distill_sft import TRAINING_RECORD
 from trainer.generation_loop import Experiment
 from trainer.lineage import LineageEntry, read_lineage
 from trainer.model_card import NOT_MEASURED, model_card
+from trainer.provenance import distinct_environments, read_environments, work_generation
 from trainer.run_dir import adapter_is_saved
 from trainer.run_records import read_probes, read_summary
 
@@ -154,6 +157,12 @@ def release_adapter(
     base_model = experiment.base_model_id
     cache_dir = Path(config.model.cache_dir) if config.model.cache_dir else None
     base = describe_base_weights(config.model.name_or_path, cache_dir)
+    # The work that made this adapter: every generation up to its own (its lineage).
+    environments = [
+        r
+        for r in read_environments(layout.environment)
+        if (g := work_generation(r)) is not None and g <= generation
+    ]
     shift = None
     if full_precision_base is not None:
         shift = measure_prior_shift(experiment, agent, source, str(full_precision_base))
@@ -168,6 +177,7 @@ def release_adapter(
             "run": config.run.name,
             "base_weights": base.to_dict(),
             "full_precision_prior_shift": _shift_record(base, shift),
+            "environments": distinct_environments(environments),
         }
         (tmp / "adapter_config.json").write_text(
             json.dumps(adapter_config, indent=2, sort_keys=True)
@@ -176,7 +186,16 @@ def release_adapter(
             shutil.copy2(source / TRAINING_RECORD, tmp / TRAINING_RECORD)
         (tmp / "lineage.json").write_text(json.dumps([e.to_dict() for e in chain], indent=2))
         card = model_card(
-            agent, generation, base_model, config.run.name, chain, summary, prior, base, shift
+            agent,
+            generation,
+            base_model,
+            config.run.name,
+            chain,
+            summary,
+            prior,
+            base,
+            shift,
+            environments,
         )
         (tmp / "README.md").write_text(card)
     return Release(Path(out_dir), agent, generation, base_model, chain, base, shift)
