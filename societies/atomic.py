@@ -104,6 +104,19 @@ def atomic_directory(final: Path, *, replace: bool = True) -> Iterator[Path]:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def scratch_directory(beside: Path) -> tempfile.TemporaryDirectory:
+    """A scratch folder for work that ends in ``beside``, created next to it.
+
+    It is named as ``beside``'s temporary sibling, never placed in ``$TMPDIR``: a
+    process killed while using it leaves it inside the run directory, whose resume
+    removes it (:func:`remove_stale_temporaries`), instead of in ``/tmp`` for good.
+    Use it as a context manager; it yields the folder's path as a string.
+    """
+    beside = Path(beside)
+    beside.parent.mkdir(parents=True, exist_ok=True)
+    return tempfile.TemporaryDirectory(prefix=beside.name + TEMP_MARK, dir=beside.parent)
+
+
 def remove_stale_temporaries(root: Path) -> list[Path]:
     """Delete the temporary siblings a killed writer left anywhere under ``root``.
 

@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
 
-from societies.atomic import TEMP_MARK, atomic_directory
+from societies.atomic import atomic_directory, scratch_directory
 from societies.choices import ChoiceRequest, OptionScores, choose_scored, tokenize_option
 from societies.lora_folders import canonicalize_adapter_config
 from societies.population_spec import Engine, LoraSpec
@@ -305,12 +304,7 @@ class PopulationModel:
             with atomic_directory(out_dir) as tmp:
                 self.multi_lora.save_adapter(agent, tmp)
             return out_dir
-        # The scratch folder sits beside the adapter, never in /tmp: a run killed while
-        # saving leaves it in the run directory, whose resume removes it.
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(
-            prefix=out_dir.name + TEMP_MARK, dir=out_dir.parent
-        ) as scratch:
+        with scratch_directory(out_dir) as scratch:
             self.model.save_pretrained(scratch, selected_adapters=[agent])
             # PEFT writes a non-"default" adapter into a sub-folder named after it.
             written = Path(scratch) / agent if (Path(scratch) / agent).is_dir() else Path(scratch)

@@ -74,13 +74,17 @@ def test_ten_kills_anywhere_end_as_the_uninterrupted_run(tmp_path, monkeypatch, 
 
 
 def test_torn_write_and_stale_temporaries_are_repaired(reference, tmp_path):
-    """Kills that leave a torn transcript line and a temporary file: both are mended."""
+    """Kills that leave a torn transcript line and temporaries in the run directory (a
+    file; TRL's scratch folder, never in $TMPDIR): all are mended."""
     overrides = _overrides() + [f"run.output_dir={tmp_path}"]
     layout = RunLayout(tmp_path / "t")
     log = tmp_path / "log.txt"
+    process_tmp = tmp_path / "process_tmp"  # the killed processes' $TMPDIR
+    process_tmp.mkdir()
 
     def killed_at(point: str) -> None:
-        result = run_folkways(QUICKSTART, overrides, {"FOLKWAYS_FAULTS": f"kill@{point}"}, log)
+        env = {"FOLKWAYS_FAULTS": f"kill@{point}", "TMPDIR": str(process_tmp)}
+        result = run_folkways(QUICKSTART, overrides, env, log)
         assert result == -9, log.read_text()
 
     killed_at("rename:generation_000/probe_before.json")
@@ -90,6 +94,12 @@ def test_torn_write_and_stale_temporaries_are_repaired(reference, tmp_path):
     # rounds 0 and 1 (2 pairs, 4 decisions each) whole, then half of round 2's lines
     assert not torn.endswith(b"\n") and 2 * 4 < torn.count(b"\n") < 3 * 4
     killed_at("distill: generation_001/adapters/agent_01 step 1")
+    # killed inside SFTTrainer.train: its output_dir stays, as a temporary sibling of
+    # (the temporary folder of) the adapter it trains
+    adapters = layout.adapter(1, "agent_01").parent
+    scratch = {p.name[:13] for p in adapters.iterdir() if ".tmp-" in p.name}
+    assert scratch == {"agent_01.tmp-"}, sorted(adapters.iterdir())
+    assert [p.name for p in process_tmp.iterdir() if p.name.startswith("folkways-")] == []
     assert run_folkways(QUICKSTART, overrides, {}, log) == 0, log.read_text()
     differences, compared = compare_run_dirs(reference.run_dir, layout.root)
     assert differences == [] and compared >= 40

@@ -10,11 +10,11 @@ is passed, so TRL copies it into a frozen "ref" adapter (TRL 1.16). Only
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from societies.atomic import scratch_directory
 from trainer.distill_sft import (
     DistillOutcome,
     SftSettings,
@@ -47,7 +47,7 @@ def train_dpo(
 
     started = time.perf_counter()
     tokenizer, model = load_trainable(model_path, start_adapter)
-    with tempfile.TemporaryDirectory(prefix="folkways-dpo-") as scratch:
+    with scratch_directory(out_dir) as scratch:  # DPOTrainer's output_dir
         args = DPOConfig(**trainer_arguments(settings, seed, scratch), beta=settings.dpo_beta)
         trainer = DPOTrainer(
             model=model,

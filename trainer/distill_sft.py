@@ -21,14 +21,13 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from societies import faults
-from societies.atomic import atomic_directory
+from societies.atomic import atomic_directory, scratch_directory
 from societies.lora_folders import canonicalize_adapter_config, check_adapter_folder
 from trainer.library_logs import quiet_training_libraries
 
@@ -154,7 +153,7 @@ def _train(
 
     started = time.perf_counter()
     tokenizer, model = load_trainable(model_path, start_adapter)
-    with tempfile.TemporaryDirectory(prefix="folkways-sft-") as scratch:
+    with scratch_directory(out_dir) as scratch:  # TRL's output_dir; it saves nothing there
         args = SFTConfig(**trainer_arguments(settings, seed, scratch))
         trainer = SFTTrainer(
             model=model,

@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import traceback
 from pathlib import Path
@@ -110,6 +111,7 @@ def _become(argv: list[str], env: dict[str, str], log: str, cwd: str) -> None:
     """In the forked child: run ``folkways ARGV`` as a fresh process would, then exit."""
     os.environ.clear()
     os.environ.update(env)
+    tempfile.tempdir = None  # the server's cached $TMPDIR; a fresh process reads the new one
     os.chdir(cwd)
     sys.argv = ["folkways", *argv]
     null = os.open(os.devnull, os.O_RDONLY)
