@@ -4,6 +4,9 @@ VENV   ?= .venv
 # CPU build on this kind of machine; on a GPU cluster use e.g. TORCH="torch==2.13.0" from the CUDA index.
 TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
+# Where `make bench` and `make bench-protocol` merge their results; one file per CPU kind,
+# e.g. BENCH_OUT=benchmarks/results-intel-xeon.json (the README's second column).
+BENCH_OUT ?= benchmarks/results.json
 
 .PHONY: setup quickstart test test-fast lint format bench bench-protocol clean-runs
 
@@ -36,12 +39,12 @@ format: setup
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
 bench: setup
-	$(BIN)/python scripts/benchmarks/run_all.py --out benchmarks/results.json
+	$(BIN)/python scripts/benchmarks/run_all.py --out $(BENCH_OUT)
 
 # Two generations of the published protocol (configs/naming_game/ashery2025.yaml), phase
 # by phase: wall time, peak memory, FLOP-floor fraction; then the quickstart's wall time.
-# ~33 minutes on a 2-core AMD EPYC. Both merge into benchmarks/results.json and its
+# ~33 minutes on a 2-core AMD EPYC. Both merge into $(BENCH_OUT) and its
 # targets table.
 bench-protocol: setup
-	$(BIN)/python scripts/benchmarks/bench_protocol.py --out benchmarks/results.json
-	$(BIN)/python scripts/benchmarks/bench_quickstart.py --out benchmarks/results.json
+	$(BIN)/python scripts/benchmarks/bench_protocol.py --out $(BENCH_OUT)
+	$(BIN)/python scripts/benchmarks/bench_quickstart.py --out $(BENCH_OUT)

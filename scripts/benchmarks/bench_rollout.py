@@ -8,6 +8,10 @@ Four paths, measured in one process on the same prompts so that they compare as 
   the shuffled order and gathers the rows' weights once per call; ``engine_ordered``
   gets rows already in stack order;
 - ``base``: the base model without adapters, batched.
+Decode also runs ``engine_one_adapter``: every row on the same adapter (one slot, no
+per-row weights), which splits the engine's cost into the LoRA products themselves
+(``base`` vs it) and reading N distinct adapters' factors at every step (it vs
+``engine_ordered``).
 Every decode path runs the same KV-cached loop (``greedy_or_sampled_decode``), so they
 differ only in the model call.
 
@@ -131,6 +135,9 @@ def run(
         "engine": lambda t: engine.generate(ids, mask, order, t),
         "engine_gather": lambda t: gathered_decode(t),
         "engine_ordered": lambda t: engine.generate(ids, mask, torch.arange(n_agents), t),
+        "engine_one_adapter": lambda t: engine.generate(
+            ids, mask, torch.zeros(n_agents, dtype=torch.long), t
+        ),
         "base": lambda t: decode(base, ids, mask, t),
     }
     for fn in paths.values():

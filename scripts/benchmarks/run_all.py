@@ -48,10 +48,13 @@ def tables(results: dict) -> str:
             "engine": "multi-LoRA engine (shuffled rows, reordered)",
             "engine_gather": "multi-LoRA engine (shuffled rows, weights gathered)",
             "engine_ordered": "multi-LoRA engine (rows in stack order)",
+            "engine_one_adapter": "multi-LoRA engine, one adapter on every row",
             "base": "base model, no adapters",
         }
         for path, label in labels.items():
             c, d = roll["choice"].get(path), roll["decode"].get(path)
+            if not (c or d):
+                continue  # a path an older results file did not measure
             rows.append(
                 [
                     label,

@@ -95,7 +95,15 @@ def evaluate(results: dict) -> list[dict]:
                 f"{100 * share:.0f}% (best layout {best}: {100 * decode[best]['vs_base']:.0f}%)",
                 share >= 0.9,
                 f"base decode at {100 * decode['base']['roofline_fraction']:.0f}% of the "
-                "matmul roofline",
+                "matmul roofline"
+                + (
+                    f"; one adapter on every row: {100 * one['vs_base']:.0f}%, so the LoRA "
+                    f"products cost {100 * (1 - one['vs_base']):.0f} points and the "
+                    f"{rollout['n_agents']} distinct adapters "
+                    f"{100 * (one['vs_base'] - decode['engine_ordered']['vs_base']):.0f} more"
+                    if (one := decode.get("engine_one_adapter"))
+                    else ""
+                ),
             )
         )
     else:
