@@ -1,6 +1,6 @@
 """Benchmarks (a) choice scoring and (b) free-text decode for N agents with distinct adapters.
 
-Four paths, measured in one process on the same prompts so that they compare as ratios:
+Six paths, measured in one process on the same prompts so that they compare as ratios:
 - ``loop``: one forward (or decode) per agent, PEFT ``set_adapter`` before each;
 - ``peft_mixed``: PEFT's mixed-adapter batch (``adapter_names=[...]``);
 - ``engine``: :class:`societies.multi_lora.MultiLoraEngine` on rows in a shuffled agent
