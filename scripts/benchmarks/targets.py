@@ -100,7 +100,7 @@ def evaluate(results: dict) -> list[dict]:
                     f"; one adapter on every row: {100 * one['vs_base']:.0f}%, so the LoRA "
                     f"products cost {100 * (1 - one['vs_base']):.0f} points and the "
                     f"{rollout['n_agents']} distinct adapters "
-                    f"{100 * (one['vs_base'] - decode['engine_ordered']['vs_base']):.0f} more"
+                    f"{100 * (one['vs_base'] - decode['engine_ordered']['vs_base']):.1f} more"
                     if (one := decode.get("engine_one_adapter"))
                     else ""
                 ),
