@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from trainer.provenance import (
+    distinct_environments,
     environments_markdown,
     read_environments,
     record_environment,
@@ -121,11 +122,11 @@ def test_the_report_table_counts_processes_per_environment():
         "folkways_modified": False,
     }
     intel = {**base, "cpu": "Intel Xeon", "folkways_modified": True}
-    table = environments_markdown([base, intel, base])
+    table = environments_markdown(distinct_environments([base, intel, base]))
     rows = [line for line in table.splitlines() if line[:3] in ("| 1", "| 2")]
     assert rows[0].startswith("| 2 | AMD EPYC | 2 | 3.11.7 | 2.13.0+cpu | 5.23.0 | - |")
     assert rows[0].endswith("| 0123456789ab |")
     assert rows[1].startswith("| 1 | Intel Xeon |") and rows[1].endswith("(modified) |")
     assert "done in 2 environments" in table
-    assert "environments" not in environments_markdown([base, base])
+    assert "environments" not in environments_markdown(distinct_environments([base, base]))
     assert environments_markdown([]) == ""

@@ -31,8 +31,8 @@ def model_card(
     environments: list[dict],
 ) -> str:
     """The whole card: head (lineage, prior, game), base weights, prior shift, and the
-    machines and software that did the work (``environments``: environment.jsonl's
-    records of generations up to ``generation``)."""
+    machines and software that did the work (``environments``: the distinct
+    environments of environment.jsonl's records of generations up to ``generation``)."""
     head = _card_head(agent, generation, base_model, run_name, chain, summary, prior)
     ran_on = environments_markdown(environments, whose="The work behind this adapter")
     return (

@@ -146,11 +146,10 @@ def distinct_environments(records: list[dict]) -> list[dict]:
     return list(groups.values())
 
 
-def environments_markdown(records: list[dict], whose: str = "The run's work") -> str:
-    """A ``## Ran on`` table: each distinct environment and how many pieces of work
-    (generations of a run, steps) were done in it; ``whose`` names the work in the
-    warning when there was more than one."""
-    environments = distinct_environments(records)
+def environments_markdown(environments: list[dict], whose: str = "The run's work") -> str:
+    """A ``## Ran on`` table of :func:`distinct_environments`' groups: each environment
+    and how many pieces of work (generations of a run, steps) were done in it; ``whose``
+    names the work in the warning when there was more than one."""
     if not environments:
         return ""
     columns = ("cpu", "cpus", "python", *PACKAGES[1:], "commit")

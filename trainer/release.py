@@ -158,11 +158,13 @@ def release_adapter(
     cache_dir = Path(config.model.cache_dir) if config.model.cache_dir else None
     base = describe_base_weights(config.model.name_or_path, cache_dir)
     # The work that made this adapter: every generation up to its own (its lineage).
-    environments = [
-        r
-        for r in read_environments(layout.environment)
-        if (g := work_generation(r)) is not None and g <= generation
-    ]
+    environments = distinct_environments(
+        [
+            r
+            for r in read_environments(layout.environment)
+            if (g := work_generation(r)) is not None and g <= generation
+        ]
+    )
     shift = None
     if full_precision_base is not None:
         shift = measure_prior_shift(experiment, agent, source, str(full_precision_base))
@@ -177,7 +179,7 @@ def release_adapter(
             "run": config.run.name,
             "base_weights": base.to_dict(),
             "full_precision_prior_shift": _shift_record(base, shift),
-            "environments": distinct_environments(environments),
+            "environments": environments,
         }
         (tmp / "adapter_config.json").write_text(
             json.dumps(adapter_config, indent=2, sort_keys=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from societies.records import AgentPrior
 from trainer.person_situation import read_person_situation
-from trainer.provenance import environments_markdown, read_environments
+from trainer.provenance import distinct_environments, environments_markdown, read_environments
 from trainer.report_measures import Measures, load_measures, measures_markdown
 from trainer.report_measures_plot import plot_measures
 from trainer.run_dir import RunLayout, open_run_dir
@@ -75,7 +75,7 @@ def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
         f"# {run_dir.name}\n\n![report](report.png)\n\n```\n{format_table(summaries)}\n```\n\n"
         + measures_markdown(measures)
         + "\n"
-        + environments_markdown(read_environments(layout.environment))
+        + environments_markdown(distinct_environments(read_environments(layout.environment)))
     )
     return Report(run_dir, summaries, [figure, second], measures)
 
