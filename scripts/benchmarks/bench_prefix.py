@@ -2,10 +2,14 @@
 
 The published naming game's prompts (common.naming_game_chats: memory of 5, ~230
 tokens). Each agent's head is what a run caches: the system message and the rules
-paragraph (societies.prefix_cache.static_head_ids). Compares a per-agent loop (each prompt alone under its adapter),
-the engine's uncached batched forward and :class:`societies.prefix_cache.PrefixCache`
-on the same prompts (the one-off encoding of the heads is excluded: it is paid once per
-generation, not per round).
+paragraph (societies.prefix_cache.static_head_ids). Compares a per-agent loop (each prompt
+alone under its adapter), the engine's uncached batched forward and
+:class:`societies.prefix_cache.PrefixCache` on the same prompts (the one-off encoding of
+the heads is excluded: it is paid once per generation, not per round).
+
+The ceiling: the decoder's matmul FLOPs on the positions the cached path runs (2 x its
+parameters per position; the output head and attention not counted), at the measured
+matmul rate, against the loop's time: no implementation of this cache beats it.
 
 Usage: python scripts/benchmarks/bench_prefix.py --n-agents 24 --repeats 2
 """
@@ -16,7 +20,7 @@ import argparse
 import json
 
 import torch
-from common import load_base, machine, naming_game_chats, timed_interleaved
+from common import load_base, machine, matmul_gflops, naming_game_chats, timed_interleaved
 
 from societies.model_store import prepare_embedded
 from societies.multi_lora import MultiLoraEngine
@@ -68,7 +72,11 @@ def run(n_agents: int = 24, repeats: int = 2, model_path: str | None = None) -> 
     for fn in paths.values():
         fn()  # warm-up
     seconds = timed_interleaved(paths, repeats)
+    gflops = matmul_gflops()
     t_uncached, t_cached = seconds["uncached"], seconds["cached"]
+    decoder_params = sum(p.numel() for p in engine.model.model.layers.parameters())
+    run_positions = sum(len(p) - len(heads[a]) for a, p in zip(agents, prompts, strict=True))
+    flop_seconds = 2 * decoder_params * run_positions / (gflops * 1e9)
     return {
         "n_agents": n_agents,
         "prefix_tokens": head_len,
@@ -78,6 +86,8 @@ def run(n_agents: int = 24, repeats: int = 2, model_path: str | None = None) -> 
         "speedup": t_uncached / t_cached,
         "loop_decisions_per_s": n_agents / seconds["loop"],
         "cached_vs_loop": seconds["loop"] / t_cached,
+        "matmul_gflops": gflops,
+        "cached_flop_ceiling_vs_loop": seconds["loop"] / flop_seconds,
         "max_abs_logprob_diff": diff,
     }
 

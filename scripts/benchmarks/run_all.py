@@ -107,6 +107,12 @@ def tables(results: dict) -> str:
             ],
         ]
         out.append(markdown_table(["path", "decisions/s", "vs loop"], rows))
+        ceiling = prefix.get("cached_flop_ceiling_vs_loop")
+        if ceiling is not None:
+            out.append(
+                f"\nCeiling of the cached path at the measured matmul rate "
+                f"({prefix['matmul_gflops']:.0f} GFLOP/s, decoder FLOPs only): {ceiling:.2f}x the loop."
+            )
     distill = results.get("distill")
     if distill:
         out.append(

@@ -68,15 +68,25 @@ def evaluate(results: dict) -> list[dict]:
     prefix, rollout = results.get("prefix"), results.get("rollout")
     if prefix:
         base = (rollout or {}).get("choice", {}).get("base", {}).get("vs_loop")
+        why = (
+            []
+            if base is None
+            else [f"the base model without adapters, uncached, is {base:.2f}x the loop"]
+        )
+        ceiling = prefix.get("cached_flop_ceiling_vs_loop")  # absent in files before 2026-11-28
+        if ceiling is not None:
+            why.insert(
+                0,
+                f"at 100% of the matmul rate the decoder FLOPs left after the cache allow "
+                f"at most {ceiling:.2f}x the loop",
+            )
         rows.append(
             _row(
                 f"choice scoring, cached prefix vs per-agent loop (N={prefix['n_agents']})",
                 ">= 3x",
                 f"{prefix['cached_vs_loop']:.2f}x",
                 prefix["cached_vs_loop"] >= 3,
-                ""
-                if base is None
-                else f"the base model without adapters, uncached, is {base:.2f}x the loop",
+                "; ".join(why),
             )
         )
     else:
