@@ -26,13 +26,13 @@ from tests.float32 import (
 from trainer.distill_batched import (
     BatchedSftConfig,
     SftExample,
-    StackedAdamW,
     agent_batches,
     collate,
     lr_at,
     sft_example_from_chat,
     train_batched_sft,
 )
+from trainer.stacked_adamw import StackedAdamW
 
 AGENTS = ("ann", "bob", "cy")
 # Unequal data: agents run out at different steps, so "inactive agent" is exercised.

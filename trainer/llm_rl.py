@@ -12,7 +12,7 @@ renormalised over the shown options at the game's temperature T, so
 ``log π(a|s) = log_softmax(logits[options] / T)[a]``. Every agent's step happens in one
 batched forward/backward over the stacked multi-LoRA engine (each row with its own
 adapter), with per-agent AdamW state and gradient clipping
-(:class:`trainer.distill_batched.StackedAdamW`): agents never share weights or
+(:class:`trainer.stacked_adamw.StackedAdamW`): agents never share weights or
 optimiser state. Rounds are played by :func:`societies.society.play_round` with the
 seeded streams of a society run, so the pairs and uniforms match a society run of the
 same seed.
@@ -34,7 +34,8 @@ from societies.games.protocol import RoundContext
 from societies.records import Decision
 from societies.seeding import Stream
 from societies.society import play_round
-from trainer.distill_batched import BatchedSftConfig, StackedAdamW
+from trainer.distill_batched import BatchedSftConfig
+from trainer.stacked_adamw import StackedAdamW
 
 
 @dataclass(frozen=True)
