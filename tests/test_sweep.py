@@ -27,7 +27,6 @@ from trainer.sweep_aggregates import (
     aggregate,
     collective_bias,
     consensus,
-    csv_rows,
 )
 from trainer.sweep_outcomes import committed_option
 from trainer.sweep_plan import parse_grid, plan_sweep, run_name
@@ -38,6 +37,7 @@ from trainer.sweep_stats import (
     regularized_upper_gamma,
     winner_test,
 )
+from trainer.sweep_tables import csv_rows
 
 # ----- chi-square -----------------------------------------------------------------------
 

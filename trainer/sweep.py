@@ -45,9 +45,10 @@ from societies.atomic import atomic_write_json, atomic_write_text
 from trainer.config_loader import ConfigError
 from trainer.run_config_check import has_completed_work, resumable
 from trainer.run_dir import RunLayout
-from trainer.sweep_aggregates import SweepAggregate, aggregate, csv_rows, format_aggregate
+from trainer.sweep_aggregates import SweepAggregate, aggregate
 from trainer.sweep_outcomes import committed_option, read_run_outcome
 from trainer.sweep_plan import SweepPlan, parse_grid, plan_sweep
+from trainer.sweep_tables import csv_rows, format_aggregate
 
 if TYPE_CHECKING:
     from trainer.config import ExperimentConfig
