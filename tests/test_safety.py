@@ -539,7 +539,7 @@ def test_no_credential_in_any_file_or_output(guarded):
 
 
 def test_auto_wandb_mode_follows_wandb_mode_even_with_a_key(monkeypatch):
-    from trainer.wandb_tracking import resolve_mode
+    from trainer.wandb_settings import resolve_mode
 
     monkeypatch.setenv("WANDB_API_KEY", SECRETS["WANDB_API_KEY"])
     monkeypatch.setenv("WANDB_MODE", "offline")

@@ -12,13 +12,8 @@ from societies.metrics import success_rate
 from societies.transcripts import read_decisions
 from tests.conftest import run_tiny, wandb_offline_environment
 from trainer.tracking import MetricRecord
-from trainer.wandb_tracking import (
-    JobType,
-    WandbTracker,
-    adapter_artifact_name,
-    flatten_config,
-    resolve_mode,
-)
+from trainer.wandb_settings import adapter_artifact_name, flatten_config, resolve_mode
+from trainer.wandb_tracking import JobType, WandbTracker
 
 OFFLINE = {"run.generations": 1, "tracking.wandb": "offline", "tracking.project": "folkways-test"}
 

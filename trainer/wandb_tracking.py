@@ -26,20 +26,13 @@ matches it (tried offline with wandb 0.31), so overlaps would depend on call ord
 Files go to ``<run_dir>/wandb``; offline runs are uploaded later, each once, with
 ``folkways wandb sync RUN_DIR`` (trainer.wandb_sync).
 
-Modes: ``disabled`` (default; nothing imported, nothing written), ``offline``,
-``online``, and ``auto`` = online when credentials exist (``WANDB_API_KEY`` or a netrc
-entry), else offline; ``auto`` follows ``WANDB_MODE=offline``/``disabled`` when it is
-set, so a key in the environment never turns a run its user made offline into an
-upload. The key itself is left to wandb, which reads it from the environment:
-folkways never passes or writes it.
+Modes (``tracking.wandb``: disabled, offline, online, auto), the flattened config and
+the artifact names: :mod:`trainer.wandb_settings`.
 """
 
 from __future__ import annotations
 
-import netrc
-import os
 import time
-import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from enum import StrEnum
 from pathlib import Path
@@ -48,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 from societies.records import Decision
 from trainer.summary import GenerationSummary
 from trainer.tracking import MetricRecord
+from trainer.wandb_settings import adapter_artifact_name, flatten_config, resolve_mode
 
 if TYPE_CHECKING:
     from trainer.config import ExperimentConfig
@@ -73,32 +67,6 @@ STEP_METRICS: dict[JobType, tuple[tuple[str, str | None], ...]] = {
     ),
     JobType.PROBE: (("generation", None), ("*", "generation")),
 }
-_ARTIFACT_NAME_MAX = 128  # wandb.sdk.artifacts._validators.NAME_MAXLEN
-
-
-def has_wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (FileNotFoundError, netrc.NetrcParseError):
-        return False
-
-
-def resolve_mode(mode: str) -> str:
-    """``auto`` -> ``WANDB_MODE`` if it says offline/disabled, else ``online`` with
-    credentials, else ``offline``; other modes unchanged."""
-    if mode == "auto":
-        # Our explicit mode= overrides WANDB_MODE inside wandb.init, so honour it here.
-        env_mode = os.environ.get("WANDB_MODE", "").strip().lower()
-        if env_mode in ("offline", "dryrun"):
-            return "offline"
-        if env_mode == "disabled":
-            return "disabled"
-        return "online" if has_wandb_credentials() else "offline"
-    if mode not in ("disabled", "offline", "online"):
-        raise ValueError(f"tracking.wandb={mode!r}; accepted: disabled, offline, online, auto")
-    return mode
 
 
 def job_type_of(value: JobType | str) -> JobType:
@@ -107,29 +75,6 @@ def job_type_of(value: JobType | str) -> JobType:
     except ValueError:
         accepted = ", ".join(j.value for j in JobType)
         raise ValueError(f"W&B job_type={value!r}; accepted: {accepted}") from None
-
-
-def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """``{"run": {"seed": 3}}`` -> ``{"run.seed": 3}``: nested mappings become dotted
-    keys; lists (e.g. ``interventions``) stay values."""
-    flat: dict[str, Any] = {}
-    for key, value in config.items():
-        if isinstance(value, Mapping):
-            flat |= flatten_config(value, f"{prefix}{key}.")
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
-
-
-def adapter_artifact_name(run_name: str, agent: str) -> str:
-    """``<run>-<agent>``, shortened with a hash of the full name past W&B's 128
-    characters (sweep run names reach 120)."""
-    name = f"{run_name}-{agent}"
-    if len(name) <= _ARTIFACT_NAME_MAX:
-        return name
-    digest = f"{zlib.crc32(name.encode()):08x}"
-    keep = _ARTIFACT_NAME_MAX - len(agent) - len(digest) - 2
-    return f"{run_name[:keep]}-{digest}-{agent}"
 
 
 class WandbTracker:
@@ -141,7 +86,7 @@ class WandbTracker:
     (a kill before it re-logs the step in a new W&B run of the group).
 
     Args:
-        mode: ``tracking.wandb`` (see :func:`resolve_mode`).
+        mode: ``tracking.wandb`` (see :func:`trainer.wandb_settings.resolve_mode`).
         project: ``tracking.project``.
         run_name: ``run.name``; names the W&B run ``<run_name>-gen003-<job_type>``.
         run_dir: W&B files go to ``run_dir/wandb``.
