@@ -34,13 +34,15 @@ from societies.text_generation import TextRequest
 from societies.vllm_engine import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     INSTALL_HINT,
-    LoraRegistry,
     VllmEngine,
     VllmNotInstalled,
     VllmPopulation,
     import_vllm,
-    next_token_option_logprobs,
     row_seed,
+)
+from societies.vllm_requests import (
+    LoraRegistry,
+    next_token_option_logprobs,
     sequence_option_logprob,
     vllm_max_lora_rank,
 )
