@@ -1,4 +1,5 @@
-"""Standard PEFT LoRA folders: read them into factors, write factors back into them.
+"""Standard PEFT LoRA folders: read them into factors, write factors back into them
+(and read the same factors out of a live ``PeftModel``).
 
 A folder is ``adapter_config.json`` + ``adapter_model.safetensors`` as
 ``PeftModel.save_pretrained`` writes it, so adapters trained by the stacked engine
@@ -8,7 +9,7 @@ load with plain PEFT and released adapters need nothing from folkways.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -126,6 +127,60 @@ def read_adapter_folder(path: str | Path) -> LoadedAdapter:
         config,
         {k: tuple(v) for k, v in factors.items()},
     )
+
+
+def read_peft_model(
+    peft_model, adapter_names: Sequence[str] | None = None
+) -> tuple[dict[str, LoadedAdapter], list[str]]:
+    """The named LoRA adapters of a live ``PeftModel`` (default: all), as
+    :func:`read_adapter_folder` reads a folder, and the module paths that carry any of them.
+
+    Paths name each LoRA layer's ``base_layer`` inside ``peft_model.get_base_model()``
+    (what an engine built on the PeftModel wraps), in the model's module order.
+    """
+    from peft.tuners.lora import LoraLayer
+
+    names = list(adapter_names) if adapter_names is not None else list(peft_model.peft_config)
+    unknown = [n for n in names if n not in peft_model.peft_config]
+    if unknown:
+        raise KeyError(
+            f"adapters {unknown} not in the PeftModel (has {list(peft_model.peft_config)})"
+        )
+    factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {n: {} for n in names}
+    scalings: dict[str, float] = {}
+    ranks: dict[str, int] = dict.fromkeys(names, 0)
+    dropouts: dict[str, float] = dict.fromkeys(names, 0.0)
+    modules = []
+    for path, module in peft_model.named_modules():
+        if not isinstance(module, LoraLayer):
+            continue
+        present = [n for n in names if n in module.lora_A]
+        if not present:
+            continue
+        base_path = path.removeprefix(PEFT_PREFIX) + ".base_layer"
+        modules.append(base_path)
+        for n in present:
+            if module.use_dora.get(n, False):
+                raise ValueError(
+                    f"adapter {n!r} uses DoRA, which the stacked engine does not support"
+                )
+            a, b = module.lora_A[n].weight.detach(), module.lora_B[n].weight.detach()
+            factors[n][base_path] = (a, b)
+            scalings[n] = float(module.scaling[n])
+            ranks[n] = max(ranks[n], a.shape[0])
+            dropouts[n] = max(dropouts[n], float(getattr(module.lora_dropout[n], "p", 0.0)))
+    if not modules:
+        raise ValueError("the PeftModel has no LoRA layers for the requested adapters")
+    missing = [n for n in names if not factors[n]]
+    if missing:
+        raise ValueError(f"adapters {missing} have no LoRA layer in the PeftModel")
+    adapters = {
+        n: LoadedAdapter(
+            scalings[n], ranks[n], dropouts[n], peft_model.peft_config[n].to_dict(), factors[n]
+        )
+        for n in names
+    }
+    return adapters, modules
 
 
 def write_adapter_folder(

@@ -33,9 +33,9 @@ from torch import nn
 
 from societies.decoding import greedy_or_sampled_decode, left_padded_positions
 from societies.lora_folders import (
-    PEFT_PREFIX,
     lora_scaling,
     read_adapter_folder,
+    read_peft_model,
     write_adapter_folder,
 )
 from societies.stacked_lora_linear import (
@@ -165,44 +165,14 @@ class MultiLoraEngine:
         Later changes to the PeftModel's adapters are not seen: rebuild or call
         :meth:`set_adapter`.
         """
-        from peft.tuners.lora import LoraLayer
-
-        names = list(adapter_names) if adapter_names is not None else list(peft_model.peft_config)
-        unknown = [n for n in names if n not in peft_model.peft_config]
-        if unknown:
-            raise KeyError(
-                f"adapters {unknown} not in the PeftModel (has {list(peft_model.peft_config)})"
-            )
-        factors: dict[str, dict[str, tuple[torch.Tensor, torch.Tensor]]] = {n: {} for n in names}
-        scalings: dict[str, float] = {}
-        ranks, dropouts, modules = [], [], []
-        for path, module in peft_model.named_modules():
-            if not isinstance(module, LoraLayer):
-                continue
-            base_path = path.removeprefix(PEFT_PREFIX) + ".base_layer"
-            present = [n for n in names if n in module.lora_A]
-            if not present:
-                continue
-            modules.append(base_path)
-            for n in present:
-                if module.use_dora.get(n, False):
-                    raise ValueError(
-                        f"adapter {n!r} uses DoRA, which the stacked engine does not support"
-                    )
-                a, b = module.lora_A[n].weight.detach(), module.lora_B[n].weight.detach()
-                factors[n][base_path] = (a, b)
-                scalings[n] = float(module.scaling[n])
-                ranks.append(a.shape[0])
-                drop = module.lora_dropout[n]
-                dropouts.append(float(getattr(drop, "p", 0.0)))
-        if not modules:
-            raise ValueError("the PeftModel has no LoRA layers for the requested adapters")
+        adapters, modules = read_peft_model(peft_model, adapter_names)
         base = peft_model.get_base_model()
-        engine = cls(base, names, AdapterShape(max(ranks), tuple(modules)))
-        for n in names:
-            engine.set_adapter(n, factors[n], scalings[n])
-            engine.configs[n] = peft_model.peft_config[n].to_dict()
-        engine._set_dropout(max(dropouts))
+        rank = max(a.rank for a in adapters.values())
+        engine = cls(base, list(adapters), AdapterShape(rank, tuple(modules)))
+        for name, adapter in adapters.items():
+            engine.set_adapter(name, adapter.factors, adapter.scaling)
+            engine.configs[name] = adapter.config
+        engine._set_dropout(max(a.dropout for a in adapters.values()))
         engine._peft_model = peft_model
         return engine
 

@@ -189,6 +189,22 @@ def test_from_peft_model_keeps_peft_working(tiny_path, tokenizer):
     torch.testing.assert_close(_peft_logits(peft_model, enc, ROW_AGENTS), before, atol=0, rtol=0)
 
 
+def test_from_peft_model_reads_only_the_named_adapters(tiny_path, tokenizer):
+    # Two copies of one seeded PeftModel: an engine wraps its model's layers in place.
+    full = MultiLoraEngine.from_peft_model(make_peft(tiny_path, seed=1))
+    part = MultiLoraEngine.from_peft_model(make_peft(tiny_path, seed=1), ["cy"])
+    assert full.names == list(AGENTS) and part.names == ["cy"]
+    enc = _batch(tokenizer, TEXTS)
+    rows = ["cy"] * len(TEXTS)
+    expected = full.forward(enc.input_ids, enc.attention_mask, full.indices(rows))
+    ours = part.forward(enc.input_ids, enc.attention_mask, part.indices(rows))
+    torch.testing.assert_close(ours, expected, atol=ATOL, rtol=0)
+    base = part.forward(enc.input_ids, enc.attention_mask, part.indices([None] * len(TEXTS)))
+    assert (ours - base).abs().max() > 10 * ATOL  # the adapter is there, not zeros
+    with pytest.raises(KeyError, match="'nobody'"):
+        MultiLoraEngine.from_peft_model(make_peft(tiny_path, seed=1), ["nobody"])
+
+
 def test_save_adapter_round_trips_through_peft(tiny_path, adapter_dirs, tokenizer, tmp_path):
     from peft import PeftConfig, PeftModel
 
