@@ -198,10 +198,14 @@ def main(argv: list[str] | None = None) -> int:
     from societies.model_store import ModelNotFoundError
     from trainer.config_loader import ConfigError
     from trainer.library_logs import quiet_libraries
+    from trainer.malloc import MallocUnavailable, reexec_under_tcmalloc
 
     try:
         args = _parse(argv)
-    except UsageError as err:
+        if argv is None and _loads_models(args):
+            # The command line itself (not a test calling main): before torch is imported.
+            reexec_under_tcmalloc()
+    except (UsageError, MallocUnavailable, ValueError) as err:
         print(f"folkways: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if _loads_models(args):

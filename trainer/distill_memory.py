@@ -56,15 +56,19 @@ def release_free_memory() -> None:
     glibc keeps freed heap pages mapped: after an earlier run in the same process (a
     sweep runs one after the other) or the rollout's population, the resident size stayed
     near its peak and the budget seemed spent (a committed-minority sweep's third run
-    found 0.2 of 8 GB left and stopped). ``malloc_trim(0)`` returns them; elsewhere than
-    glibc this only collects garbage.
+    found 0.2 of 8 GB left and stopped). ``malloc_trim(0)`` returns them; under tcmalloc
+    (:mod:`trainer.malloc`) its ``ReleaseFreeMemory`` does; elsewhere than glibc this
+    only collects garbage.
     """
     import contextlib
     import ctypes
     import ctypes.util
     import gc
 
+    from trainer.malloc import release_tcmalloc_free_memory
+
     gc.collect()
+    release_tcmalloc_free_memory()
     name = ctypes.util.find_library("c")
     if not name:
         return

@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 
+from trainer.malloc import active_malloc
+
 PACKAGES = ("folkways", "torch", "transformers", "peft", "trl", "accelerate", "datasets")
 
 
@@ -87,6 +89,9 @@ def environment_record(work: str) -> dict:
         "packages": {p: _version(p) for p in PACKAGES},
         "folkways_commit": commit,
         "folkways_modified": modified,
+        # Not part of the environment's identity (distinct_environments): it changes
+        # speed and memory, not results.
+        "malloc": active_malloc(),
     }
 
 
