@@ -35,6 +35,8 @@ sys.path.insert(0, str(ROOT))
 import targets  # noqa: E402
 from common import machine, matmul_gflops  # noqa: E402
 
+from trainer.malloc import reexec_under_tcmalloc  # noqa: E402
+
 CONFIG = ROOT / "configs" / "naming_game" / "ashery2025.yaml"
 
 
@@ -218,6 +220,8 @@ def run(overrides: list[str], out_dir: Path, generations: int = 2) -> dict:
 
 
 def main() -> int:
+    # Under the allocator `folkways` itself runs under (trainer/malloc.py).
+    reexec_under_tcmalloc()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument(

@@ -23,10 +23,12 @@ FLOPS_PER_TOKEN = 2 * EMBEDDED_PARAMS
 
 def machine() -> dict:
     """CPU model, cores, torch version and threads: printed above every table."""
+    from trainer.malloc import active_malloc
     from trainer.provenance import cpu_model
 
     return {
         "cpu": cpu_model(),
+        "malloc": active_malloc(),
         "cores": os.cpu_count(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -22,6 +22,8 @@ import targets  # noqa: E402
 import torch  # noqa: E402
 from common import machine, markdown_table  # noqa: E402
 
+from trainer.malloc import reexec_under_tcmalloc  # noqa: E402
+
 
 def _fmt(x: float, digits: int = 2) -> str:
     return f"{x:.{digits}f}"
@@ -183,6 +185,8 @@ def tables(results: dict) -> str:
 
 
 def main() -> None:
+    # Under the allocator `folkways` itself runs under (trainer/malloc.py).
+    reexec_under_tcmalloc()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--n-agents", type=int, default=24)
