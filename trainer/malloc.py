@@ -106,6 +106,8 @@ def preload_environment(
 def reexec_under_tcmalloc() -> None:
     """Replace this process with itself under tcmalloc when :func:`preload_environment`
     says so; return (doing nothing) otherwise. Call before torch is imported."""
+    if not sys.platform.startswith("linux"):  # LD_PRELOAD is the Linux loader's
+        return
     env = preload_environment(os.environ, find_tcmalloc(), loaded_tcmalloc())
     if env is None:
         return
