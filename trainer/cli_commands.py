@@ -76,19 +76,20 @@ def cmd_report(args: argparse.Namespace) -> int:
         if not args.out:
             raise ValueError("report of several run directories needs --out DIR for its figure")
         comparison = compare_runs([Path(args.run_dir), *map(Path, args.more_runs)], Path(args.out))
-        if args.json:
-            print(json.dumps(comparison.to_dict(), indent=2))
-        else:
-            print(format_rows(comparison.rows))
-            print("figures: " + ", ".join(map(str, comparison.figures)))
+        _print_report(comparison, args.json, lambda: format_rows(comparison.rows))
         return 0
     report = make_report(Path(args.run_dir), Path(args.out) if args.out else None)
-    if args.json:
+    _print_report(report, args.json, lambda: format_table(report.summaries))
+    return 0
+
+
+def _print_report(report, as_json: bool, table) -> None:
+    """A report (one run or a comparison) as JSON, or as its table and figure paths."""
+    if as_json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
-        print(format_table(report.summaries))
+        print(table())
         print("figures: " + ", ".join(map(str, report.figures)))
-    return 0
 
 
 def cmd_person_situation(args: argparse.Namespace) -> int:
