@@ -11,7 +11,9 @@ Six paths, measured in one process on the same prompts so that they compare as r
 Decode also runs ``engine_one_adapter``: every row on the same adapter (one slot, no
 per-row weights), which splits the engine's cost into the LoRA products themselves
 (``base`` vs it) and reading N distinct adapters' factors at every step (it vs
-``engine_ordered``).
+``engine_ordered``). The second part has a floor: every forward streams all N adapters'
+factors from memory (the model's weights evict them between steps), so
+``decode_adapter_read_seconds`` is their bytes x forwards / the measured read bandwidth.
 Every decode path runs the same KV-cached loop (``greedy_or_sampled_decode``), so they
 differ only in the model call.
 
@@ -32,6 +34,7 @@ from common import (
     load_base,
     machine,
     matmul_gflops,
+    memory_gbps,
     prompts,
     save_adapters,
     timed,
@@ -151,6 +154,13 @@ def run(
         decode_seconds["loop"] = timed(loop_decode, 1, warmup=0)
 
     gflops = matmul_gflops()
+    gbps = memory_gbps()
+    # All N adapters' factors (the engine's stacks, without padding slots).
+    adapter_bytes = sum(
+        (layer.lora_A[:n_agents].numel() + layer.lora_B[:n_agents].numel())
+        * layer.lora_A.element_size()
+        for layer in engine.layers.values()
+    )
     choice = {}
     for path, s in choice_seconds.items():
         flops = real_tokens * FLOPS_PER_TOKEN / s
@@ -182,6 +192,10 @@ def run(
         "decode_tokens": decode_tokens,
         "repeats": repeats,
         "matmul_gflops": gflops,
+        "memory_gbps": gbps,
+        "adapter_bytes": adapter_bytes,
+        # One read per forward: the prompt's and one per further decoded token.
+        "decode_adapter_read_seconds": decode_tokens * adapter_bytes / (gbps * 1e9),
         "engine_vs_peft_max_abs_logit_diff": max_abs_diff,
         "choice": choice,
         "decode": decode_out,

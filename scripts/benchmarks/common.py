@@ -83,6 +83,19 @@ def matmul_gflops(size: int = 1536, repeats: int = 20) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def memory_gbps(megabytes: int = 512, repeats: int = 5) -> float:
+    """Measured memory read bandwidth (GB/s): the best of ``repeats`` sums over a buffer
+    far larger than any cache, the limit for work that streams weights (as decode does)."""
+    x = torch.ones(megabytes * 2**20 // 4)
+    x.sum()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        x.sum()
+        best = min(best, time.perf_counter() - start)
+    return x.numel() * x.element_size() / best / 1e9
+
+
 def peak_rss_mb() -> float:
     """Peak resident set size of this process so far, in MiB.
 
