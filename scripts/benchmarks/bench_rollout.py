@@ -11,9 +11,10 @@ Six paths, measured in one process on the same prompts so that they compare as r
 Decode also runs ``engine_one_adapter``: every row on the same adapter (one slot, no
 per-row weights), which splits the engine's cost into the LoRA products themselves
 (``base`` vs it) and reading N distinct adapters' factors at every step (it vs
-``engine_ordered``). The second part has a floor: every forward streams all N adapters'
-factors from memory (the model's weights evict them between steps), so
-``decode_adapter_read_seconds`` is their bytes x forwards / the measured read bandwidth.
+``engine_ordered``). The second part is set against memory bandwidth: every forward
+streams all N adapters' factors (the model's weights evict them between steps), and
+``decode_adapter_read_seconds`` is their bytes x forwards / the measured read bandwidth
+(an estimate, not a bound: on the Intel Xeon the measured difference came out below it).
 Every decode path runs the same KV-cached loop (``greedy_or_sampled_decode``), so they
 differ only in the model call.
 
