@@ -7,6 +7,7 @@ tcmalloc's memory release run in real subprocesses, where the machine has tcmall
 
 from __future__ import annotations
 
+import ctypes.util
 import os
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from trainer.malloc import (
     LARGE_ALLOC_ENV,
     TRIED_ENV,
     MallocUnavailable,
+    active_malloc,
     find_tcmalloc,
     malloc_mode,
     preload_environment,
@@ -54,6 +56,23 @@ def test_auto_preloads_the_library_found_before_any_earlier_preload():
 )
 def test_no_reexecution(environ, library, loaded):
     assert preload_environment(environ, library, loaded) is None
+
+
+def test_an_allocator_the_user_preloaded_is_kept_unless_tcmalloc_is_asked_for():
+    jemalloc = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+    assert preload_environment({"LD_PRELOAD": jemalloc}, LIB, False) is None
+    asked = preload_environment({"LD_PRELOAD": jemalloc, ENV: "tcmalloc"}, LIB, False)
+    assert asked["LD_PRELOAD"] == f"{LIB} {jemalloc}"
+
+
+def test_the_active_allocator_is_read_from_the_memory_map(tmp_path):
+    maps = tmp_path / "maps"
+    line = "7f00-7f10 r-xp 00000000 08:01 42 /usr/lib/x86_64-linux-gnu/{}\n"
+    maps.write_text(line.format("libc.so.6") + line.format("libjemalloc.so.2"))
+    assert active_malloc(maps) == "jemalloc"
+    maps.write_text(line.format("libc.so.6"))
+    assert active_malloc(maps) == "system"
+    assert active_malloc(tmp_path / "absent") == "system"
 
 
 def test_bad_modes_are_named():
@@ -119,6 +138,17 @@ def test_an_unknown_mode_is_a_cli_error(tmp_path):
     out = _python(code, **{ENV: "jemalloc"})
     assert out.returncode == 2
     assert "FOLKWAYS_MALLOC='jemalloc'; accepted: auto, system, tcmalloc" in out.stderr
+
+
+JEMALLOC = ctypes.util.find_library("jemalloc")
+
+
+@pytest.mark.skipif(JEMALLOC is None, reason="no jemalloc here (apt install libjemalloc2)")
+def test_a_preloaded_jemalloc_is_kept_and_recorded():
+    code = REEXEC + "    from trainer.malloc import active_malloc; print(active_malloc())\n"
+    out = _python(code, LD_PRELOAD=JEMALLOC)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split("\n")[:3] == ["start False", "carry on False", "jemalloc"]
 
 
 RELEASE = """

@@ -13,7 +13,8 @@ same operations run on the same (64-byte aligned) buffers.
 An allocator replaces malloc only if it is loaded before the process starts, so a
 command that loads a model re-executes itself once with ``LD_PRELOAD`` set
 (:func:`reexec_under_tcmalloc`; the same process id, arguments and exit code).
-``FOLKWAYS_MALLOC`` chooses: ``auto`` (default: tcmalloc if installed, else glibc's),
+``FOLKWAYS_MALLOC`` chooses: ``auto`` (default: tcmalloc if installed, else glibc's;
+an allocator already in ``LD_PRELOAD``, e.g. jemalloc, is left alone),
 ``system`` (never re-execute), ``tcmalloc`` (an error if it is not installed). Debian
 and Ubuntu ship it as ``libtcmalloc-minimal4``, RHEL as ``gperftools-libs``.
 """
@@ -35,6 +36,9 @@ LARGE_ALLOC_ENV = "TCMALLOC_LARGE_ALLOC_REPORT_THRESHOLD"
 MODES = ("auto", "system", "tcmalloc")
 # Library names ctypes.util.find_library looks up (the minimal build first: no profiler).
 TCMALLOC_NAMES = ("tcmalloc_minimal", "tcmalloc")
+# Allocators a user may preload themselves (``lib<name>`` in LD_PRELOAD or mapped in):
+# ``auto`` leaves such a choice alone, and the run's environment records it.
+ALLOCATORS = ("tcmalloc", "jemalloc", "mimalloc", "tbbmalloc")
 INSTALL_HINT = (
     "install it (Debian/Ubuntu: apt install libtcmalloc-minimal4; RHEL: dnf install "
     "gperftools-libs) or set FOLKWAYS_MALLOC=auto or system"
@@ -62,17 +66,22 @@ def find_tcmalloc(find: Callable[[str], str | None] = ctypes.util.find_library) 
     return None
 
 
-def loaded_tcmalloc(maps: Path = Path("/proc/self/maps")) -> bool:
-    """Whether this process runs under tcmalloc (it is mapped in, i.e. was preloaded)."""
+def named_allocator(text: str) -> str | None:
+    """The allocator a library list or memory map names (``lib<name>``), if any."""
+    return next((name for name in ALLOCATORS if f"lib{name}" in text), None)
+
+
+def active_malloc(maps: Path = Path("/proc/self/maps")) -> str:
+    """The allocator this process runs under (mapped in, i.e. preloaded), else ``system``:
+    recorded with each run's environment."""
     try:
-        return "libtcmalloc" in maps.read_text()
+        return named_allocator(maps.read_text()) or "system"
     except OSError:
-        return False
+        return "system"
 
 
-def active_malloc() -> str:
-    """``tcmalloc`` or ``system``: recorded with each run's environment."""
-    return "tcmalloc" if loaded_tcmalloc() else "system"
+def loaded_tcmalloc() -> bool:
+    return active_malloc() == "tcmalloc"
 
 
 def preload_environment(
@@ -87,6 +96,8 @@ def preload_environment(
     mode = malloc_mode(environ)
     if mode == "system" or already_loaded or environ.get(TRIED_ENV):
         return None
+    if mode == "auto" and named_allocator(environ.get("LD_PRELOAD", "")):
+        return None  # the user chose an allocator; FOLKWAYS_MALLOC=tcmalloc overrides it
     if library is None:
         if mode == "tcmalloc":
             raise MallocUnavailable(
