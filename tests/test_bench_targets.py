@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
+
+import pytest
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "scripts" / "benchmarks"))
 
@@ -72,3 +75,16 @@ def test_decode_target_sets_the_distinct_adapters_against_memory_bandwidth():
         "; the other 23 adapters' factors are 225 MB per forward, 0.28 s of streaming at "
         "the measured 26 GB/s (measured: 0.19 s)"
     )
+
+
+def test_show_prints_a_committed_results_file_without_measuring():
+    import run_all  # imports torch: only for this test
+
+    for path in sorted((Path(__file__).parents[1] / "benchmarks").glob("results*.json")):
+        results = json.loads(path.read_text())
+        shown = run_all.show(path)
+        assert shown.startswith(f"Machine: {results['machine']['cpu']}, ")
+        for row in targets.evaluate(results):
+            assert f"| {row['target']} | {row['goal']} | {row['result']} |" in shown
+    with pytest.raises(SystemExit, match="--show missing.json: no such results file"):
+        run_all.show(Path("missing.json"))

@@ -41,7 +41,12 @@ def tables(results: dict) -> str:
             f"\nN={roll['n_agents']} agents with distinct r=8 all-linear adapters, "
             f"prompts ~{roll['prompt_tokens_mean']:.0f} tokens, {roll['decode_tokens']} decoded tokens; "
             f"matmul roofline {roll['matmul_gflops']:.0f} GFLOP/s; "
-            f"engine vs PEFT max |logit diff| {roll['engine_vs_peft_max_abs_logit_diff']:.1e}.\n"
+            + (
+                f"memory read bandwidth {roll['memory_gbps']:.0f} GB/s; "
+                if "memory_gbps" in roll
+                else ""
+            )
+            + f"engine vs PEFT max |logit diff| {roll['engine_vs_peft_max_abs_logit_diff']:.1e}.\n"
         )
         rows = []
         labels = {
@@ -184,10 +189,20 @@ def tables(results: dict) -> str:
     return "\n".join(out)
 
 
-def main() -> None:
-    # Under the allocator `folkways` itself runs under (trainer/malloc.py).
-    reexec_under_tcmalloc()
+def show(path: Path) -> str:
+    """A results file's tables and its targets, judged by today's targets.py: another
+    machine's details (the README shows the AMD EPYC's) without measuring anything."""
+    if not path.is_file():
+        raise SystemExit(f"--show {path}: no such results file (e.g. benchmarks/results.json)")
+    results = json.loads(path.read_text())
+    return tables(results) + "\n\n" + targets.markdown(targets.evaluate(results))
+
+
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--show", type=Path, help="print a results file's tables and targets; measure nothing"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results.json"))
     parser.add_argument("--n-agents", type=int, default=24)
     parser.add_argument("--prompt-len", type=int, default=122)
@@ -202,7 +217,12 @@ def main() -> None:
         default=[],
         choices=["rollout", "prefix", "distill", "lora_layout", "memory"],
     )
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.show:
+        print(show(args.show))
+        return
+    # Under the allocator `folkways` itself runs under (trainer/malloc.py).
+    reexec_under_tcmalloc()
 
     torch.manual_seed(0)
     results: dict = {"machine": machine(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
