@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -260,6 +261,18 @@ def test_the_command_line_is_parsed_without_importing_torch():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "[]"
+
+
+def test_the_top_level_help_points_at_a_config_that_exists():
+    """`folkways --help` says what the tool does and names a config to start from: a
+    newcomer who copies the line must find the file."""
+    from trainer.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "argument parsing" not in text  # the module's docstring is for developers
+    named = re.search(r"folkways run (\S+\.yaml)", text)
+    assert named is not None, text
+    assert (Path(__file__).parents[1] / named.group(1)).is_file(), named.group(1)
 
 
 def test_peft_engine_plays_the_same_run(reference, tmp_path):

@@ -24,7 +24,18 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="folkways", description=__doc__)
+    parser = _Parser(
+        prog="folkways",
+        description=(
+            "Generations of LoRA-adapted LLM agents play social games, distil the "
+            "community's transcripts into their own weights, and are probed for how their "
+            "priors moved."
+        ),
+        epilog=(
+            "Start with: folkways run configs/naming_game/quickstart.yaml (the README's "
+            "'Two commands'). `folkways COMMAND --help` gives a command's options."
+        ),
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run or resume a multi-generation experiment")
