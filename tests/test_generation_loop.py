@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import re
@@ -273,6 +274,27 @@ def test_the_top_level_help_points_at_a_config_that_exists():
     named = re.search(r"folkways run (\S+\.yaml)", text)
     assert named is not None, text
     assert (Path(__file__).parents[1] / named.group(1)).is_file(), named.group(1)
+
+
+def test_every_subcommand_help_says_what_the_command_does():
+    """`folkways run --help` (and every other command's) says what it does: the line the
+    command list shows, unless the command has a longer description of its own; down to
+    nested commands such as `folkways slurm submit`."""
+    from trainer.cli import build_parser
+
+    def commands(parser, path=()):
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                shown = {c.dest: c.help for c in action._choices_actions}
+                for name, sub in action.choices.items():
+                    yield path + (name,), shown.get(name), sub
+                    yield from commands(sub, path + (name,))
+
+    found = list(commands(build_parser()))
+    assert len(found) >= 19
+    for path, line, sub in found:
+        assert line, f"`folkways {' '.join(path)}` has no help line"
+        assert sub.description, f"`folkways {' '.join(path)} --help` says nothing of what it does"
 
 
 def test_peft_engine_plays_the_same_run(reference, tmp_path):

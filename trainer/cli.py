@@ -16,8 +16,21 @@ class UsageError(Exception):
     """A command line argparse rejects; ``main`` prints it as one line, exit code 2."""
 
 
+class _Subcommands(argparse._SubParsersAction):
+    """Subcommands whose own ``--help`` repeats the line the command list shows."""
+
+    def add_parser(self, name, **kwargs):
+        if "help" in kwargs:
+            kwargs.setdefault("description", kwargs["help"])
+        return super().add_parser(name, **kwargs)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but an error is raised (not printed with the usage and exited)."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", _Subcommands)
 
     def error(self, message: str):
         raise UsageError(f"{message}; see `{self.prog} --help`")
