@@ -553,21 +553,7 @@ def snapshot(root: Path) -> tuple[dict[str, str], set[str]]:
     return files, dirs
 
 
-# Rows that need a change in a file another engineer is editing (see each reason).
-XFAIL: dict[str, str] = {}  # rows expected to fail, with the reason
-
-
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            case,
-            id=name,
-            marks=[pytest.mark.xfail(strict=True, reason=XFAIL[name])] if name in XFAIL else [],
-        )
-        for name, case in CASES.items()
-    ],
-)
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_bad_input_is_one_line_exit_2_and_changes_nothing(
     case, reference, tiny_model_path, tmp_path, monkeypatch, capsys
 ):
