@@ -37,13 +37,19 @@ def run(overrides: list[str]) -> dict:
         seconds = time.perf_counter() - start
         if done.returncode:
             raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-2000:]}")
-        config = yaml.safe_load((Path(tmp) / "quickstart" / "config.yaml").read_text())
+        run_dir = Path(tmp) / "quickstart"
+        config = yaml.safe_load((run_dir / "config.yaml").read_text())
+        # The command re-executes itself under tcmalloc where installed (trainer/malloc.py):
+        # its own record says which allocator it ran under, not this process's.
+        environment = (run_dir / "environment.jsonl").read_text().splitlines()
+        malloc = json.loads(environment[-1])["malloc"]
     backend = config["distill"]["backend"]
     table = done.stdout[done.stdout.index("run directory:") :].strip().splitlines()
     return {
         "command": " ".join(["folkways", "run", CONFIG, *overrides]),
         "seconds": seconds,
         "backend": backend,
+        "malloc": malloc,
         "table": table,
     }
 
@@ -53,7 +59,8 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="key=value overrides of the config")
     parser.add_argument("--out", default=None, help="merge into this results JSON")
     args = parser.parse_args()
-    result = {"machine": machine(), **run(args.overrides)}
+    ran = run(args.overrides)
+    result = {"machine": {**machine(), "malloc": ran.pop("malloc")}, **ran}
     print(json.dumps(result, indent=2))
     if args.out:
         targets.merge(args.out, "quickstart", result)
