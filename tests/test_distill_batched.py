@@ -146,6 +146,27 @@ def test_losses_and_weights_match_separate_training(trained, agent):
     assert max((ours[k] - init[k]).abs().max() for k in init) > 1e-3  # weights moved
 
 
+def test_a_step_split_over_forwards_gives_the_same_losses_and_weights(trained, tmp_path):
+    """rows_per_forward=1: each 2-row step runs as two forwards whose gradients
+    accumulate. Rows hold 2-4 completion tokens, so dividing a token's loss by its own
+    forward's tokens instead of the whole step's would change both losses and weights."""
+    from safetensors.torch import load_file
+
+    path, dirs, data, result, saved, dtype = trained
+    engine = MultiLoraEngine.from_adapter_dirs(_base(path, dtype), dirs)
+    split = train_batched_sft(engine, data, CONFIG, pad_token_id=0, rows_per_forward=1)
+    loss_atol = LOSS_ATOL_FLOAT64 if dtype is torch.float64 else LOSS_ATOL
+    for agent in AGENTS:
+        assert_close(split.losses[agent], result.losses[agent], loss_atol, f"{agent}'s losses")
+        if dtype is torch.float64:
+            ours = load_file(
+                str(engine.save_adapter(agent, tmp_path / agent) / "adapter_model.safetensors")
+            )
+            whole = load_file(str(saved[agent] / "adapter_model.safetensors"))
+            assert_close(ours, whole, ADAM_WEIGHTS_ATOL_FLOAT64, f"{agent}'s LoRA weights")
+    assert split.tokens == result.tokens  # the same rows ran, no more
+
+
 def test_inactive_agent_is_not_moved_by_momentum():
     """After an agent's data runs out, its slice stays fixed while others keep training."""
     p = torch.nn.Parameter(torch.zeros(2, 3))

@@ -111,14 +111,23 @@ def test_one_step_gives_the_plain_losses_and_gradients(dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_training_gives_the_plain_losses_and_weights(dtype):
+@pytest.mark.parametrize("rows_per_forward", [None, 2], ids=["whole-steps", "split-steps"])
+def test_training_gives_the_plain_losses_and_weights(dtype, rows_per_forward):
+    """With ``rows_per_forward=2`` the shared path runs each 3-row step as forwards of 2
+    and 1 rows (each with its own head) and accumulates their gradients."""
     data = _data()
     results, weights = {}, {}
     for shared in (False, True):
         engine = _engine(dtype)
         config = BatchedSftConfig(learning_rate=5e-4, batch_size=3, num_epochs=2)
         config = BatchedSftConfig(**{**config.__dict__, "shared_prefix": shared})
-        results[shared] = train_batched_sft(engine, data, config, pad_token_id=0)
+        results[shared] = train_batched_sft(
+            engine,
+            data,
+            config,
+            pad_token_id=0,
+            rows_per_forward=rows_per_forward if shared else None,
+        )
         weights[shared] = {a: _flat(engine.adapter_factors(a)) for a in AGENTS}
     loss_atol = LOSS_ATOL_FLOAT64 if dtype is torch.float64 else LOSS_ATOL
     for agent in AGENTS:

@@ -15,8 +15,10 @@ not, is per-agent state:
 - the learning-rate schedule per agent, counted in that agent's own steps.
 
 The loss is the mean token cross-entropy over each agent's completion tokens in its
-batch, as TRL's ``SFTTrainer`` computes it (completion-only loss, no gradient
-accumulation). The output head runs only on completion positions: prompt positions
+batch, as TRL's ``SFTTrainer`` computes it (completion-only loss). Where a step's rows
+do not fit the memory budget at once (``rows_per_forward``), they run in consecutive
+forwards whose gradients accumulate before the update, each token's loss divided by
+its agent's completion tokens in the whole step: the same loss and gradient. The output head runs only on completion positions: prompt positions
 carry no loss, and at a vocabulary of 49k the head is ~20% of the model's FLOPs. The
 prompt head an agent's rows share is run once per step, not once per row
 (:mod:`trainer.distill_shared_prefix`; ``shared_prefix=False`` runs every row whole).
@@ -240,6 +242,20 @@ def step_token_losses(
     return losses, row_agent[token_rows], run, saved
 
 
+def _forward_parts(
+    step_rows: Mapping[str, Sequence[SftExample]], rows_per_forward: int | None
+) -> list[dict[str, Sequence[SftExample]]]:
+    """One step's rows split into forwards of at most ``rows_per_forward`` rows per agent
+    (consecutive slices, agents in the same order); one part when ``None``."""
+    if rows_per_forward is None:
+        return [dict(step_rows)]
+    longest = max(len(rows) for rows in step_rows.values())
+    return [
+        {a: rows[start : start + rows_per_forward] for a, rows in step_rows.items() if rows[start:]}
+        for start in range(0, longest, rows_per_forward)
+    ]
+
+
 @dataclass
 class BatchedSftResult:
     """Per-agent training record.
@@ -265,6 +281,7 @@ def train_batched_sft(
     pad_token_id: int,
     label: str = "batched",
     on_step: Callable[[dict[str, float]], None] | None = None,
+    rows_per_forward: int | None = None,
 ) -> BatchedSftResult:
     """Train the adapters of all agents in ``data`` together (in place in ``engine``).
 
@@ -275,6 +292,9 @@ def train_batched_sft(
         pad_token_id: id used to right-pad rows (masked, never a label).
         on_step: called after every step with the loss of each agent it trained (a
             progress bar; :func:`agent_steps` is the total it advances by).
+        rows_per_forward: at most this many rows of each agent in one forward; a step
+            with more runs in several, its gradients accumulated (``None``: one forward
+            per step).
 
     Returns:
         per-agent losses and gradient norms for every step.
@@ -282,6 +302,8 @@ def train_batched_sft(
     unknown = [a for a in data if a not in engine.index]
     if unknown:
         raise KeyError(f"agents {unknown} have no adapter in the engine")
+    if rows_per_forward is not None and rows_per_forward < 1:
+        raise ValueError(f"rows_per_forward must be >= 1 or None, got {rows_per_forward}")
     agents = sorted((a for a in data if data[a]), key=engine.index.__getitem__)
     schedule = {a: agent_batches(data[a], config, a) for a in agents}
     totals = {a: len(b) for a, b in schedule.items()}
@@ -299,20 +321,25 @@ def train_batched_sft(
             live = [a for a in agents if step < totals[a]]
             for p in params:
                 p.grad = None
-            losses, token_agent, run, saved = step_token_losses(
-                engine, {a: schedule[a][step] for a in live}, pad_token_id, config.shared_prefix
-            )
-            result.tokens += run
-            for a, n in saved.items():
-                result.tokens_saved[a] = result.tokens_saved.get(a, 0) + n
-            # Sum over agents of (mean over that agent's completion tokens).
-            per_agent_sum = losses.new_zeros(len(engine.names)).index_add(0, token_agent, losses)
-            per_agent_count = losses.new_zeros(len(engine.names)).index_add(
-                0, token_agent, torch.ones_like(losses)
-            )
+            step_rows = {a: schedule[a][step] for a in live}
+            # Sum over agents of (mean over that agent's completion tokens), accumulated
+            # over the step's forwards.
+            per_agent_count = torch.zeros(len(engine.names), dtype=torch.float64)
+            for a in live:
+                per_agent_count[engine.index[a]] = sum(len(r.completion_ids) for r in step_rows[a])
             active = per_agent_count > 0
-            per_agent = per_agent_sum[active] / per_agent_count[active]
-            per_agent.sum().backward()
+            per_agent_sum = torch.zeros(len(engine.names), dtype=torch.float64)
+            for part in _forward_parts(step_rows, rows_per_forward):
+                losses, token_agent, run, saved = step_token_losses(
+                    engine, part, pad_token_id, config.shared_prefix
+                )
+                result.tokens += run
+                for a, n in saved.items():
+                    result.tokens_saved[a] = result.tokens_saved.get(a, 0) + n
+                divisor = per_agent_count.to(losses.dtype)[token_agent]
+                (losses / divisor).sum().backward()
+                per_agent_sum.index_add_(0, token_agent, losses.detach().to(torch.float64))
+            per_agent = (per_agent_sum[active] / per_agent_count[active]).to(losses.dtype)
             norms = optimizer.clip_grad_norms(config.max_grad_norm, active)
             lrs = torch.zeros(len(engine.names))
             for a in live:

@@ -7,7 +7,9 @@ SmolLM2-135M) that is ~90 GB: the whole pass was killed by the OOM killer on a 2
 machine. So agents are split into groups that each fit the budget, trained one group
 after the other on the same engine; each agent's training is unchanged (its batches,
 schedule and AdamW state are its own), so the adapters equal one-group training up
-to float32 rounding (tests/test_distill_memory.py).
+to float32 rounding (tests/test_distill_memory.py). Where even one agent's step does
+not fit (the donor game's ~430-token rows, 8 to a step: ~8.5 GiB), its rows run in
+several forwards whose gradients accumulate: the same update, less memory at once.
 """
 
 from __future__ import annotations
@@ -112,6 +114,37 @@ def plan_groups(
     return groups
 
 
+def rows_per_forward(
+    step_rows: Mapping[str, int],
+    row_bytes: float,
+    available_bytes: float,
+    *,
+    hint: str = "",
+) -> int | None:
+    """How many of one agent's rows a forward may hold so that one agent fits
+    ``available_bytes``; ``None`` when every agent's whole step fits.
+
+    Args:
+        step_rows: agent -> rows of its largest step.
+        row_bytes: activation memory of one (padded) row.
+        available_bytes: what a forward's activations may take.
+        hint: what to change if one row alone does not fit (named in the error).
+    Raises:
+        MemoryError: a single row needs more than ``available_bytes``.
+    """
+    if max(step_rows.values(), default=0) * row_bytes <= available_bytes:
+        return None
+    fit = int(max(available_bytes, 0) // row_bytes)
+    if fit < 1:
+        agent = max(step_rows, key=step_rows.__getitem__)
+        raise MemoryError(
+            f"one training row of {agent} needs ~{row_bytes / 2**30:.1f} GiB of activations, "
+            f"more than the {max(available_bytes, 0) / 2**30:.1f} GiB the memory budget "
+            f"leaves; {hint}"
+        )
+    return fit
+
+
 def step_tokens(batches_by_agent: Mapping[str, Sequence[Sequence]], width: int) -> dict[str, int]:
     """agent -> rows of its largest step x ``width`` (rows are padded to the longest row
     of the whole step, which may belong to another agent: ``width`` bounds it)."""
@@ -120,8 +153,9 @@ def step_tokens(batches_by_agent: Mapping[str, Sequence[Sequence]], width: int) 
 
 def plan_agent_groups(
     engine, data: Mapping[str, Sequence], config, budget_gb: float
-) -> list[list[str]]:
-    """The groups of agents in ``data`` that one batched pass each may train in ``budget_gb``.
+) -> tuple[list[list[str]], int | None]:
+    """The groups of agents in ``data`` that one batched pass each may train in ``budget_gb``,
+    and the rows per forward (``None``: whole steps) that lets one agent fit.
 
     Args:
         engine: the MultiLoraEngine holding every agent's adapter (already in memory).
@@ -138,17 +172,19 @@ def plan_agent_groups(
     lora = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in engine.layers.values())
     release_free_memory()
     available = budget_gb * 1e9 - current_rss_bytes() - 3 * FLOAT_BYTES * lora
-    return plan_groups(
-        step_tokens(batches, width),
-        per_token,
-        available,
-        hint="lower distill.batch_size or distill.max_examples, or raise distill.memory_budget_gb",
-    )
+    hint = "shorten the rows or raise distill.memory_budget_gb"
+    rows = {a: max(len(b) for b in agent_steps) for a, agent_steps in batches.items()}
+    per_forward = rows_per_forward(rows, width * per_token, available, hint=hint)
+    if per_forward is not None:
+        batches = {a: [b[:per_forward] for b in agent_steps] for a, agent_steps in batches.items()}
+    groups = plan_groups(step_tokens(batches, width), per_token, available, hint=hint)
+    return groups, per_forward
 
 
-def read_plan(path: Path, agents: Sequence[str]) -> list[list[str]] | None:
-    """The groups an earlier process planned for exactly ``agents`` (in order) and saved
-    at ``path`` with :func:`write_plan`; None if there is none or it is for other agents."""
+def read_plan(path: Path, agents: Sequence[str]) -> tuple[list[list[str]], int | None] | None:
+    """The groups and rows per forward an earlier process planned for exactly ``agents``
+    (in order) and saved at ``path`` with :func:`write_plan`; None if there is none or it
+    is for other agents. A plan written before rows were split has whole steps."""
     if not path.is_file():
         return None
     from trainer.run_dir import read_json
@@ -156,17 +192,30 @@ def read_plan(path: Path, agents: Sequence[str]) -> list[list[str]] | None:
     saved = read_json(path)
     if saved.get("agents") != list(agents):
         return None
-    return [list(group) for group in saved["groups"]]
+    return [list(group) for group in saved["groups"]], saved.get("rows_per_forward")
 
 
-def write_plan(path: Path, agents: Sequence[str], groups: Sequence[Sequence[str]]) -> None:
-    """Keep a pass's groups, so that a resumed process trains the same groups.
+def write_plan(
+    path: Path,
+    agents: Sequence[str],
+    groups: Sequence[Sequence[str]],
+    rows_per_forward: int | None = None,
+) -> None:
+    """Keep a pass's groups (and rows per forward), so that a resumed process trains the
+    same groups the same way.
 
     The plan counts the memory the process already holds (:func:`current_rss_bytes`),
     and a resumed process holds less than one that has just played a rollout: planned
     afresh, it could group agents differently, which changes float32 rounding."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(path, {"agents": list(agents), "groups": [list(g) for g in groups]})
+    atomic_write_json(
+        path,
+        {
+            "agents": list(agents),
+            "groups": [list(g) for g in groups],
+            "rows_per_forward": rows_per_forward,
+        },
+    )
 
 
 def train_within_budget(
@@ -182,8 +231,9 @@ def train_within_budget(
     plan_file: Path | None = None,
 ):
     """:func:`trainer.distill_batched.train_batched_sft` on ``data`` in the agent groups
-    :func:`plan_agent_groups` allows; each agent's training is its own, so grouping
-    changes only float32 rounding. ``plan_file`` keeps the groups: a process that finds
+    :func:`plan_agent_groups` allows (with a step's rows split over several forwards
+    where one agent's step alone does not fit); each agent's training is its own, so
+    grouping changes only float32 rounding. ``plan_file`` keeps the groups: a process that finds
     it (a resumed run) trains the groups saved there instead of planning again.
     ``on_step`` is passed to every group's training;
     ``on_group(agents, result)`` is called as soon as a group is trained, with that
@@ -197,11 +247,12 @@ def train_within_budget(
     """
     from trainer import distill_batched
 
-    groups = read_plan(plan_file, list(data)) if plan_file is not None else None
-    if groups is None:
-        groups = plan_agent_groups(engine, data, config, budget_gb)
+    plan = read_plan(plan_file, list(data)) if plan_file is not None else None
+    if plan is None:
+        plan = plan_agent_groups(engine, data, config, budget_gb)
         if plan_file is not None:
-            write_plan(plan_file, list(data), groups)
+            write_plan(plan_file, list(data), *plan)
+    groups, per_forward = plan
     merged = distill_batched.BatchedSftResult()
     for k, group in enumerate(groups):
         if skip is not None and skip(group):
@@ -213,6 +264,7 @@ def train_within_budget(
             pad_token_id=pad_token_id,
             label=label if len(groups) == 1 else f"{label} group {k}",
             on_step=on_step,
+            rows_per_forward=per_forward,
         )
         if on_group is not None:
             on_group(group, part)
