@@ -86,3 +86,28 @@ def test_a_run_dir_with_completed_rounds_still_refuses_another_config(tmp_path, 
     assert (tmp_path / "t/generation_000/transcripts.jsonl").stat().st_size > 0
     with pytest.raises(ConfigError, match=r"lora.r: 8 \(run dir\) vs 4 \(now\)"):
         run_tiny(tmp_path, **{"lora.r": 4})
+
+
+def test_a_run_stopped_in_distillation_resumes_with_a_raised_memory_budget(tmp_path, monkeypatch):
+    """The budget error asks for a larger distill.memory_budget_gb: the corrected command
+    resumes the run (its rounds kept, byte for byte) instead of being refused."""
+
+    def crash(self, *args, **kwargs):
+        raise MemoryError("one training row of agent_00 needs more than the budget leaves")
+
+    batched = {"distill.backend": "batched", "run.generations": 1}
+    with monkeypatch.context() as patch:
+        patch.setattr(Experiment, "_distill", crash)
+        with pytest.raises(MemoryError, match="agent_00"):
+            run_tiny(tmp_path, **batched, **{"distill.memory_budget_gb": 1})
+    transcript = tmp_path / "t/generation_000/transcripts.jsonl"
+    played = transcript.read_bytes()
+    assert played
+
+    logs: list[str] = []
+    run_tiny(tmp_path, logs, **batched, **{"distill.memory_budget_gb": 12})
+    assert transcript.read_bytes() == played  # the rounds were kept, not replayed
+    assert not any("afresh" in line for line in logs)
+    assert (tmp_path / "t/generation_000/COMPLETE").is_file()
+    with pytest.raises(ConfigError, match=r"distill.epochs: 1.0 \(run dir\) vs 2.0 \(now\)"):
+        run_tiny(tmp_path, **{**batched, "distill.epochs": 2})

@@ -15,8 +15,11 @@ from trainer.run_dir import COMPLETE, RunLayout, adapter_is_saved
 # Keys that may change between invocations on the same run directory: more generations
 # extend a run; output_dir only says where the directory lives (it may be moved); the
 # Slurm resources say where the steps run and tracking where their numbers are sent,
-# not what they compute.
-RESUMABLE_CHANGES = {"run.generations", "run.output_dir"}
+# not what they compute. The memory budget bounds how many agents a batched pass
+# trains at once, and the error of a pass that does not fit asks for a larger one:
+# passes already planned keep their saved groups (trainer.distill_memory.write_plan),
+# and a pass planned under another budget differs only by float32 rounding.
+RESUMABLE_CHANGES = {"run.generations", "run.output_dir", "distill.memory_budget_gb"}
 RESUMABLE_SECTIONS = ("slurm.", "tracking.")
 
 
