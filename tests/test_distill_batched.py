@@ -167,6 +167,24 @@ def test_a_step_split_over_forwards_gives_the_same_losses_and_weights(trained, t
     assert split.tokens == result.tokens  # the same rows ran, no more
 
 
+def test_glibc_heap_is_trimmed_between_the_forwards_of_a_split_step(monkeypatch):
+    """Between forwards of one step only (a whole step never trims): the memory the last
+    forward freed goes back to the OS before the next one allocates (README: Performance)."""
+    import trainer.distill_batched as batched
+
+    calls = []
+    monkeypatch.setattr(batched, "trim_glibc_heap", lambda: calls.append(1))
+    data = _data()
+    engine = MultiLoraEngine.with_zero_adapters(_base(str(prepare_tiny_random())), AGENTS, rank=2)
+    train_batched_sft(engine, data, CONFIG, pad_token_id=0)
+    assert calls == []
+    train_batched_sft(engine, data, CONFIG, pad_token_id=0, rows_per_forward=1)
+    schedule = {a: agent_batches(data[a], CONFIG, a) for a in AGENTS}
+    steps = max(len(b) for b in schedule.values())
+    rows = [max(len(b[k]) for b in schedule.values() if k < len(b)) for k in range(steps)]
+    assert len(calls) == sum(r - 1 for r in rows) > 0
+
+
 def test_inactive_agent_is_not_moved_by_momentum():
     """After an agent's data runs out, its slice stays fixed while others keep training."""
     p = torch.nn.Parameter(torch.zeros(2, 3))

@@ -37,6 +37,7 @@ from torch import nn
 
 from societies import faults
 from societies.multi_lora import MultiLoraEngine
+from trainer.distill_memory import trim_glibc_heap
 from trainer.distill_shared_prefix import decoder_of, hidden_after_shared_heads, shared_head_length
 from trainer.stacked_adamw import StackedAdamW
 
@@ -329,7 +330,10 @@ def train_batched_sft(
                 per_agent_count[engine.index[a]] = sum(len(r.completion_ids) for r in step_rows[a])
             active = per_agent_count > 0
             per_agent_sum = torch.zeros(len(engine.names), dtype=torch.float64)
-            for part in _forward_parts(step_rows, rows_per_forward):
+            parts = _forward_parts(step_rows, rows_per_forward)
+            for k, part in enumerate(parts):
+                if k:
+                    trim_glibc_heap()  # what the last forward freed, before the next one
                 losses, token_agent, run, saved = step_token_losses(
                     engine, part, pad_token_id, config.shared_prefix
                 )
