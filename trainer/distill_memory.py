@@ -85,8 +85,8 @@ def trim_glibc_heap() -> None:
     Called between the forwards of a split step: glibc serves each forward's blocks
     (below its mmap threshold, which rises to 32 MiB) from a heap that fragments, so
     with several forwards per step it kept growing. Measured (445-token rows, Intel
-    Xeon): peak 3.41 -> 3.01 GB under a 3 GB budget, 4.81 -> 3.92 GB under 5 GB, for
-    ~9% more time in those passes (each trim walks the heap: ~0.3 s).
+    Xeon, processes alternated): peak 3.41 -> 3.01 GB under a 3 GB budget, 4.81 -> 3.92
+    GB under 5 GB, for ~9% more time in those passes (each trim walks the heap).
     """
     import ctypes
     import ctypes.util
