@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 _CHILD = r"""
-import json, re, sys, tempfile, time
+import json, re, shutil, sys, tempfile, time
 from pathlib import Path
 import torch
 sys.path[:0] = {paths!r}
@@ -62,6 +62,7 @@ hwm = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1
 tokenizer = AutoTokenizer.from_pretrained(model)
 row = batched.sft_example_from_chat(tokenizer, examples[0]["prompt"], examples[0]["completion"])
 tokens = len(row.prompt_ids) + len(row.completion_ids)
+shutil.rmtree(work)  # the adapters written (one folder per agent and run)
 print(json.dumps({{"n_agents": n, "budget_gb": budget, "peak_gb": hwm / 1e9, "groups": groups,
                   "rows_per_forward": sorted(per_forward, key=str), "row_tokens": tokens,
                   "seconds": seconds}}))
