@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import trainer.distill_batched
-from tests.float32 import ADAM_WEIGHTS_ATOL_FLOAT64, LOSS_ATOL_FLOAT64, assert_close
+from tests.float32 import ADAM_WEIGHTS_ATOL_FLOAT64, LOSS_ATOL, LOSS_ATOL_FLOAT64, assert_close
 from trainer import distill_memory
 from trainer.distill_memory import activation_bytes_per_token, plan_groups, rows_per_forward
 
@@ -205,14 +205,15 @@ def test_a_step_that_does_not_fit_runs_in_one_row_forwards(tiny_model_path, tmp_
     )
     assert calls == [(["ann"], 1), (["bob"], 1), (["cy"], 1)]
     assert read_json(plan)["rows_per_forward"] == 1
-    # Every step's loss follows from the weights the steps before it left, so equal
-    # per-step losses check the updates too. The weights themselves are compared in
-    # tests/test_distill_batched.py and test_distill_shared_prefix.py: here a one-row
-    # forward has a longer shared head than a two-row one, the float32 steps inside the
-    # float64 model (tests/float32.py) see other inputs, and Adam at lr 5e-3 turns those
-    # roundings into weight differences of up to 2.6e-5 (Intel Xeon).
+    # This test checks the plumbing (planner -> split forwards -> the same training);
+    # the split's arithmetic is checked at float64 precision in test_distill_batched.py
+    # and test_distill_shared_prefix.py. Here a one-row forward has a longer shared head
+    # than a two-row one, so the float32 steps inside the float64 model (tests/float32.py)
+    # see other inputs and Adam at lr 5e-3 amplifies those roundings (weights 2.6e-5
+    # apart, losses 2.5e-8, Intel Xeon): the two sides differ as two float32 code paths
+    # do, so the float32 loss tolerance applies.
     for a, b in zip(together, split, strict=True):
-        assert_close(b.losses, a.losses, LOSS_ATOL_FLOAT64, f"{a.agent}'s losses, split vs whole")
+        assert_close(b.losses, a.losses, LOSS_ATOL, f"{a.agent}'s losses, split vs whole")
         assert len(b.losses) >= 4
     for agent in AGENTS:
         apart = load_file(out_split[agent] / "adapter_model.safetensors")

@@ -252,7 +252,11 @@ def _forward_parts(
         return [dict(step_rows)]
     longest = max(len(rows) for rows in step_rows.values())
     return [
-        {a: rows[start : start + rows_per_forward] for a, rows in step_rows.items() if rows[start:]}
+        {
+            a: rows[start : start + rows_per_forward]
+            for a, rows in step_rows.items()
+            if len(rows) > start
+        }
         for start in range(0, longest, rows_per_forward)
     ]
 
