@@ -358,7 +358,8 @@ def test_a_resumed_pass_trains_the_groups_the_first_process_planned(
 
 
 def _step_need_and_lora_bytes(model_path, start) -> tuple[float, float]:
-    """The largest agent step's activation estimate, and what training adds for LoRA."""
+    """The largest agent step's activation estimate, and what a pass holds besides
+    activations: LoRA's gradients and AdamW moments, and the pass's fixed cost."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from societies.multi_lora import MultiLoraEngine
@@ -376,7 +377,7 @@ def _step_need_and_lora_bytes(model_path, start) -> tuple[float, float]:
     )
     per_token = activation_bytes_per_token(engine.model.config, 4, width)
     lora = sum(x.lora_A.numel() + x.lora_B.numel() for x in engine.layers.values())
-    return 2 * width * per_token, 3 * 4 * lora
+    return 2 * width * per_token, 3 * 4 * lora + distill_memory.PASS_FIXED_BYTES
 
 
 def test_freed_memory_is_not_counted_against_the_budget():

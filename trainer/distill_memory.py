@@ -30,6 +30,15 @@ from societies.atomic import atomic_write_json
 SAFETY = 1.6
 FLOAT_BYTES = 4
 
+# What a training pass holds beyond the per-token estimate, whatever its rows. Measured
+# with scripts/benchmarks/bench_distill_memory.py (445-token rows, Intel Xeon,
+# 2026-12-07): peaks grew by ~0.8 GB a row under glibc's malloc (~0.63 under tcmalloc)
+# above ~0.7 GB at one row (0.83 for two agents trained one after the other; ~0.5
+# under tcmalloc). The SAFETY factor covers that at many rows a forward (the estimate is
+# ~1.2 GB a row there) but not at one or two: 2 and 3 GB budgets were exceeded by up to
+# 9% under glibc before this term.
+PASS_FIXED_BYTES = 0.9e9
+
 
 def activation_bytes_per_token(model_config, lora_rank: int, seq_len: int) -> float:
     """Estimated training activation memory per token (bytes), for a Llama-style config."""
@@ -187,7 +196,7 @@ def plan_agent_groups(
     # Training adds a gradient and two AdamW moments for every stacked LoRA tensor.
     lora = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in engine.layers.values())
     release_free_memory()
-    available = budget_gb * 1e9 - current_rss_bytes() - 3 * FLOAT_BYTES * lora
+    available = budget_gb * 1e9 - current_rss_bytes() - 3 * FLOAT_BYTES * lora - PASS_FIXED_BYTES
     hint = "shorten the rows or raise distill.memory_budget_gb"
     rows = {a: max(len(b) for b in agent_steps) for a, agent_steps in batches.items()}
     per_forward = rows_per_forward(rows, width * per_token, available, hint=hint)
