@@ -130,6 +130,13 @@ def tiny_overrides(output_dir, **extra) -> list[str]:
     return [f"{k}={v}" for k, v in values.items()]
 
 
+def tiny_experiment_config(output_dir, **extra):
+    """The quickstart config shrunk by :func:`tiny_overrides`, loaded, not run."""
+    from trainer.config import load_experiment
+
+    return load_experiment(QUICKSTART, tiny_overrides(output_dir, **extra))
+
+
 def run_tiny(output_dir, logs=None, **extra):
     """Run (or resume) the quickstart config shrunk by :func:`tiny_overrides`."""
     return run_config(QUICKSTART, tiny_overrides(output_dir, **extra), logs)

@@ -1,4 +1,4 @@
-"""The vLLM rollout engine: import guard, and its pure parts checked on fakes.
+"""The vLLM rollout engine: its pure parts, and its plumbing checked on fakes.
 
 **vLLM never runs in these tests** (it is not installed: its pins conflict with the
 training stack, and there is no GPU). Every test below is a unit test with fakes: the
@@ -11,9 +11,9 @@ path. Passing them shows the engine's plumbing (tokens, LoRA routing, row alignm
 summing, sampling) agrees with :class:`PopulationModel`; it says nothing about vLLM's own
 numerics or whether vLLM accepts these calls at runtime.
 
-The config tests and the early-failure test use no fake: they need only that vLLM is
-not importable (forced with ``sys.modules["vllm"] = None``). The ``Experiment`` tests at
-the end are fake-based: they show the loop builds and feeds a ``VllmPopulation``, no more.
+The ``Experiment`` tests at the end are fake-based: they show the loop builds and feeds a
+``VllmPopulation``, no more. The import guard, the config keys and the early failure
+without vLLM are in tests/test_vllm_config.py.
 """
 
 from __future__ import annotations
@@ -33,11 +33,8 @@ from societies.records import Message, Scoring
 from societies.text_generation import TextRequest
 from societies.vllm_engine import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
-    INSTALL_HINT,
     VllmEngine,
-    VllmNotInstalled,
     VllmPopulation,
-    import_vllm,
     row_seed,
 )
 from societies.vllm_requests import (
@@ -46,25 +43,9 @@ from societies.vllm_requests import (
     sequence_option_logprob,
     vllm_max_lora_rank,
 )
-from tests.conftest import QUICKSTART, run_tiny, tiny_overrides
+from tests.conftest import run_tiny, tiny_experiment_config
 from tests.float32 import PROB_ATOL, TINY_LOGITS_ATOL, assert_close
 from trainer.run_dir import RunLayout
-
-
-# ----- import guard ------------------------------------------------------------------
-def test_module_imports_without_vllm_and_engine_says_how_to_install(monkeypatch):
-    assert "vllm" not in sys.modules  # importing societies.vllm_engine did not import it
-    monkeypatch.setitem(sys.modules, "vllm", None)  # as if not installed, even where it is
-    with pytest.raises(VllmNotInstalled) as caught:
-        VllmEngine("/some/model", max_loras=4)
-    message = str(caught.value)
-    assert message.startswith(INSTALL_HINT)
-    assert "vllm==0.33.0" in message and "own environment" in message
-    assert "torch==2.14.0 and transformers<5.21" in message
-    assert ".venv-vllm/bin/pip install --no-deps -e ." in message
-    assert isinstance(caught.value, ImportError)
-    with pytest.raises(VllmNotInstalled):
-        import_vllm()
 
 
 # ----- pure parts --------------------------------------------------------------------
@@ -312,108 +293,6 @@ def test_engine_checks_lora_slots_and_adapter_ranks(tiny_model_path, adapters):
         narrow.population(list(adapters), adapters)  # the fixture's adapters have r=4
 
 
-# ----- config: model.engine=vllm and its keys (no fake, no vLLM) ----------------------
-def _config(tmp_path, **extra):
-    from trainer.config import load_experiment
-
-    return load_experiment(QUICKSTART, tiny_overrides(tmp_path, **extra))
-
-
-def test_config_accepts_the_vllm_engine_and_its_keys(tmp_path):
-    model = _config(tmp_path, **{"model.engine": "vllm"}).model
-    assert model.engine.value == "vllm"
-    assert (model.vllm_gpu_memory_utilization, model.vllm_max_loras) == (None, None)
-    config = _config(
-        tmp_path,
-        **{
-            "model.engine": "vllm",
-            "model.vllm_gpu_memory_utilization": 1,
-            "model.vllm_max_loras": 2,
-        },
-    )
-    assert (config.model.vllm_gpu_memory_utilization, config.model.vllm_max_loras) == (1.0, 2)
-    assert config.use_prefix_cache is False  # null prefix_cache: on with multi_lora only
-
-
-@pytest.mark.parametrize(
-    "extra, message",
-    [
-        (
-            {"model.engine": "vllmm"},
-            "model.engine='vllmm' is not one of 'multi_lora', 'peft', 'vllm'",
-        ),
-        (
-            {"model.engine": "vllm", "model.vllm_gpu_memory_utilization": 0},
-            "model.vllm_gpu_memory_utilization=0.0 is out of range; accepted: null or a share "
-            "of GPU memory, 0 < share <= 1",
-        ),
-        (
-            {"model.engine": "vllm", "model.vllm_gpu_memory_utilization": 1.5},
-            "model.vllm_gpu_memory_utilization=1.5 is out of range",
-        ),
-        (
-            {"model.engine": "vllm", "model.vllm_gpu_memory_utilization": "half"},
-            "model.vllm_gpu_memory_utilization='half' is not float or null",
-        ),
-        (
-            {"model.engine": "vllm", "model.vllm_max_loras": 0},
-            "model.vllm_max_loras=0 is out of range; accepted: null (= the number of LLM "
-            "agents) or an integer >= 1",
-        ),
-        (
-            {"model.vllm_max_loras": 4},
-            "model.vllm_max_loras=4 applies to model.engine=vllm only (got 'multi_lora'); "
-            "set model.engine=vllm or model.vllm_max_loras=null",
-        ),
-        (
-            {"model.engine": "peft", "model.vllm_gpu_memory_utilization": 0.5},
-            "model.vllm_gpu_memory_utilization=0.5 applies to model.engine=vllm only (got 'peft')",
-        ),
-        (
-            {"model.engine": "vllm", "model.prefix_cache": True},
-            "model.prefix_cache=true needs model.engine=multi_lora (got 'vllm')",
-        ),
-    ],
-    ids=[
-        "engine",
-        "share-0",
-        "share-1.5",
-        "share-text",
-        "loras-0",
-        "loras-other-engine",
-        "share-other-engine",
-        "prefix-cache",
-    ],
-)
-def test_config_rejects_bad_vllm_values_naming_the_key(tmp_path, extra, message):
-    from trainer.config import ConfigError
-
-    with pytest.raises(ConfigError) as caught:
-        _config(tmp_path, **extra)
-    assert message in str(caught.value)
-
-
-def test_run_with_vllm_engine_fails_before_the_run_dir_without_vllm(tmp_path, capsys, monkeypatch):
-    from trainer.cli import main
-    from trainer.config import ConfigError
-    from trainer.generation_loop import Experiment
-
-    monkeypatch.setitem(sys.modules, "vllm", None)  # not importable, even where installed
-    argv = ["run", str(QUICKSTART), *tiny_overrides(tmp_path, **{"model.engine": "vllm"})]
-    code = main([*argv, "--no-progress"])
-    err = capsys.readouterr().err
-    assert code == 2 and len(err.strip().splitlines()) == 1, err
-    assert err.startswith("folkways: error: model.engine=vllm: the vLLM rollout engine needs ")
-    assert "vllm==0.33.0, which is not installed" in err and "own environment" in err
-    assert ".venv-vllm/bin/pip install vllm==0.33.0" in err
-    assert not (tmp_path / "t").exists() and list(tmp_path.iterdir()) == []
-    # commands that build a population without preparing a run (probe, person-situation)
-    # get the same one-line error
-    experiment = Experiment(_config(tmp_path, **{"model.engine": "vllm"}), progress=False)
-    with pytest.raises(ConfigError, match="^model.engine=vllm: the vLLM rollout engine"):
-        experiment.population({})
-
-
 # ----- Experiment on the vLLM engine: FAKE vLLM (plumbing only) ----------------------
 @pytest.fixture
 def fake_vllm(monkeypatch):
@@ -434,7 +313,7 @@ def test_fake_experiment_population_is_a_view_of_one_vllm_engine(tmp_path, fake_
     from trainer.generation_loop import Experiment
 
     overrides = {"model.engine": "vllm", "model.vllm_max_loras": 3, "population.size": 6}
-    experiment = Experiment(_config(tmp_path, **overrides), progress=False)
+    experiment = Experiment(tiny_experiment_config(tmp_path, **overrides), progress=False)
     experiment.prepare()  # the vLLM check passes with the fake module
     experiment.ensure_initial_adapters()
     start = experiment.start_adapters(0)
@@ -481,7 +360,7 @@ def test_fake_crossover_and_defaults_size_the_vllm_engine(tmp_path, fake_vllm, a
         "evolution.crossover": True,
         "evolution.max_rank": 24,
     }
-    experiment = Experiment(_config(tmp_path, **overrides), progress=False)
+    experiment = Experiment(tiny_experiment_config(tmp_path, **overrides), progress=False)
     experiment.population(adapters)
     (llm,) = fake_vllm.built
     # cat crossovers make adapters up to evolution.max_rank=24 wide: vLLM's next rank is 32
