@@ -130,19 +130,22 @@ def _tag(pwned: Path) -> str:
     return f'!!python/object/apply:os.system ["touch {pwned}"]'
 
 
+def _tagged_run_argv(where: str, tmp_path: Path, pwned: Path) -> list[str]:
+    """``folkways run`` with the tag in a config file or in an override."""
+    if where == "config file":
+        config = tmp_path / "evil.yaml"
+        config.write_text(f"run: {_tag(pwned)}\n")
+        return ["run", str(config)]
+    return ["run", str(QUICKSTART), f"run.name={_tag(pwned)}"]
+
+
 @pytest.mark.parametrize("where", ["config file", "override"])
 def test_python_yaml_tags_are_refused_and_never_run(where, tmp_path, monkeypatch, capsys):
     from trainer.cli import main
 
     monkeypatch.chdir(tmp_path)  # where a wrongly accepted config would put runs/
     pwned = tmp_path / "pwned"
-    if where == "config file":
-        config = tmp_path / "evil.yaml"
-        config.write_text(f"run: {_tag(pwned)}\n")
-        argv = ["run", str(config)]
-    else:
-        argv = ["run", str(QUICKSTART), f"run.name={_tag(pwned)}"]
-    assert main(argv + ["--no-progress"]) == 2
+    assert main(_tagged_run_argv(where, tmp_path, pwned) + ["--no-progress"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("folkways: error: ") and "python/object/apply:os.system" in err
     assert not pwned.exists()
@@ -153,11 +156,5 @@ def test_python_yaml_tags_are_refused_and_never_run(where, tmp_path, monkeypatch
 def test_yaml_errors_are_one_line(where, tmp_path, capsys):
     from trainer.cli import main
 
-    if where == "config file":
-        config = tmp_path / "evil.yaml"
-        config.write_text(f"run: {_tag(tmp_path / 'pwned')}\n")
-        argv = ["run", str(config)]
-    else:
-        argv = ["run", str(QUICKSTART), f"run.name={_tag(tmp_path / 'pwned')}"]
-    assert main(argv) == 2
+    assert main(_tagged_run_argv(where, tmp_path, tmp_path / "pwned")) == 2
     assert capsys.readouterr().err.count("\n") == 1
