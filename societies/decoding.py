@@ -40,12 +40,16 @@ def greedy_or_sampled_decode(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     eos_token_id: int | None = None,
+    cache=None,
     **model_kwargs,
 ) -> torch.Tensor:
     """A plain KV-cached decode loop for left-padded prompts (any HF causal LM).
 
     Used for every path in the benchmarks so that they differ only in the model call.
     ``model_kwargs`` are passed to every forward (e.g. PEFT's ``adapter_names``).
+    ``cache``: an empty transformers cache to fill; by default :func:`preallocated_cache`
+    for the prompt and the new tokens (``bench_rollout`` passes a ``DynamicCache`` to
+    measure what that saves).
 
     Returns:
         the new tokens, ``[B, max_new_tokens]``.
@@ -54,7 +58,8 @@ def greedy_or_sampled_decode(
         raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
     if temperature < 0:
         raise ValueError(f"temperature must be >= 0, got {temperature}")
-    cache = preallocated_cache(model, input_ids.shape[1] + max_new_tokens)
+    if cache is None:
+        cache = preallocated_cache(model, input_ids.shape[1] + max_new_tokens)
     mask = attention_mask.long()
     positions = left_padded_positions(mask)
     step_ids = input_ids

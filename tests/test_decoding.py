@@ -2,7 +2,7 @@
 
 ``greedy_or_sampled_decode`` writes each step's keys and values into a cache allocated
 once (``StaticCache``) instead of concatenating them onto a ``DynamicCache``. Both are
-run through the same loop here (the growing cache swapped in), with every step's
+run through the same loop here (the growing cache passed in), with every step's
 logits recorded: they agree to TINY_LOGITS_ATOL (attention over the masked, unwritten
 positions changes only the summation order), and greedy and seeded sampled tokens are
 equal.
@@ -32,8 +32,10 @@ class LogitsRecorder(nn.Module):
         self.model = model
         self.config = model.config
         self.steps: list[torch.Tensor] = []
+        self.caches: set[str] = set()
 
     def forward(self, **kwargs):
+        self.caches.add(type(kwargs["past_key_values"]).__name__)
         out = self.model(**kwargs)
         self.steps.append(out.logits[:, -1].clone())
         return out
@@ -50,20 +52,21 @@ def model_and_batch(tiny_model_path):
     return model, enc
 
 
-def decode(model, enc, monkeypatch, growing: bool, **kwargs):
+def decode(model, enc, growing: bool, **kwargs):
     """Tokens and per-step logits of one decode, with the preallocated or the growing cache."""
     from transformers import DynamicCache
 
-    if growing:
-        monkeypatch.setattr(
-            decoding, "preallocated_cache", lambda model, max_tokens: DynamicCache()
-        )
     recorder = LogitsRecorder(model)
     with torch.inference_mode():
         tokens = decoding.greedy_or_sampled_decode(
-            recorder, enc.input_ids, enc.attention_mask, 10, **kwargs
+            recorder,
+            enc.input_ids,
+            enc.attention_mask,
+            10,
+            cache=DynamicCache() if growing else None,
+            **kwargs,
         )
-    monkeypatch.undo()
+    assert recorder.caches == {"DynamicCache" if growing else "StaticCache"}
     return tokens, torch.stack(recorder.steps, dim=1)
 
 
@@ -76,12 +79,10 @@ def test_decode_cache_is_preallocated_for_prompt_and_new_tokens(model_and_batch)
     assert {layer.max_cache_len for layer in cache.layers} == {enc.input_ids.shape[1] + 10}
 
 
-def test_preallocated_cache_gives_the_growing_caches_logits_and_tokens(
-    model_and_batch, monkeypatch
-):
+def test_preallocated_cache_gives_the_growing_caches_logits_and_tokens(model_and_batch):
     model, enc = model_and_batch
-    tokens, logits = decode(model, enc, monkeypatch, growing=False)
-    ref_tokens, ref_logits = decode(model, enc, monkeypatch, growing=True)
+    tokens, logits = decode(model, enc, growing=False)
+    ref_tokens, ref_logits = decode(model, enc, growing=True)
     assert logits.shape == (len(TEXTS), 10, model.config.vocab_size)
     torch.testing.assert_close(logits, ref_logits, atol=TINY_LOGITS_ATOL, rtol=0)
     assert torch.equal(tokens, ref_tokens)
@@ -89,13 +90,12 @@ def test_preallocated_cache_gives_the_growing_caches_logits_and_tokens(
     assert not torch.equal(tokens[0], tokens[1])
 
 
-def test_preallocated_cache_samples_the_same_tokens_for_a_seed(model_and_batch, monkeypatch):
+def test_preallocated_cache_samples_the_same_tokens_for_a_seed(model_and_batch):
     model, enc = model_and_batch
     draws = [
         decode(
             model,
             enc,
-            monkeypatch,
             growing=growing,
             temperature=1.0,
             generator=torch.Generator().manual_seed(7),

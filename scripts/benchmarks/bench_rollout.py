@@ -16,7 +16,8 @@ streams all N adapters' factors (the model's weights evict them between steps), 
 ``decode_adapter_read_seconds`` is their bytes x forwards / the measured read bandwidth
 (an estimate, not a bound: on the Intel Xeon the measured difference came out below it).
 Every decode path runs the same KV-cached loop (``greedy_or_sampled_decode``), so they
-differ only in the model call.
+differ only in the model call; ``base_growing_cache`` runs the base model with
+transformers' ``DynamicCache`` in place of the loop's preallocated one.
 
 Usage: python scripts/benchmarks/bench_rollout.py --n-agents 24 --prompt-len 122 --repeats 2
 """
@@ -56,7 +57,7 @@ def run(
     seed: int = 0,
 ) -> dict:
     """Measure (a) and (b); returns a JSON-ready dict of rates and ratios."""
-    from transformers import AutoTokenizer
+    from transformers import AutoTokenizer, DynamicCache
 
     model_path = str(model_path or prepare_embedded())
     agents = [f"agent{i:03d}" for i in range(n_agents)]
@@ -143,6 +144,9 @@ def run(
             ids, mask, torch.zeros(n_agents, dtype=torch.long), t
         ),
         "base": lambda t: decode(base, ids, mask, t),
+        # transformers' growing cache, which copies every layer's cache at each step:
+        # what the decode loop's preallocated cache saves (societies/decoding.py).
+        "base_growing_cache": lambda t: decode(base, ids, mask, t, cache=DynamicCache()),
     }
     for fn in paths.values():
         fn(2)  # warm-up on a short decode: the prompts' prefill shapes are already warm

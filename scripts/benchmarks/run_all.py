@@ -57,6 +57,7 @@ def tables(results: dict) -> str:
             "engine_ordered": "multi-LoRA engine (rows in stack order)",
             "engine_one_adapter": "multi-LoRA engine, one adapter on every row",
             "base": "base model, no adapters",
+            "base_growing_cache": "base model, growing KV cache (DynamicCache)",
         }
         for path, label in labels.items():
             c, d = roll["choice"].get(path), roll["decode"].get(path)
