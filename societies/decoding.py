@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from transformers import Cache
 
 
 def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -12,7 +17,7 @@ def left_padded_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
 
-def preallocated_cache(model: nn.Module, max_tokens: int):
+def preallocated_cache(model: nn.Module, max_tokens: int) -> Cache:
     """A key/value cache allocated once for ``max_tokens`` positions per row.
 
     transformers' ``DynamicCache`` concatenates every layer's keys and values with the
@@ -23,8 +28,8 @@ def preallocated_cache(model: nn.Module, max_tokens: int):
     ``max_tokens`` positions, the unwritten ones masked). Measured there: 32 new tokens
     (prefill included; ``bench_rollout``, fresh processes alternated) 5.7 against 5.9 s
     for the base model and 6.6 against 7.2 s for the engine with 24 adapters; 128 new
-    tokens (one process, alternated) 16.3 against 17.2 s and 19.5 against 20.8 s. The same greedy tokens; logits equal up to
-    float32 rounding (tests/test_decoding.py).
+    tokens (one process, alternated) 16.3 against 17.2 s and 19.5 against 20.8 s. The
+    same greedy tokens; logits equal up to float32 rounding (tests/test_decoding.py).
     """
     from transformers import StaticCache
 
@@ -40,7 +45,7 @@ def greedy_or_sampled_decode(
     temperature: float = 0.0,
     generator: torch.Generator | None = None,
     eos_token_id: int | None = None,
-    cache=None,
+    cache: Cache | None = None,
     **model_kwargs,
 ) -> torch.Tensor:
     """A plain KV-cached decode loop for left-padded prompts (any HF causal LM).
