@@ -107,6 +107,7 @@ def _plot(
 
     matplotlib.use("Agg")  # files only; no display needed
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     first_probe = next(iter(probes[0]["after"].values()), None)
     names = sorted(first_probe.probs, key=_natural) if first_probe else []  # none: all scripted
@@ -142,6 +143,7 @@ def _plot(
         ylabel=ROUND_CURVES[curve][1],
         ylim=(-0.02, 1.02),
     )
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds: no 2.5 ticks
     ax.legend(fontsize=8)
 
     # 2. prior mass on the generation's majority name, before vs after distillation
