@@ -137,6 +137,24 @@ def tiny_experiment_config(output_dir, **extra):
     return load_experiment(QUICKSTART, tiny_overrides(output_dir, **extra))
 
 
+def save_distinct_adapters(model_path: str, agents, root: Path) -> dict[str, Path]:
+    """Adapters for ``agents`` that differ from each other and from the base (a fresh
+    adapter's B is 0): rank 4, A seeded per agent, B drawn from N(0, 0.5^2). Saved under
+    ``root``; agent -> its folder."""
+    import torch
+
+    from societies.population import LoraSpec, PopulationModel
+
+    seeds = {agent: k + 1 for k, agent in enumerate(agents)}
+    population = PopulationModel(model_path, list(agents), LoraSpec(r=4), init_seeds=seeds)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in population.model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
+    return {agent: population.save_adapter(agent, root / agent) for agent in agents}
+
+
 def run_tiny(output_dir, logs=None, **extra):
     """Run (or resume) the quickstart config shrunk by :func:`tiny_overrides`."""
     return run_config(QUICKSTART, tiny_overrides(output_dir, **extra), logs)

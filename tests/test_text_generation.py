@@ -12,11 +12,11 @@ generator over.
 from __future__ import annotations
 
 import pytest
-import torch
 
 from societies.population import LoraSpec, PopulationModel
 from societies.records import Message
 from societies.text_generation import TextRequest, generate_replies
+from tests.conftest import save_distinct_adapters
 
 AGENTS = ("agent_00", "agent_01", "agent_02")
 
@@ -24,15 +24,7 @@ AGENTS = ("agent_00", "agent_01", "agent_02")
 @pytest.fixture(scope="module")
 def adapter_dirs(tiny_model_path, tmp_path_factory):
     """Three agents with different, non-zero adapters (fresh ones equal the base)."""
-    seeds = {a: k + 1 for k, a in enumerate(AGENTS)}
-    population = PopulationModel(tiny_model_path, list(AGENTS), LoraSpec(r=4), init_seeds=seeds)
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in population.model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    root = tmp_path_factory.mktemp("adapters")
-    return {a: population.save_adapter(a, root / a) for a in AGENTS}
+    return save_distinct_adapters(tiny_model_path, AGENTS, tmp_path_factory.mktemp("adapters"))
 
 
 def _requests() -> list[TextRequest]:

@@ -43,7 +43,7 @@ from societies.vllm_requests import (
     sequence_option_logprob,
     vllm_max_lora_rank,
 )
-from tests.conftest import run_tiny, tiny_experiment_config
+from tests.conftest import run_tiny, save_distinct_adapters, tiny_experiment_config
 from tests.float32 import PROB_ATOL, TINY_LOGITS_ATOL, assert_close
 from trainer.run_dir import RunLayout
 
@@ -190,17 +190,9 @@ def _fake_vllm():
 @pytest.fixture(scope="module")
 def adapters(tiny_model_path, tmp_path_factory):
     """Two agents with different, non-zero adapters (fresh ones equal the base)."""
-    agents = ["agent_00", "agent_01"]
-    population = PopulationModel(
-        tiny_model_path, agents, LoraSpec(r=4), init_seeds={"agent_00": 1, "agent_01": 2}
+    return save_distinct_adapters(
+        tiny_model_path, ["agent_00", "agent_01"], tmp_path_factory.mktemp("adapters")
     )
-    generator = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for name, param in population.model.named_parameters():
-            if "lora_B" in name:
-                param.copy_(0.5 * torch.randn(param.shape, generator=generator))
-    root = tmp_path_factory.mktemp("adapters")
-    return {a: population.save_adapter(a, root / a) for a in agents}
 
 
 def _choice(agent: str, options: tuple[str, ...], user: str) -> ChoiceRequest:
