@@ -204,23 +204,7 @@ def test_a_step_that_does_not_fit_runs_in_one_row_forwards(tiny_model_path, tmp_
         tmp_path / "split", tiny_model_path, start, (0.75 * need + lora_bytes) / 1e9, plan_file=plan
     )
     assert calls == [(["ann"], 1), (["bob"], 1), (["cy"], 1)]
-    saved = read_json(plan)
-    assert saved["rows_per_forward"] == 1
-    # The arithmetic behind the split, kept for the reader: 0.75 of a 2-row step is left
-    # for activations once the (zero) resident memory, LoRA's state and a pass's fixed
-    # part are taken off the budget, so one row (half the step) fits and two do not.
-    estimate = saved["estimate"]
-    assert estimate["held_gb"] == 0
-    assert estimate["pass_fixed_gb"] == distill_memory.PASS_FIXED_BYTES / 1e9
-    assert estimate["left_for_activations_gb"] == pytest.approx(0.75 * need / 1e9, rel=1e-9)
-    assert estimate["row_activations_gb"] == pytest.approx(need / 2 / 1e9, rel=1e-9)
-    assert estimate["budget_gb"] == pytest.approx(
-        estimate["held_gb"]
-        + estimate["lora_training_state_gb"]
-        + estimate["pass_fixed_gb"]
-        + estimate["left_for_activations_gb"],
-        rel=1e-9,
-    )
+    assert read_json(plan)["rows_per_forward"] == 1
     # This test checks the plumbing (planner -> split forwards -> the same training);
     # the split's arithmetic is checked at float64 precision in test_distill_batched.py
     # and test_distill_shared_prefix.py. Here a one-row forward has a longer shared head

@@ -178,12 +178,9 @@ def step_tokens(batches_by_agent: Mapping[str, Sequence[Sequence]], width: int) 
 
 def plan_agent_groups(
     engine, data: Mapping[str, Sequence], config, budget_gb: float
-) -> tuple[list[list[str]], int | None, dict[str, float]]:
+) -> tuple[list[list[str]], int | None]:
     """The groups of agents in ``data`` that one batched pass each may train in ``budget_gb``,
-    the rows per forward (``None``: whole steps) that lets one agent fit, and the
-    arithmetic behind them (GB: the budget, what the process holds, LoRA's training
-    state, a pass's fixed part, what is left for activations, and one padded row's
-    activations), kept in the plan file so that a split or grouping can be read.
+    and the rows per forward (``None``: whole steps) that lets one agent fit.
 
     Args:
         engine: the MultiLoraEngine holding every agent's adapter (already in memory).
@@ -199,24 +196,14 @@ def plan_agent_groups(
     # Training adds a gradient and two AdamW moments for every stacked LoRA tensor.
     lora = sum(layer.lora_A.numel() + layer.lora_B.numel() for layer in engine.layers.values())
     release_free_memory()
-    held = current_rss_bytes()
-    available = budget_gb * 1e9 - held - 3 * FLOAT_BYTES * lora - PASS_FIXED_BYTES
+    available = budget_gb * 1e9 - current_rss_bytes() - 3 * FLOAT_BYTES * lora - PASS_FIXED_BYTES
     hint = "shorten the rows or raise distill.memory_budget_gb"
     rows = {a: max(len(b) for b in agent_steps) for a, agent_steps in batches.items()}
     per_forward = rows_per_forward(rows, width * per_token, available, hint=hint)
     if per_forward is not None:
         batches = {a: [b[:per_forward] for b in agent_steps] for a, agent_steps in batches.items()}
     groups = plan_groups(step_tokens(batches, width), per_token, available, hint=hint)
-    estimate = {
-        "budget_gb": budget_gb,
-        "held_gb": held / 1e9,
-        "lora_training_state_gb": 3 * FLOAT_BYTES * lora / 1e9,
-        "pass_fixed_gb": PASS_FIXED_BYTES / 1e9,
-        "left_for_activations_gb": available / 1e9,
-        "row_tokens": width,
-        "row_activations_gb": width * per_token / 1e9,
-    }
-    return groups, per_forward, estimate
+    return groups, per_forward
 
 
 def read_plan(path: Path, agents: Sequence[str]) -> tuple[list[list[str]], int | None] | None:
@@ -238,11 +225,9 @@ def write_plan(
     agents: Sequence[str],
     groups: Sequence[Sequence[str]],
     rows_per_forward: int | None = None,
-    estimate: Mapping[str, float] | None = None,
 ) -> None:
     """Keep a pass's groups (and rows per forward), so that a resumed process trains the
-    same groups the same way; ``estimate`` (what :func:`plan_agent_groups` counted) is
-    kept for the reader, never read back.
+    same groups the same way.
 
     The plan counts the memory the process already holds (:func:`current_rss_bytes`),
     and a resumed process holds less than one that has just played a rollout: planned
@@ -254,7 +239,6 @@ def write_plan(
             "agents": list(agents),
             "groups": [list(g) for g in groups],
             "rows_per_forward": rows_per_forward,
-            "estimate": dict(estimate or {}),
         },
     )
 
@@ -290,11 +274,10 @@ def train_within_budget(
 
     plan = read_plan(plan_file, list(data)) if plan_file is not None else None
     if plan is None:
-        groups, per_forward, estimate = plan_agent_groups(engine, data, config, budget_gb)
+        plan = plan_agent_groups(engine, data, config, budget_gb)
         if plan_file is not None:
-            write_plan(plan_file, list(data), groups, per_forward, estimate)
-    else:
-        groups, per_forward = plan
+            write_plan(plan_file, list(data), *plan)
+    groups, per_forward = plan
     merged = distill_batched.BatchedSftResult()
     for k, group in enumerate(groups):
         if skip is not None and skip(group):
