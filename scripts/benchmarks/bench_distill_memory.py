@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 _CHILD = r"""
-import json, re, shutil, sys, tempfile, time
+import json, re, sys, time
 from pathlib import Path
 import torch
 sys.path[:0] = {paths!r}
@@ -34,7 +36,7 @@ from trainer.distill_sft import SftSettings
 n, budget, rows, epochs, repeats, distinct = {n}, {budget}, {rows}, {epochs}, {repeats}, {distinct}
 from transformers import AutoTokenizer
 model = str(prepare_embedded())
-work = Path(tempfile.mkdtemp(prefix="bench-distill-memory-"))
+work = Path({work!r})
 agents = [f"a{{i:02d}}" for i in range(n)]
 start = {{}}
 population = PopulationModel(model, agents, LoraSpec(r=8, alpha=16), init_seeds={{a: i for i, a in enumerate(agents)}})
@@ -62,7 +64,6 @@ hwm = int(re.search(r"VmHWM:\s+(\d+)", open("/proc/self/status").read()).group(1
 tokenizer = AutoTokenizer.from_pretrained(model)
 row = batched.sft_example_from_chat(tokenizer, examples[0]["prompt"], examples[0]["completion"])
 tokens = len(row.prompt_ids) + len(row.completion_ids)
-shutil.rmtree(work)  # the adapters written (one folder per agent and run)
 print(json.dumps({{"n_agents": n, "budget_gb": budget, "peak_gb": hwm / 1e9, "groups": groups,
                   "rows_per_forward": sorted(per_forward, key=str), "row_tokens": tokens,
                   "seconds": seconds}}))
@@ -82,7 +83,10 @@ def run(
     results = []
     for budget in budgets:
         for n in n_agents:
+            # The child's scratch folder (its adapters), removed even when it fails.
+            work = Path(tempfile.mkdtemp(prefix="bench-distill-memory-"))
             code = _CHILD.format(
+                work=str(work),
                 paths=paths,
                 n=n,
                 budget=budget,
@@ -91,9 +95,12 @@ def run(
                 repeats=row_repeats,
                 distinct=distinct_rows,
             )
-            out = subprocess.run(
-                [sys.executable, "-c", code], capture_output=True, text=True, check=False
-            )
+            try:
+                out = subprocess.run(
+                    [sys.executable, "-c", code], capture_output=True, text=True, check=False
+                )
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
             if out.returncode != 0:
                 raise RuntimeError(f"N={n}, budget {budget} GB failed:\n{out.stderr[-2000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
