@@ -43,8 +43,8 @@ bench: setup
 
 # Two generations of the published protocol (configs/naming_game/ashery2025.yaml), phase
 # by phase: wall time, peak memory, FLOP-floor fraction; then the quickstart's wall time.
-# ~21 minutes on a 2-core AMD EPYC under tcmalloc (2026-11-29), ~33 under glibc's malloc. Both merge into $(BENCH_OUT) and its
-# targets table.
+# ~21 minutes on a 2-core AMD EPYC under tcmalloc (2026-11-29), ~33 under glibc's
+# malloc. Both merge into $(BENCH_OUT) and its targets table.
 bench-protocol: setup
 	$(BIN)/python scripts/benchmarks/bench_protocol.py --out $(BENCH_OUT)
 	$(BIN)/python scripts/benchmarks/bench_quickstart.py --out $(BENCH_OUT)

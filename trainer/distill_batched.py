@@ -18,10 +18,11 @@ The loss is the mean token cross-entropy over each agent's completion tokens in 
 batch, as TRL's ``SFTTrainer`` computes it (completion-only loss). Where a step's rows
 do not fit the memory budget at once (``rows_per_forward``), they run in consecutive
 forwards whose gradients accumulate before the update, each token's loss divided by
-its agent's completion tokens in the whole step: the same loss and gradient. The output head runs only on completion positions: prompt positions
-carry no loss, and at a vocabulary of 49k the head is ~20% of the model's FLOPs. The
-prompt head an agent's rows share is run once per step, not once per row
-(:mod:`trainer.distill_shared_prefix`; ``shared_prefix=False`` runs every row whole).
+its agent's completion tokens in the whole step: the same loss and gradient. The
+output head runs only on completion positions: prompt positions carry no loss, and at a
+vocabulary of 49k the head is ~20% of the model's FLOPs. The prompt head an agent's
+rows share is run once per step, not once per row (:mod:`trainer.distill_shared_prefix`;
+``shared_prefix=False`` runs every row whole).
 """
 
 from __future__ import annotations
