@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,29 @@ LONGEST_FILES = (
 def pytest_collection_modifyitems(config, items) -> None:
     rank = {name: i for i, name in enumerate(LONGEST_FILES)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as collected
+
+
+@pytest.fixture(scope="session", autouse=True)
+def library_scratch_in_basetemp(tmp_path_factory):
+    """Temporary folders the libraries make land under pytest's basetemp, not in /tmp.
+
+    W&B stages media and artifacts in ``$TMPDIR/tmp*wandb-media`` and
+    ``tmp*wandb-artifacts``, torchrun keeps its logs in ``$TMPDIR/torchelastic_*``; a
+    process killed on purpose (the fault-injection and resume tests) never removes
+    them, and torchrun never does. Processes the tests start inherit ``TMPDIR``; pytest
+    removes old basetemps (it keeps the last three).
+    """
+    folder = tmp_path_factory.getbasetemp() / "library-scratch"
+    folder.mkdir(exist_ok=True)
+    saved_env, saved_tempdir = os.environ.get("TMPDIR"), tempfile.tempdir
+    os.environ["TMPDIR"] = str(folder)
+    tempfile.tempdir = None  # re-read from TMPDIR on next use
+    yield folder
+    if saved_env is None:
+        os.environ.pop("TMPDIR", None)
+    else:
+        os.environ["TMPDIR"] = saved_env
+    tempfile.tempdir = saved_tempdir
 
 
 QUICKSTART = Path(__file__).parents[1] / "configs/naming_game/quickstart.yaml"
