@@ -12,7 +12,14 @@ from tests.conftest import QUICKSTART, tiny_overrides
 from trainer.cli import main
 from trainer.provenance import read_environments
 from trainer.run_dir import RunLayout
-from trainer.steps import StepOrderError, agent_groups, chosen_agents, prepare_run, run_step
+from trainer.steps import (
+    StepOrderError,
+    agent_groups,
+    chosen_agents,
+    prepare_run,
+    run_step,
+    step_agent_options,
+)
 
 AGENTS = [f"agent_{i:02d}" for i in range(4)]
 
@@ -83,10 +90,31 @@ def test_steps_in_separate_calls_equal_one_run(reference, tmp_path):
     ]
 
 
+def test_step_agent_options_refuse_what_would_train_every_agent_or_be_ignored():
+    assert step_agent_options("distill", " agent_01, agent_02 ,", None, None) == (
+        ["agent_01", "agent_02"],
+        1,
+    )
+    assert step_agent_options("distill", None, 1, 3) == (None, 3)
+    assert step_agent_options("distill", None, None, None) == (None, 1)
+    # An empty shell variable in `--agents "$NAMES"` must not mean "all agents".
+    for empty in ("", ",", " , "):
+        with pytest.raises(ValueError, match="names no agent"):
+            step_agent_options("distill", empty, None, None)
+    with pytest.raises(ValueError, match="--agents-per-task 2 without --task"):
+        step_agent_options("distill", None, None, 2)
+    with pytest.raises(ValueError, match="--agents: only `folkways step distill`"):
+        step_agent_options("rollout", "agent_01", None, None)
+    with pytest.raises(ValueError, match="--task: only `folkways step distill`"):
+        step_agent_options("probe", None, 0, None)
+
+
 def test_bad_step_input_is_one_line_error(tmp_path, capsys):
     run_dir = prepare_run(QUICKSTART, tiny_overrides(tmp_path))
     assert main(["step", "rollout", str(run_dir), "--generation", "5"]) == 2
     assert "--generation 5; accepted: 0..1" in capsys.readouterr().err
+    assert main(["step", "distill", str(run_dir), "--generation", "0", "--agents", ""]) == 2
+    assert "--agents '' names no agent" in capsys.readouterr().err
     missing = Path(tmp_path) / "nowhere"
     assert main(["step", "rollout", str(missing), "--generation", "0"]) == 2
     assert str(missing) in capsys.readouterr().err

@@ -169,22 +169,55 @@ def add_step_parser(subparsers) -> None:
     parser.add_argument(
         "--task", type=int, default=None, help="distill: group I of --agents-per-task agents"
     )
-    parser.add_argument("--agents-per-task", type=int, default=1)
+    parser.add_argument(
+        "--agents-per-task", type=int, default=None, help="distill, with --task (default 1)"
+    )
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=_cmd_step)
 
 
+def step_agent_options(
+    step: str, agents: str | None, task: int | None, per_task: int | None
+) -> tuple[list[str] | None, int]:
+    """``--agents`` as a list (``None``: not given) and ``--agents-per-task``, checked.
+
+    A pipeline that builds ``--agents "$NAMES"`` from an empty variable must fail, not
+    train every agent; options another step ignores are refused, not dropped.
+    """
+    given = [
+        name
+        for name, value in (("--agents", agents), ("--task", task), ("--agents-per-task", per_task))
+        if value is not None
+    ]
+    if step != "distill" and given:
+        raise ValueError(f"{', '.join(given)}: only `folkways step distill` takes them")
+    if per_task is not None and task is None:
+        raise ValueError(
+            f"--agents-per-task {per_task} without --task: give --task I to train group I"
+        )
+    names = None
+    if agents is not None:
+        names = [a.strip() for a in agents.split(",") if a.strip()]
+        if not names:
+            raise ValueError(
+                f"--agents {agents!r} names no agent; accepted: comma-separated agent names "
+                "(leave --agents out to train every agent)"
+            )
+    return names, 1 if per_task is None else per_task
+
+
 def _cmd_step(args) -> int:
     import json
 
+    agents, per_task = step_agent_options(args.step, args.agents, args.task, args.agents_per_task)
     result = run_step(
         args.run_dir,
         args.step,
         args.generation,
-        agents=[a for a in args.agents.split(",") if a] if args.agents else None,
+        agents=agents,
         task=args.task,
-        per_task=args.agents_per_task,
+        per_task=per_task,
         progress=not args.no_progress,
     )
     if args.json:
