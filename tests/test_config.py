@@ -83,6 +83,20 @@ def test_bad_overrides_name_key_value_and_accepted(overrides, fragments):
         assert fragment in str(err.value)
 
 
+def test_metrics_window_error_names_the_keys_that_set_the_games_rounds():
+    with pytest.raises(ConfigError) as err:
+        load_experiment(None, ["game.rounds=3", "metrics.window=4"])
+    assert "metrics.window=4" in str(err.value) and "1..3 (game.rounds)" in str(err.value)
+    debate = Path(__file__).parents[1] / "configs/debate/arithmetic.yaml"
+    # 2 questions x (2 revision rounds + the first answer) = 6 rounds; debate has no game.rounds.
+    overrides = ["game.questions_per_generation=2", "game.rounds_per_question=2"]
+    with pytest.raises(ConfigError) as err:
+        load_experiment(debate, [*overrides, "metrics.window=7"])
+    message = str(err.value)
+    assert "1..6 (the game's rounds: game.questions_per_generation x" in message
+    assert "(game.rounds)" not in message
+
+
 def test_unknown_key_in_file_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("population:\n  size: 4\ngame:\n  rouns: 3\n")

@@ -9,7 +9,7 @@ is accepted. Every key is documented in the README's config table.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from pathlib import Path
 
@@ -229,11 +229,17 @@ class ExperimentConfig:
             self.probe.orders,
             f"1..{self.game.num_options} (the number of options)",
         )
+        # The debate game's rounds follow from two keys; the other games set game.rounds.
+        rounds_from = (
+            "game.rounds"
+            if "rounds" in {f.name for f in fields(self.game)}
+            else "the game's rounds: game.questions_per_generation x (game.rounds_per_question + 1)"
+        )
         _require(
             self.metrics.window <= self.game.rounds,
             "metrics.window",
             self.metrics.window,
-            f"1..{self.game.rounds} (game.rounds)",
+            f"1..{self.game.rounds} ({rounds_from})",
         )
         self._check_evolution()
         self._check_network_and_interventions()

@@ -162,10 +162,13 @@ class DistillSteps:
         cfg = self.config
         done = [a for a in agents if adapter_is_saved(self._distilled_dir(g, a))]
         if len(done) < len(agents):
-            self.log(
-                f"generation {g}: training {len(agents) - len(done)} adapters batched, in "
-                "agent groups that fit distill.memory_budget_gb"
-            )
+            # Agents without rows are carried over unchanged (logged with the rows).
+            training = [a for a in agents if a not in done and data[a].rows]
+            if training:
+                self.log(
+                    f"generation {g}: training {len(training)} adapters batched, in "
+                    "agent groups that fit distill.memory_budget_gb"
+                )
             distill_group(
                 model_path=self.model_path,
                 start_adapters={a: self.distill_starts(g)[a] for a in agents},
