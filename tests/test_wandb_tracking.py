@@ -10,9 +10,15 @@ import pytest
 
 from societies.metrics import success_rate
 from societies.transcripts import read_decisions
-from tests.conftest import run_tiny, wandb_offline_environment
+from tests.conftest import QUICKSTART, run_tiny, tiny_overrides, wandb_offline_environment
+from trainer.cli import main
 from trainer.tracking import MetricRecord
-from trainer.wandb_settings import adapter_artifact_name, flatten_config, resolve_mode
+from trainer.wandb_settings import (
+    adapter_artifact_name,
+    flatten_config,
+    has_wandb_credentials,
+    resolve_mode,
+)
 from trainer.wandb_tracking import JobType, WandbTracker
 
 OFFLINE = {"run.generations": 1, "tracking.wandb": "offline", "tracking.project": "folkways-test"}
@@ -28,6 +34,27 @@ def test_auto_mode_is_offline_without_credentials(monkeypatch, tmp_path):
     assert resolve_mode("disabled") == "disabled"
     with pytest.raises(ValueError, match="accepted: disabled, offline, online, auto"):
         resolve_mode("sometimes")
+
+
+def test_online_without_credentials_is_refused_before_any_work(monkeypatch, tmp_path, capsys):
+    for name in ("WANDB_API_KEY", "WANDB_IDENTITY_TOKEN_FILE", "NETRC", "WANDB_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.netrc
+    (tmp_path / "home").mkdir()
+    out = tmp_path / "runs"
+    argv = ["run", str(QUICKSTART), *tiny_overrides(out), "tracking.wandb=online"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "tracking.wandb=online but no W&B credentials" in err and "api.wandb.ai" in err
+    assert not out.exists()  # refused before the run directory was written
+    # A netrc entry for the configured server (a self-hosted one here) is credentials.
+    monkeypatch.setenv("WANDB_BASE_URL", "https://wandb.example.org")
+    netrc_file = tmp_path / "home" / ".netrc"
+    netrc_file.write_text("machine wandb.example.org login user password " + "k" * 40 + "\n")
+    netrc_file.chmod(0o600)
+    assert has_wandb_credentials()
+    monkeypatch.setenv("WANDB_BASE_URL", "https://api.wandb.ai")
+    assert not has_wandb_credentials()
 
 
 def test_offline_run_records_metrics_tables_and_adapter_lineage(

@@ -70,6 +70,7 @@ from trainer.run_records import read_summary
 from trainer.summary import GenerationSummary
 from trainer.tracking import rebuild_run_metrics
 from trainer.training_data import TrainingRows
+from trainer.wandb_settings import check_online_credentials, resolve_mode
 from trainer.wandb_tracking import WandbTracker
 
 if TYPE_CHECKING:  # the model (torch) is imported where a population is built
@@ -275,8 +276,10 @@ class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, Rec
         The model must resolve and every ``lora.target_modules`` name must match one of
         its linear layers; with ``model.engine=vllm``, vllm must be importable. A mistake
         here then leaves nothing behind that would block the corrected command. A
-        population of scripted seats only loads no model.
+        population of scripted seats only loads no model. ``tracking.wandb=online``
+        needs W&B credentials (wandb would refuse only at the first tracked step).
         """
+        check_online_credentials(resolve_mode(self.config.tracking.wandb.value))
         if not self.llm_agents:
             return
         if self.config.model.engine is Engine.VLLM:

@@ -15,17 +15,39 @@ import os
 import zlib
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlparse
 
 _ARTIFACT_NAME_MAX = 128  # wandb.sdk.artifacts._validators.NAME_MAXLEN
 
 
+def wandb_host() -> str:
+    """The W&B server's host name: ``WANDB_BASE_URL``'s, else ``api.wandb.ai``."""
+    return urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname or ""
+
+
 def has_wandb_credentials() -> bool:
-    if os.environ.get("WANDB_API_KEY"):
+    """A key in ``WANDB_API_KEY`` or ``WANDB_IDENTITY_TOKEN_FILE``, or a netrc entry for
+    the server's host (what ``wandb login`` writes)."""
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
         return True
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
+        return netrc.netrc().authenticators(wandb_host()) is not None
     except (FileNotFoundError, netrc.NetrcParseError):
         return False
+
+
+def check_online_credentials(mode: str) -> None:
+    """Refuse ``tracking.wandb=online`` without credentials before any work is done.
+
+    wandb itself would refuse only at the first tracked step, after the rollout.
+    """
+    if mode == "online" and not has_wandb_credentials():
+        raise ValueError(
+            f"tracking.wandb=online but no W&B credentials were found (WANDB_API_KEY, or a "
+            f"netrc entry for {wandb_host()} as `wandb login` writes); accepted: set one "
+            "of those, or tracking.wandb=offline (upload later with `folkways wandb sync`) "
+            "or auto (online when credentials exist)"
+        )
 
 
 def resolve_mode(mode: str) -> str:
