@@ -68,9 +68,33 @@ def stage_command(run_dir: Path, stage: Stage, cfg: SlurmConfig) -> str:
     return inner
 
 
+def check_out_dir(out_dir: Path) -> None:
+    """``--out`` must be a folder or a path one can make into one: checked before the run
+    directory is written, so a mistyped ``--out`` leaves nothing behind.
+
+    Raises:
+        ValueError: ``out_dir`` or one of its parents is an existing file.
+    """
+    for path in (out_dir, *out_dir.parents):
+        if path.exists():
+            if not path.is_dir():
+                where = "is" if path == out_dir else f"is under {path}, which is"
+                raise ValueError(
+                    f"--out {out_dir} {where} an existing file; expected a folder for the "
+                    "sbatch scripts (existing or new; default RUN_DIR/slurm/scripts)"
+                )
+            return
+
+
 def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[str]]:
     """Write one sbatch script per remaining stage and ``submit.sh``; return the script
-    paths and the sbatch commands (in order)."""
+    paths and the sbatch commands (in order).
+
+    Raises:
+        ValueError: ``out_dir`` is an existing file (nothing is written).
+    """
+    if out_dir is not None:
+        check_out_dir(Path(out_dir))
     exp.prepare()
     root = exp.layout.root.resolve()
     cfg = exp.config.slurm
