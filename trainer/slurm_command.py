@@ -90,10 +90,15 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
     exp = _experiment(args.config, args.overrides)
     scripts, commands = render_pipeline(exp, Path(args.out) if args.out else None)
+    if not scripts:
+        print(f"# {exp.layout.root} is complete; nothing to render (no scripts written)")
+        return 0
     for line in commands:
         print(line)
-    where = scripts[0].parent if scripts else exp.layout.root
-    print(f"# {len(scripts)} scripts in {where}; run them in order with {where}/submit.sh")
+    where = scripts[0].parent
+    print(
+        f"# wrote {len(scripts)} scripts to {where}; run them in order with {where / 'submit.sh'}"
+    )
     return 0
 
 

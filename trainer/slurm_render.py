@@ -88,7 +88,7 @@ def check_out_dir(out_dir: Path) -> None:
 
 def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[str]]:
     """Write one sbatch script per remaining stage and ``submit.sh``; return the script
-    paths and the sbatch commands (in order).
+    paths and the sbatch commands (in order). A complete run has none: nothing is written.
 
     Raises:
         ValueError: ``out_dir`` is an existing file (nothing is written).
@@ -98,6 +98,9 @@ def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[
     exp.prepare()
     root = exp.layout.root.resolve()
     cfg = exp.config.slurm
+    stages = remaining_stages(exp)
+    if not stages:
+        return [], []  # a complete run: no scripts and no submit.sh to run
     out = Path(out_dir) if out_dir else root / "slurm" / "scripts"
     out.mkdir(parents=True, exist_ok=True)
     log_dir = root / "slurm" / "logs"
@@ -105,7 +108,7 @@ def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[
     template = TEMPLATE.read_text()
     scripts, commands = [], []
     previous = None
-    for stage in remaining_stages(exp):
+    for stage in stages:
         res = getattr(cfg, stage.step)
         script = out / f"{stage.name}.sbatch"
         script.write_text(
@@ -134,11 +137,8 @@ def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[
     submit.write_text(
         "#!/bin/bash\n# Submit the rendered pipeline (folkways slurm render).\nset -euo pipefail\n"
         + "\n".join(commands)
-        + (
-            "\necho submitted: " + " ".join(f"${c.split('=')[0]}" for c in commands)
-            if commands
-            else ""
-        )
+        + "\necho submitted: "
+        + " ".join(f"${c.split('=')[0]}" for c in commands)
         + "\n"
     )
     submit.chmod(0o755)
