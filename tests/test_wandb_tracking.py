@@ -368,3 +368,19 @@ def test_sweep_runs_share_the_experiment_group_and_name_the_differing_keys(tmp_p
     plan = plan_sweep(QUICKSTART, grid, 1, [*base, "tracking.group=mine"])
     for cfg in plan.configs.values():
         assert cfg.tracking.group == "mine" and cfg.tracking.differs == ["game.num_names"]
+
+
+def test_an_offline_run_keeps_wandbs_console_lines_out_and_says_how_to_sync(
+    wandb_env, monkeypatch, capfd
+):
+    """W&B's own ~20-70 lines a run (among them advice to use plain `wandb sync`) are
+    silenced unless the user sets WANDB_SILENT; the run says how to upload instead."""
+    monkeypatch.delenv("WANDB_SILENT")
+    out_dir = wandb_env / "runs"
+    overrides = tiny_overrides(out_dir, **{"run.generations": 1, "tracking.wandb": "offline"})
+    assert main(["run", str(QUICKSTART), *overrides, "--no-progress"]) == 0
+    out, err = capfd.readouterr()
+    run_dir = out_dir / "t"
+    assert list((run_dir / "wandb").glob("offline-run-*"))  # it did track
+    assert "wandb:" not in out + err
+    assert f"upload them with `folkways wandb sync {run_dir}`" in out

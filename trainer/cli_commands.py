@@ -38,6 +38,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"\nrun directory: {result.run_dir}")
         print(format_table(result.summaries))
+        if any((result.run_dir / "wandb").glob("offline-run-*")):
+            print(
+                f"W&B offline runs in {result.run_dir / 'wandb'}; upload them with "
+                f"`folkways wandb sync {result.run_dir}`"
+            )
     return 0
 
 

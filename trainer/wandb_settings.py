@@ -66,6 +66,17 @@ def resolve_mode(mode: str) -> str:
     return mode
 
 
+def quiet_settings(wandb_module: Any) -> Any:
+    """``wandb.init``'s settings: silent, unless the user set ``WANDB_SILENT``.
+
+    W&B prints 20-70 console lines a run, one of them advice to upload with
+    ``wandb sync``, which next to ``folkways wandb sync`` uploads artifacts twice.
+    """
+    if "WANDB_SILENT" in os.environ:
+        return None
+    return wandb_module.Settings(silent=True)
+
+
 def flatten_config(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     """``{"run": {"seed": 3}}`` -> ``{"run.seed": 3}``: nested mappings become dotted
     keys; lists (e.g. ``interventions``) stay values."""

@@ -41,7 +41,12 @@ from typing import TYPE_CHECKING, Any
 from societies.records import Decision
 from trainer.summary import GenerationSummary
 from trainer.tracking import MetricRecord
-from trainer.wandb_settings import adapter_artifact_name, flatten_config, resolve_mode
+from trainer.wandb_settings import (
+    adapter_artifact_name,
+    flatten_config,
+    quiet_settings,
+    resolve_mode,
+)
 
 if TYPE_CHECKING:
     from trainer.config import ExperimentConfig
@@ -140,6 +145,10 @@ class WandbTracker:
             f"-{part}" if part else ""
         )
         (run_dir / "wandb").mkdir(parents=True, exist_ok=True)
+        settings = quiet_settings(wandb)
+        if settings is not None:
+            # Process-wide too: artifact uploads log through W&B's global terminal.
+            wandb.setup(settings)
         self.run = wandb.init(
             project=project,
             group=group,
@@ -149,6 +158,7 @@ class WandbTracker:
             config=logged,
             mode=self.mode,
             reinit="create_new",
+            settings=settings,
         )
         for metric, step_metric in STEP_METRICS[self.job_type]:
             if step_metric is None:
