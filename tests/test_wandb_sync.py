@@ -20,9 +20,10 @@ from trainer.cli import main
 from trainer.wandb_sync import MARKER, find_offline_runs, is_finished, sync_offline_runs
 from trainer.wandb_tracking import WandbTracker
 
-# Records "start end folder" per call; fails (exit 3) for a folder named in fail.txt and
-# exits 0 without marking anything (as `wandb sync` does when not logged in) for one
-# named in silent.txt; else marks every .wandb file synced, as wandb-core does.
+# Records "start end folder" per call; fails (exit 3) for a folder named in fail.txt,
+# hangs for one named in hang.txt (an unreachable server) and exits 0 without marking
+# anything (as `wandb sync` does when not logged in) for one named in silent.txt; else
+# marks every .wandb file synced, as wandb-core does.
 FAKE_SYNC = textwrap.dedent(
     """
     import json, pathlib, sys, time
@@ -38,6 +39,9 @@ FAKE_SYNC = textwrap.dedent(
     if listed("fail.txt"):
         print("upload error: 503 from the server", file=sys.stderr)
         sys.exit(3)
+    if listed("hang.txt"):
+        print("retrying: connection refused", file=sys.stderr, flush=True)
+        time.sleep(60)
     if not listed("silent.txt"):
         for log in run.glob("*.wandb"):
             log.with_name(log.name + ".synced").touch()
@@ -169,3 +173,31 @@ def test_command_line_dry_run_json_and_bad_paths(experiment, tmp_path, capsys):
     assert main(["wandb", "sync", str(experiment), "--command", command]) == 2
     assert f"{no_log.name} has no .wandb log" in capsys.readouterr().err
     assert len(calls(tmp_path)) == 2  # nothing uploaded when a path is bad
+
+
+def test_an_upload_over_the_timeout_is_stopped_and_the_others_go_on(experiment, tmp_path):
+    hung, good = offline_run(experiment, "seed-0"), offline_run(experiment, "seed-1")
+    (tmp_path / "hang.txt").write_text(hung.name)
+    lines: list[str] = []
+    result = sync_offline_runs(
+        [hung, good],
+        command=[sys.executable, str(tmp_path / "sync.py")],
+        include_unfinished=True,
+        timeout=3.0,
+        log=lines.append,
+    )
+    assert list(result.failed) == [hung] and result.synced == [good]
+    assert "did not finish within --timeout 3 s" in result.failed[hung]
+    assert "retrying: connection refused" in result.failed[hung]  # what wandb said so far
+    assert f"syncing {hung} ..." in lines and not (hung / MARKER).exists()
+    with pytest.raises(ValueError, match="--timeout=0; expected seconds > 0"):
+        sync_offline_runs([good], timeout=0)
+
+
+def test_an_empty_log_of_a_killed_step_is_unfinished(experiment):
+    run = offline_run(experiment, "seed-0")
+    for log in run.glob("*.wandb"):
+        log.write_bytes(b"")  # killed before W&B wrote the log's header
+    assert not is_finished(run)
+    result = sync_offline_runs([run], dry_run=True, log=lambda _: None)
+    assert result.unfinished == [run]

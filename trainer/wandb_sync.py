@@ -74,6 +74,8 @@ def read_records(path: Path) -> Iterator[Any]:
     from wandb.proto import wandb_internal_pb2
 
     data = Path(path).read_bytes()
+    if len(data) < len(_FILE_HEADER) and _FILE_HEADER.startswith(data):
+        return  # killed before its header was written out: no records, unfinished
     if not data.startswith(_FILE_HEADER[:4]):
         raise ValueError(
             f"{path} is not a W&B run log (it starts {data[:7]!r}, expected {_FILE_HEADER!r})"
@@ -205,16 +207,29 @@ def _tail(text: str, lines: int = 3) -> str:
     return " | ".join(line.strip() for line in text.strip().splitlines()[-lines:] if line.strip())
 
 
-def _sync_one(run: Path, command: Sequence[str]) -> str | None:
+def _sync_one(run: Path, command: Sequence[str], timeout: float | None = None) -> str | None:
     """Upload one offline run; None on success, else why it failed."""
     argv = [*command, str(run)]
     try:
         # stdin closed: a login prompt fails the upload instead of hanging the pool
         done = subprocess.run(
-            argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False
+            argv,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
         )
     except OSError as err:
         return f"could not start {shlex.join(argv)}: {err}"
+    except subprocess.TimeoutExpired as err:
+        said = err.stderr or b""  # what it wrote so far (bytes, even with text=True)
+        output = _tail(said.decode(errors="replace") if isinstance(said, bytes) else said)
+        return (
+            f"{shlex.join(argv)} did not finish within --timeout {timeout:g} s (stopped; the "
+            "next sync retries it; is the W&B server reachable?)"
+            + (f": {output}" if output else "")
+        )
     output = _tail(done.stderr + "\n" + done.stdout)
     if done.returncode != 0:
         return f"{shlex.join(argv)} exited {done.returncode}" + (f": {output}" if output else "")
@@ -251,6 +266,7 @@ def sync_offline_runs(
     command: Sequence[str] | None = None,
     dry_run: bool = False,
     include_unfinished: bool = False,
+    timeout: float | None = None,
     log: Callable[[str], None] = print,
 ) -> SyncResult:
     """Upload every not-yet-synced offline run under ``paths``, ``jobs`` at once.
@@ -261,13 +277,17 @@ def sync_offline_runs(
             argument. Default ``python -m wandb sync``.
         dry_run: list what would be uploaded; upload nothing, mark nothing.
         include_unfinished: also upload runs whose log has no exit record (killed).
-        log: one line per offline run.
+        timeout: seconds one upload may take before it is stopped and counted failed
+            (``None``: no limit; ``wandb sync`` retries an unreachable server for long).
+        log: a line as each upload starts and one per offline run's outcome.
 
     Raises:
         FileNotFoundError, ValueError: a bad path (named), before anything is uploaded.
     """
     if jobs < 1:
         raise ValueError(f"--jobs={jobs}; expected an integer >= 1")
+    if timeout is not None and not timeout > 0:
+        raise ValueError(f"--timeout={timeout}; expected seconds > 0")
     command = list(command) if command else default_sync_command()
     result = SyncResult()
     todo: list[Path] = []
@@ -288,8 +308,13 @@ def sync_offline_runs(
             todo.append(run)
     if not todo:
         return result
+
+    def upload(run: Path) -> str | None:
+        log(f"syncing {run} ...")
+        return _sync_one(run, command, timeout)
+
     with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
-        for run, why in zip(todo, pool.map(lambda r: _sync_one(r, command), todo), strict=True):
+        for run, why in zip(todo, pool.map(upload, todo), strict=True):
             if why is None:
                 _mark(run, command)  # only now: a failed or killed upload is retried
                 result.synced.append(run)
@@ -331,6 +356,14 @@ def add_wandb_parser(subparsers: argparse._SubParsersAction) -> argparse.Argumen
         help="the upload command, the offline run folder appended (default: "
         "'python -m wandb sync'; e.g. 'wandb sync --entity my-team')",
     )
+    sync.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop an upload that takes longer and count it failed (retried by the next "
+        "sync); default: no limit",
+    )
     sync.add_argument("--json", action="store_true", help="print the result as JSON")
     sync.set_defaults(func=run_wandb_sync_command)
     return parser
@@ -347,6 +380,7 @@ def run_wandb_sync_command(args: argparse.Namespace) -> int:
         command=command,
         dry_run=args.dry_run,
         include_unfinished=args.include_unfinished,
+        timeout=args.timeout,
         log=(lambda _: None) if args.json else print,
     )
     if args.json:
