@@ -6,11 +6,15 @@ Fast (no Slurm needed); `tests/test_slurm.py` checks the rendered scripts with a
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from tests.conftest import QUICKSTART, tiny_overrides
 from trainer.cli import main
 from trainer.run_dir import RunLayout
+from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
+from trainer.slurm_pipeline import launcher_prefix
 
 
 def _render(tmp_path, *extra: str) -> int:
@@ -82,3 +86,117 @@ def test_a_partly_complete_run_renders_what_remains(tiny_model_path, tmp_path, c
         "g001-rollout.sbatch",
         "submit.sh",
     ]
+
+
+DEEPSPEED = "configs/accelerate/deepspeed_zero2.yaml"
+LAUNCHERS = {
+    "torchrun": ["slurm.launcher=torchrun"],
+    "accelerate": ["slurm.launcher=accelerate", f"slurm.accelerate_config={DEEPSPEED}"],
+}
+
+
+def _distill_command(tmp_path, launcher: str, nodes: int) -> str:
+    """The command line of generation 0's rendered distillation script."""
+    out = tmp_path / f"{launcher}-{nodes}"
+    slurm = [*LAUNCHERS[launcher], f"slurm.distill.nodes={nodes}", "slurm.distill.gpus=8"]
+    assert _render(tmp_path, *slurm, f"run.name={launcher}-{nodes}", "--out", str(out)) == 0
+    lines = (out / "g000-distill.sbatch").read_text().splitlines()
+    (command,) = [line for line in lines if line.endswith(" &")]  # the step, in background
+    return command.removesuffix(" &")
+
+
+STEP = "-m trainer.cli step distill"
+TASK = "--task $SLURM_ARRAY_TASK_ID --agents-per-task 1"
+
+
+def test_launchers_run_from_the_venv_python_as_every_other_step(tiny_model_path, tmp_path):
+    # No `torchrun`/`accelerate` from PATH: the venv's python runs the launchers' modules.
+    run = tmp_path / "torchrun-1"
+    assert _distill_command(tmp_path, "torchrun", 1) == (
+        f"{sys.executable} -m torch.distributed.run --nproc_per_node=8 "
+        f"{STEP} {run} --generation 0 --no-progress {TASK}"
+    )
+    run = tmp_path / "accelerate-1"
+    assert _distill_command(tmp_path, "accelerate", 1) == (
+        f"{sys.executable} -m accelerate.commands.launch --config_file {DEEPSPEED} "
+        f"--num_processes=8 {STEP} {run} --generation 0 --no-progress {TASK}"
+    )
+
+
+def test_multi_node_launchers_rendezvous_as_the_readme_shows(tiny_model_path, tmp_path):
+    # One srun task per node; the single quotes keep $SLURM_NODEID, $MASTER_ADDR and
+    # $SLURM_JOB_ID for each node's bash to read.
+    run = tmp_path / "torchrun-2"
+    assert _distill_command(tmp_path, "torchrun", 2) == (
+        f"srun --ntasks-per-node=1 bash -c '{sys.executable} -m torch.distributed.run "
+        "--nproc_per_node=8 --nnodes=2 --node_rank=$SLURM_NODEID --rdzv_backend=c10d "
+        "--rdzv_endpoint=$MASTER_ADDR:29500 --rdzv_id=$SLURM_JOB_ID "
+        f"{STEP} {run} --generation 0 --no-progress {TASK}'"
+    )
+    run = tmp_path / "accelerate-2"
+    assert _distill_command(tmp_path, "accelerate", 2) == (
+        f"srun --ntasks-per-node=1 bash -c '{sys.executable} -m accelerate.commands.launch "
+        f"--config_file {DEEPSPEED} --num_processes=16 --num_machines=2 "
+        "--machine_rank=$SLURM_NODEID --main_process_ip=$MASTER_ADDR --main_process_port=29500 "
+        f"{STEP} {run} --generation 0 --no-progress {TASK}'"
+    )
+    # The README's multi-node example is what render writes (its flags, in its order).
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    for flags in (
+        "--nnodes=2 --node_rank=$SLURM_NODEID --rdzv_backend=c10d",
+        "--rdzv_endpoint=$MASTER_ADDR:29500 --rdzv_id=$SLURM_JOB_ID",
+        "--machine_rank=$SLURM_NODEID --main_process_ip=$MASTER_ADDR --main_process_port=29500",
+        "-m torch.distributed.run",
+        "-m accelerate.commands.launch",
+    ):
+        assert flags in readme, flags
+
+
+def _on_node(word: str) -> str:
+    """A launcher word as node 1 of job 12 (first node `node1`) reads it."""
+    node = {"$SLURM_NODEID": "1", "$MASTER_ADDR": "node1", "$SLURM_JOB_ID": "12"}
+    for var, value in node.items():
+        word = word.replace(var, value)
+    return word
+
+
+def test_the_installed_launchers_accept_the_rendered_flags():
+    """Each launcher module runs in the installed version, and its own argument parser
+    accepts every flag launcher_prefix gives it."""
+    from accelerate.commands.launch import launch_command_parser
+    from torch.distributed.run import get_args_parser
+
+    parsers = {"torchrun": get_args_parser, "accelerate": launch_command_parser}
+    modules = {"torchrun": "torch.distributed.run", "accelerate": "accelerate.commands.launch"}
+    parsed = {}
+    for launcher, module in modules.items():
+        done = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True)
+        assert done.returncode == 0, done.stderr[-2000:]
+        cfg = SlurmConfig(
+            distill=SlurmResources(gpus=8, nodes=2),
+            launcher=Launcher(launcher),
+            accelerate_config=DEEPSPEED,
+        )
+        prefix = launcher_prefix(cfg)
+        assert prefix[:3] == [sys.executable, "-m", module]
+        argv = [*map(_on_node, prefix[3:]), "-m", "trainer.cli", "step"]
+        parsed[launcher] = args = parsers[launcher]().parse_args(argv)
+        assert (args.training_script, args.training_script_args, args.module) == (
+            "trainer.cli",
+            ["step"],
+            True,
+        )
+    torchrun, accelerate = parsed["torchrun"], parsed["accelerate"]
+    assert (torchrun.nproc_per_node, torchrun.nnodes, torchrun.node_rank) == ("8", "2", 1)
+    assert (torchrun.rdzv_backend, torchrun.rdzv_endpoint, torchrun.rdzv_id) == (
+        "c10d",
+        "node1:29500",
+        "12",
+    )
+    assert (accelerate.num_processes, accelerate.num_machines, accelerate.machine_rank) == (
+        16,
+        2,
+        1,
+    )
+    assert (accelerate.main_process_ip, accelerate.main_process_port) == ("node1", 29500)
+    assert accelerate.config_file == DEEPSPEED

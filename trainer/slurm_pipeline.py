@@ -104,23 +104,36 @@ def step_argv(run_dir: str, stage: Stage, task: str | None = None) -> list[str]:
     return argv
 
 
+# The launchers' modules, run by the interpreter every other step runs (sys.executable,
+# the venv's python): a node's PATH need not hold the venv's `torchrun` or `accelerate`
+# scripts, which are these modules' console entry points (torch's and accelerate's
+# entry_points.txt).
+TORCHRUN_MODULE = "torch.distributed.run"
+ACCELERATE_LAUNCH_MODULE = "accelerate.commands.launch"
+
+
 def launcher_prefix(cfg: SlurmConfig) -> list[str]:
     """What starts the distillation step's processes on one node (multi-process runs
-    replace ``python`` in :func:`step_argv` with this)."""
+    replace ``python`` in :func:`step_argv` with this). ``$VAR`` words are read on each
+    node: ``$SLURM_NODEID``, ``$SLURM_JOB_ID`` and ``$MASTER_ADDR`` (the first node)."""
     res = cfg.distill
     procs = res.gpus or res.cpus
     if cfg.launcher is Launcher.TORCHRUN:
-        prefix = ["torchrun", f"--nproc_per_node={procs}"]
+        prefix = [sys.executable, "-m", TORCHRUN_MODULE, f"--nproc_per_node={procs}"]
         if res.nodes > 1:
+            # torchrun's c10d rendezvous: every node's agent meets at the endpoint under
+            # one id, the job's (an array task has its own), so two tasks never mix.
             prefix += [
                 f"--nnodes={res.nodes}",
                 "--node_rank=$SLURM_NODEID",
                 "--rdzv_backend=c10d",
                 "--rdzv_endpoint=$MASTER_ADDR:29500",
+                "--rdzv_id=$SLURM_JOB_ID",
             ]
         return prefix
     if cfg.launcher is Launcher.ACCELERATE:
-        prefix = ["accelerate", "launch", "--config_file", str(cfg.accelerate_config)]
+        prefix = [sys.executable, "-m", ACCELERATE_LAUNCH_MODULE]
+        prefix += ["--config_file", str(cfg.accelerate_config)]
         prefix += [f"--num_processes={procs * res.nodes}"]
         if res.nodes > 1:
             prefix += [

@@ -60,8 +60,9 @@ def stage_command(run_dir: Path, stage: Stage, cfg: SlurmConfig) -> str:
     if stage.step != "distill" or cfg.launcher is Launcher.NONE:
         return " ".join(a if a.startswith("$") else shlex.quote(a) for a in argv)
     # Multi-process distillation: the launcher replaces `python`; each node's srun task
-    # expands $SLURM_NODEID itself (escaped here, so the batch script does not).
-    inner = " ".join([*launcher_prefix(cfg), "-m", *map(shlex.quote, argv[2:-4])])
+    # expands $SLURM_NODEID itself (single-quoted here, so the batch script does not).
+    launcher = [a if "$" in a else shlex.quote(a) for a in launcher_prefix(cfg)]
+    inner = " ".join([*launcher, "-m", *map(shlex.quote, argv[2:-4])])
     inner += f" --task $SLURM_ARRAY_TASK_ID --agents-per-task {stage.per_task}"
     if cfg.distill.nodes > 1:
         return f"srun --ntasks-per-node=1 bash -c {shlex.quote(inner)}"
