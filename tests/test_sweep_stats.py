@@ -13,6 +13,11 @@ import math
 import numpy as np
 import pytest
 
+from societies.metrics import majority
+from societies.transcripts import append_decisions
+from tests.test_data_builders import pair
+from trainer.run_dir import RunLayout
+from trainer.summary import GenerationSummary
 from trainer.sweep_aggregates import (
     GenerationOutcome,
     RunOutcome,
@@ -20,7 +25,7 @@ from trainer.sweep_aggregates import (
     collective_bias,
     consensus,
 )
-from trainer.sweep_outcomes import committed_option
+from trainer.sweep_outcomes import committed_option, window_choices
 from trainer.sweep_stats import (
     chi2_sf,
     fit_tipping,
@@ -28,7 +33,7 @@ from trainer.sweep_stats import (
     regularized_upper_gamma,
     winner_test,
 )
-from trainer.sweep_tables import csv_rows
+from trainer.sweep_tables import csv_rows, format_aggregate
 
 # ----- chi-square -----------------------------------------------------------------------
 
@@ -255,3 +260,103 @@ def test_committed_option_reads_intervention_records(tmp_path):
     (tmp_path / "generation_001/interventions.jsonl").write_text("{not json\n")
     with pytest.raises(ValueError, match=r"generation_001/interventions.jsonl:1: not JSON"):
         committed_option(tmp_path)
+
+
+# ----- ties: a seed whose top share is shared has no winner -------------------------------
+
+
+def _naming_generation(tmp_path, rounds_of_pairs, *, window=2):
+    """A run directory holding one naming-game generation's transcript (rounds of pairs
+    (a, b)) and its summary, whose majority is the game's rule: ``majority`` over the
+    last ``window`` rounds, ties broken alphabetically."""
+    decisions = [
+        d
+        for r, pairs in enumerate(rounds_of_pairs)
+        for i, (a, b) in enumerate(pairs)
+        for d in pair(r, i, a, b, f"x{i}", f"y{i}")
+    ]
+    layout = RunLayout(tmp_path)
+    layout.generation(0).mkdir(parents=True)
+    append_decisions(layout.transcripts(0), decisions)
+    rounds = len(rounds_of_pairs)
+    name, share = majority(d for d in decisions if d.round >= rounds - window)
+    summary = GenerationSummary(
+        0, "naming_game", rounds, window, name, share, *[float("nan")] * 5, 0, 0
+    )
+    return layout, summary
+
+
+def test_window_choices_tell_a_tie_from_a_win(tmp_path):
+    # rounds 0-1 all A (outside the window); window rounds 2-3: A 4, B 4, a tie that
+    # summary.json records as A (50%), the alphabetically first
+    tie = [[("A", "A"), ("A", "A")]] * 2 + [[("A", "B"), ("B", "B")], [("A", "A"), ("B", "A")]]
+    layout, summary = _naming_generation(tmp_path / "tie", tie)
+    assert (summary.majority_option, summary.majority_share) == ("A", 0.5)
+    counts = window_choices(layout, summary)
+    assert counts == {"A": 4, "B": 4}
+    assert GenerationOutcome(0, "A", window_choices=counts).winner() == (None, ("A", "B"))
+    # one more B in round 3: B 5 of 8 wins, and is the summary's majority too
+    win = [*tie[:3], [("A", "B"), ("B", "A")]]
+    layout, summary = _naming_generation(tmp_path / "win", win)
+    counts = window_choices(layout, summary)
+    assert counts == {"A": 3, "B": 5} and summary.majority_option == "B"
+    assert GenerationOutcome(0, "B", window_choices=counts).winner() == ("B", ())
+    # a summary whose majority is not the transcript's: refused, naming the file
+    wrong = GenerationSummary(**{**summary.to_dict(), "majority_option": "A"})
+    with pytest.raises(ValueError, match=r"generation_000/summary.json: majority_option 'A'"):
+        window_choices(layout, wrong)
+    # no transcript: nothing to count; the summary's majority stands (as in old records)
+    layout.transcripts(0).unlink()
+    assert window_choices(layout, summary) is None
+    assert GenerationOutcome(0, "B").winner() == ("B", ())
+    assert GenerationOutcome(0, None, window_choices={}).winner() == (None, ())
+
+
+def _tie_run(share, seed, choices, committed):
+    return RunOutcome(
+        run=f"share-{share}__seed-{seed}",
+        point={"interventions.0.share": share},
+        seed=seed,
+        options=("A", "B"),
+        prior={"A": 0.5, "B": 0.5},
+        # majority_option as summary.json has it: ties go to A
+        generations=(
+            GenerationOutcome(0, "A" if choices["A"] >= choices["B"] else "B", {}, choices),
+        ),
+        committed_option=committed,
+    )
+
+
+def test_a_tie_is_no_winner_and_no_flip_whatever_the_names(tmp_path):
+    key = "interventions.0.share"
+    runs = [
+        _tie_run(0.25, 0, {"A": 4, "B": 4}, "B"),  # tie; by alphabet a non-flip
+        _tie_run(0.25, 1, {"A": 4, "B": 4}, "A"),  # tie; by alphabet a flip
+        _tie_run(0.5, 0, {"A": 2, "B": 6}, "B"),  # B wins: flipped
+        _tie_run(0.5, 1, {"A": 5, "B": 3}, "B"),  # A wins: not flipped
+    ]
+    agg = aggregate(runs, [key], tipping_key=key, draws=200)
+    tied, decided = agg.rows
+    assert tied.flipped_share == 0.0 and decided.flipped_share == 0.5
+    assert tied.bias.winners == {} and tied.bias.ties == [("A", "B"), ("A", "B")]
+    assert tied.bias.no_winner == 0 and tied.bias.winner_share == {}
+    assert tied.bias.vs_uniform is None  # no seed with a winner: nothing to test
+    assert decided.bias.winners == {"A": 1, "B": 1} and decided.bias.ties == []
+    assert decided.bias.winner_share == {"A": 0.5, "B": 0.5}
+    (curve,) = agg.tipping
+    assert curve.fit.fractions == [0.25, 0.5] and curve.fit.flipped == [0, 1]
+    table = format_aggregate(agg).splitlines()
+    assert "| none, 2 tied (A=B) |" in table[1]
+    assert "| A=B (50%) |" in table[2]  # level winners across seeds: both named
+    rows = csv_rows(agg)
+    assert (rows[0]["ties"], rows[0]["tied"], rows[0]["top_winner"]) == (2, "A=B;A=B", None)
+    assert (rows[1]["ties"], rows[1]["top_winner"], rows[1]["top_winner_share"]) == (0, "A=B", 0.5)
+    assert json.loads(json.dumps(agg.to_dict()))["rows"][0]["bias"]["ties"] == [["A", "B"]] * 2
+    # one tie beside one win: the win is 100% of the one seed with a winner
+    mixed = collective_bias(["B", None], [("A", "B")] * 2, [{}] * 2, tied=[(), ("A", "B")])
+    assert mixed.winner_share == {"A": 0.0, "B": 1.0} and mixed.ties == [("A", "B")]
+    assert mixed.vs_uniform.observed == {"A": 0, "B": 1}
+    from trainer.sweep_plots import write_figures
+
+    names = sorted(p.name for p in write_figures(agg, tmp_path))
+    assert names == ["bias.png", "tipping.png"]  # a panel with no winner draws its reason

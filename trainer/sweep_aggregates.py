@@ -6,13 +6,17 @@ Pure functions of :class:`RunOutcome` records (read from run directories by
 * **consensus** — the share of seeds whose population converged (the naming game's
   ``convergence_round``: 3N successes in a row, Ashery et al. 2025) and the distribution
   of the convergence round over the converged seeds;
-* **collective bias** — how the winning option (the generation's ``majority_option``) is
-  distributed over seeds, tested against uniform over each seed's W options, side by side
-  with the individual empty-memory prior of generation 0 (the mean over agents and seeds
-  of each option's probability): a bias of the collective absent in the individual shows
-  as winners far from uniform while the prior is near uniform;
+* **collective bias** — how the winning option (the option chosen most in the
+  generation's last ``metrics.window`` rounds, alone at the top) is distributed over seeds,
+  tested against uniform over each seed's W options, side by side with the individual
+  empty-memory prior of generation 0 (the mean over agents and seeds of each option's
+  probability): a bias of the collective absent in the individual shows as winners far
+  from uniform while the prior is near uniform. A seed whose top share is tied between
+  options has no winner: it is counted apart (``ties``), never given to the
+  alphabetically first option (as ``summary.json``'s ``majority_option`` is);
 * **tipping point** — in a committed-minority sweep over a fraction key, the share of
-  seeds whose population ended on the committed option, per fraction, and the fitted
+  seeds whose population ended on the committed option (the sole winner; a tie is no
+  flip, whichever options tie), per fraction, and the fitted
   critical fraction (``trainer.sweep_stats.fit_tipping``), per generation and per value
   of the other grid keys.
 """
@@ -34,11 +38,28 @@ AGGREGATE_SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class GenerationOutcome:
-    """One run's generation: its winner and the game's own numbers (summary.json)."""
+    """One run's generation: its winner and the game's own numbers (summary.json).
+
+    ``window_choices`` counts each option chosen in the summary's window (the last
+    ``window`` rounds, from ``transcripts.jsonl``); None when not read, and then the
+    summary's ``majority_option`` is taken as the winner (ties there go A-Z).
+    """
 
     generation: int
     majority_option: str | None
     game_metrics: dict[str, Any] = field(default_factory=dict)
+    window_choices: dict[str, int] | None = None
+
+    def winner(self) -> tuple[str | None, tuple[str, ...]]:
+        """``(option, ())``: one option was chosen most; ``(None, tied)``: several tied at
+        the top (sorted); ``(None, ())``: no choices were made."""
+        if self.window_choices is None:
+            return self.majority_option, ()
+        if not self.window_choices:
+            return None, ()
+        most = max(self.window_choices.values())
+        top = tuple(sorted(o for o, n in self.window_choices.items() if n == most))
+        return (top[0], ()) if len(top) == 1 else (None, top)
 
 
 @dataclass(frozen=True)
@@ -84,7 +105,9 @@ class CollectiveBias:
 
     ``winner_share``, ``individual_prior`` and ``uniform`` are shares over the seeds
     with a winner (each sums to 1): what won, what the generation-0 agents preferred
-    alone, and what winning at random among each seed's options would give.
+    alone, and what winning at random among each seed's options would give. Seeds
+    without one are counted apart: ``no_winner`` (no choices made) and ``ties`` (the
+    options tied at the top, one entry per tied seed); neither enters the tests.
     """
 
     winners: dict[str, int]
@@ -94,6 +117,7 @@ class CollectiveBias:
     uniform: dict[str, float]
     vs_uniform: ChiSquareTest | None
     vs_individual_prior: ChiSquareTest | None
+    ties: list[tuple[str, ...]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -174,17 +198,25 @@ def collective_bias(
     options: Sequence[Sequence[str]],
     priors: Sequence[dict[str, float]],
     *,
+    tied: Sequence[Sequence[str]] | None = None,
     draws: int = 10_000,
     seed: int = 0,
 ) -> CollectiveBias:
     """Winners (one per seed) against uniform over each seed's options and its prior.
 
     Args:
-        winners: each seed's winning option (None: no choices were made).
+        winners: each seed's winning option (None: a tie, or no choices were made).
         options: each seed's options.
         priors: each seed's mean generation-0 prior (empty: no LLM agents).
+        tied: each seed's options tied at the top (empty: none tied); None: no ties.
         draws, seed: Monte Carlo draws of the tests and their seed.
     """
+    tied = [tuple(t) for t in tied] if tied is not None else [()] * len(winners)
+    if len(tied) != len(winners) or any(
+        w is not None and t for w, t in zip(winners, tied, strict=True)
+    ):
+        raise ValueError("tied: one entry per seed, empty for a seed with a winner")
+    ties = [t for t in tied if t]
     kept = [i for i, w in enumerate(winners) if w is not None]
     counts: dict[str, int] = {}
     for i in kept:
@@ -202,7 +234,7 @@ def collective_bias(
 
     return CollectiveBias(
         winners=dict(sorted(counts.items())),
-        no_winner=len(winners) - n,
+        no_winner=len(winners) - n - len(ties),
         winner_share={o: counts.get(o, 0) / n for o in names} if n else {},
         individual_prior=mean_share([priors[i] for i in with_prior]),
         uniform=mean_share(uniforms),
@@ -217,12 +249,15 @@ def collective_bias(
             draws=draws,
             seed=seed,
         ),
+        ties=ties,
     )
 
 
 def flipped(run: RunOutcome, generation: GenerationOutcome) -> bool:
-    """Whether the generation's population ended on the run's committed option."""
-    return run.committed_option is not None and generation.majority_option == run.committed_option
+    """Whether the generation's population ended on the run's committed option: it alone
+    was chosen most (a tie at the top is no flip, whichever options tie)."""
+    winner, _ = generation.winner()
+    return run.committed_option is not None and winner == run.committed_option
 
 
 def aggregate(
@@ -273,9 +308,10 @@ def aggregate(
                     seeds=[r.seed for r, _ in present],
                     consensus=consensus([g for _, g in present]),
                     bias=collective_bias(
-                        [g.majority_option for _, g in present],
+                        [g.winner()[0] for _, g in present],
                         [r.options for r, _ in present],
                         [r.prior for r, _ in present],
+                        tied=[g.winner()[1] for _, g in present],
                         draws=draws,
                         seed=seed,
                     ),

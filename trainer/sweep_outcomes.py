@@ -1,8 +1,10 @@
 """Read a sweep's run directories into :class:`~trainer.sweep_aggregates.RunOutcome` records.
 
 Everything comes from the run directory's checked records (``summary.json`` and
-``probes.json`` through ``trainer.run_records``; the committed option from
-``generation_NNN/interventions.jsonl``), so aggregates can be rebuilt at any time.
+``probes.json`` through ``trainer.run_records``; each option's choices in the summary's
+window from ``transcripts.jsonl``; the committed option from
+``generation_NNN/interventions.jsonl``), so aggregates can be rebuilt at any time, from
+run directories of any age.
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from trainer.run_dir import open_run_dir
+from societies.transcripts import read_decisions
+from trainer.run_dir import RunLayout, open_run_dir
 from trainer.run_records import read_probes, read_summary
+from trainer.summary import GenerationSummary
 from trainer.sweep_aggregates import GenerationOutcome, RunOutcome
 
 INTERVENTIONS_FILE = "interventions.jsonl"
@@ -61,6 +65,38 @@ def committed_option(run_dir: Path) -> str | None:
     return found[0] if found else None
 
 
+def window_choices(layout: RunLayout, summary: GenerationSummary) -> dict[str, int] | None:
+    """How often each option was chosen in the summary's window (rounds >= rounds -
+    window, the games' own ``majority_option`` rule), from the generation's transcript.
+
+    ``summary.json`` records only the majority option, its ties broken alphabetically
+    (``societies.metrics.majority``): the counts tell a tie from a win. Free-text replies
+    are not choices and are not counted.
+
+    Returns:
+        ``{option: count}``, or None when the generation has no transcript file.
+
+    Raises:
+        ValueError: the summary's majority option is not among the most chosen options.
+    """
+    path = layout.transcripts(summary.generation)
+    if not path.is_file():
+        return None
+    counts: dict[str, int] = {}
+    for d in read_decisions(path):
+        if d.options and d.round >= summary.rounds - summary.window:
+            counts[d.action] = counts.get(d.action, 0) + 1
+    most = max(counts.values(), default=0)
+    if counts and counts.get(str(summary.majority_option)) != most:
+        raise ValueError(
+            f"{layout.summary(summary.generation)}: majority_option "
+            f"{summary.majority_option!r} is not among the options chosen most in rounds >= "
+            f"{summary.rounds - summary.window} of {path} ({counts}); expected the records "
+            "of one generation"
+        )
+    return dict(sorted(counts.items()))
+
+
 def read_run_outcome(
     run_dir: Path,
     *,
@@ -82,7 +118,12 @@ def read_run_outcome(
     for g in layout.completed_generations():
         summary = read_summary(layout, g)
         generations.append(
-            GenerationOutcome(g, summary.majority_option, dict(summary.game_metrics))
+            GenerationOutcome(
+                g,
+                summary.majority_option,
+                dict(summary.game_metrics),
+                window_choices=window_choices(layout, summary),
+            )
         )
     prior: dict[str, float] = {}
     if layout.is_complete(0):

@@ -94,8 +94,9 @@ def plot_consensus(agg: SweepAggregate, path: Path) -> Path:
 
 
 def plot_bias(agg: SweepAggregate, path: Path) -> Path:
-    """Per grid point, the last generation: winners' shares vs the generation-0 individual
-    prior, the uniform expectation dashed."""
+    """Per grid point, the last generation: winners' shares (over the seeds with a sole
+    winner) vs the generation-0 individual prior, the uniform expectation dashed; seeds
+    tied at the top or without choices are counted in the title, apart."""
     plt = _pyplot()
     last = {}
     for row in agg.rows:  # rows are in generation order within a point
@@ -105,7 +106,22 @@ def plot_bias(agg: SweepAggregate, path: Path) -> Path:
     )
     for ax, (label, row) in zip(axes, last.items(), strict=True):
         b = row.bias
+        apart = []
+        if b.ties:
+            kinds = "; ".join(dict.fromkeys("=".join(t) for t in b.ties))
+            apart.append(f"{len(b.ties)} tied ({kinds})")
+        if b.no_winner:
+            apart.append(f"{b.no_winner} without choices")
+        counted = f"{sum(b.winners.values())} with a winner" + (
+            f", {', '.join(apart)}: not counted" if apart else ""
+        )
         names = list(b.winner_share)
+        if not names:  # no seed had a sole winner: nothing to draw but the reason
+            ax.text(0.5, 0.5, "no sole winner:\n" + counted, ha="center", va="center")
+            ax.axis("off")
+            ax.set_title(f"{label}\ngen {row.generation}, {len(row.seeds)} seeds")
+            ax.title.set_fontsize(9)
+            continue
         x = np.arange(len(names))
         ax.bar(x - 0.2, [b.winner_share[o] for o in names], 0.4, label="collective: winners")
         if b.individual_prior:
@@ -130,7 +146,8 @@ def plot_bias(agg: SweepAggregate, path: Path) -> Path:
         p = f"p={test.p_value:.2g} (MC {test.p_value_monte_carlo:.2g})" if test else "no test"
         ax.set_xticks(x, names)
         ax.set(
-            title=f"{label}\ngen {row.generation}, {len(row.seeds)} seeds; vs uniform {p}",
+            title=f"{label}\ngen {row.generation}, {len(row.seeds)} seeds ({counted})\n"
+            f"vs uniform {p}",
             ylabel="share",
             ylim=(0, 1.05),
         )

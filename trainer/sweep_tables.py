@@ -10,7 +10,34 @@ import json
 import math
 from typing import Any
 
-from trainer.sweep_aggregates import SweepAggregate, json_safe, point_label
+from trainer.sweep_aggregates import CollectiveBias, SweepAggregate, json_safe, point_label
+
+
+def top_winners(bias: CollectiveBias) -> tuple[str, float] | None:
+    """The option(s) that won most seeds and their share of the seeds with a winner;
+    options level at the top are all named (``A=B``), never one picked by name."""
+    if not bias.winner_share:
+        return None
+    most = max(bias.winner_share.values())
+    return "=".join(o for o, v in bias.winner_share.items() if v == most), most
+
+
+def winner_cell(bias: CollectiveBias) -> str:
+    """``B (100%)``; with seeds that had no sole winner, how many and why:
+    ``B (100% of 1), 1 tied (A=B)`` or ``none, 2 tied (A=B)``."""
+    top = top_winners(bias)
+    apart = len(bias.ties) + bias.no_winner
+    decided = sum(bias.winners.values())
+    if top is None:
+        text = "none" if apart else "-"
+    else:
+        text = f"{top[0]} ({top[1]:.0%}" + (f" of {decided})" if apart else ")")
+    if bias.ties:
+        kinds = "; ".join(dict.fromkeys("=".join(t) for t in bias.ties))
+        text += f", {len(bias.ties)} tied ({kinds})"
+    if bias.no_winner:
+        text += f", {bias.no_winner} without choices"
+    return text
 
 
 def csv_rows(agg: SweepAggregate) -> list[dict[str, Any]]:
@@ -19,7 +46,7 @@ def csv_rows(agg: SweepAggregate) -> list[dict[str, Any]]:
     rows = []
     for row in agg.rows:
         c, b = row.consensus, row.bias
-        top = max(b.winner_share.items(), key=lambda kv: kv[1], default=None)  # ties: A-Z
+        top = top_winners(b)
         top_prior = max(b.individual_prior.items(), key=lambda kv: kv[1], default=None)
         flat: dict[str, Any] = {k: json.dumps(row.point.get(k)) for k in agg.grid_keys}
         flat |= {
@@ -36,6 +63,8 @@ def csv_rows(agg: SweepAggregate) -> list[dict[str, Any]]:
             else None,
             "success_rate_last_mean": c.success_rate_last_mean if c else None,
             "winners": ";".join(f"{o}:{n}" for o, n in b.winners.items()),
+            "ties": len(b.ties),
+            "tied": ";".join("=".join(t) for t in b.ties),
             "top_winner": top[0] if top else None,
             "top_winner_share": top[1] if top else None,
             "top_prior_option": top_prior[0] if top_prior else None,
@@ -74,13 +103,11 @@ def format_aggregate(agg: SweepAggregate) -> str:
         conv = f"{num(c.converged_share)}" if c else "n/a"
         q = c.quartiles if c else None
         when = f"{num(q[1], '.1f')} [{num(q[0], '.1f')}, {num(q[2], '.1f')}]" if q else "-"
-        top = max(b.winner_share.items(), key=lambda kv: kv[1], default=None)
         test = b.vs_uniform
         p = f"{test.p_value:.3g} ({test.p_value_monte_carlo:.3g})" if test else "-"
-        winner = f"{top[0]} ({top[1]:.0%})" if top else "-"
         lines.append(
             f"{point_label(row.point)} | {row.generation} | {len(row.seeds)} | {conv} | {when} "
-            f"| {winner} | {p}"
+            f"| {winner_cell(b)} | {p}"
         )
     for curve in agg.tipping:
         fit = curve.fit
