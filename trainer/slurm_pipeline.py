@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -146,6 +147,17 @@ def launcher_prefix(cfg: SlurmConfig) -> list[str]:
     return []
 
 
+def _first_node(nodelist: str | None) -> str:
+    """The first host of a Slurm node list (the rendezvous host); 127.0.0.1 without one."""
+    if nodelist and shutil.which("scontrol"):
+        shown = subprocess.run(
+            ["scontrol", "show", "hostnames", nodelist], capture_output=True, text=True
+        ).stdout.split()
+        if shown:
+            return shown[0]
+    return "127.0.0.1"
+
+
 @dataclass
 class StepJob:
     """The callable a submitit job runs: one step of one generation (a distill array task
@@ -159,14 +171,12 @@ class StepJob:
         if self.launcher and self.stage.step == "distill":
             argv = step_argv(self.run_dir, self.stage, None if task is None else str(task))
             env = dict(os.environ)
-            nodes = os.environ.get("SLURM_JOB_NODELIST")
-            if nodes and shutil.which("scontrol"):
-                first = subprocess.run(
-                    ["scontrol", "show", "hostnames", nodes], capture_output=True, text=True
-                ).stdout.split()
-                env.setdefault("MASTER_ADDR", first[0] if first else "127.0.0.1")
-            command = [os.path.expandvars(a) for a in self.launcher] + ["-m", *argv[2:]]
-            subprocess.run(command, env=env, check=True)
+            if "MASTER_ADDR" not in env:
+                env["MASTER_ADDR"] = _first_node(env.get("SLURM_JOB_NODELIST"))
+            # $MASTER_ADDR, $SLURM_NODEID, $SLURM_JOB_ID: read from this node's environment
+            # (env, not os.environ: MASTER_ADDR may have just been set above).
+            words = [re.sub(r"\$(\w+)", lambda m: env.get(m[1], m[0]), a) for a in self.launcher]
+            subprocess.run([*words, "-m", *argv[2:]], env=env, check=True)
             return {"step": "distill", "generation": self.stage.generation, "task": task}
         return run_step(
             self.run_dir,
