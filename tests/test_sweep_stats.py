@@ -15,7 +15,7 @@ import pytest
 
 from societies.metrics import majority
 from societies.transcripts import append_decisions
-from tests.test_data_builders import pair
+from tests.test_data_builders import debate_decision, pair
 from trainer.run_dir import RunLayout
 from trainer.summary import GenerationSummary
 from trainer.sweep_aggregates import (
@@ -292,13 +292,13 @@ def test_window_choices_tell_a_tie_from_a_win(tmp_path):
     tie = [[("A", "A"), ("A", "A")]] * 2 + [[("A", "B"), ("B", "B")], [("A", "A"), ("B", "A")]]
     layout, summary = _naming_generation(tmp_path / "tie", tie)
     assert (summary.majority_option, summary.majority_share) == ("A", 0.5)
-    counts = window_choices(layout, summary)
-    assert counts == {"A": 4, "B": 4}
+    counts, free_text = window_choices(layout, summary)
+    assert counts == {"A": 4, "B": 4} and not free_text
     assert GenerationOutcome(0, "A", window_choices=counts).winner() == (None, ("A", "B"))
     # one more B in round 3: B 5 of 8 wins, and is the summary's majority too
     win = [*tie[:3], [("A", "B"), ("B", "A")]]
     layout, summary = _naming_generation(tmp_path / "win", win)
-    counts = window_choices(layout, summary)
+    counts, _ = window_choices(layout, summary)
     assert counts == {"A": 3, "B": 5} and summary.majority_option == "B"
     assert GenerationOutcome(0, "B", window_choices=counts).winner() == ("B", ())
     # a summary whose majority is not the transcript's: refused, naming the file
@@ -307,7 +307,7 @@ def test_window_choices_tell_a_tie_from_a_win(tmp_path):
         window_choices(layout, wrong)
     # no transcript: nothing to count; the summary's majority stands (as in old records)
     layout.transcripts(0).unlink()
-    assert window_choices(layout, summary) is None
+    assert window_choices(layout, summary) == (None, False)
     assert GenerationOutcome(0, "B").winner() == ("B", ())
     assert GenerationOutcome(0, None, window_choices={}).winner() == (None, ())
 
@@ -360,3 +360,46 @@ def test_a_tie_is_no_winner_and_no_flip_whatever_the_names(tmp_path):
 
     names = sorted(p.name for p in write_figures(agg, tmp_path))
     assert names == ["bias.png", "tipping.png"]  # a panel with no winner draws its reason
+
+
+# ----- a game without competing options (debate) has no collective bias -----------------
+
+
+def test_debate_has_no_winner_and_says_why(tmp_path):
+    # two debaters, one question, two rounds, both wrong: summary.json still says
+    # majority_option "correct" (societies/games/debate_society.py) with share 0
+    layout = RunLayout(tmp_path)
+    layout.generation(0).mkdir(parents=True)
+    append_decisions(
+        layout.transcripts(0),
+        [debate_decision(r, 0, a, "The answer is 7.") for r in (0, 1) for a in ("x", "y")],
+    )
+    summary = GenerationSummary(0, "debate", 2, 2, "correct", 0.0, *[0.0] * 5, 0, 2)
+    assert window_choices(layout, summary) == ({}, True)
+    runs = [
+        RunOutcome(
+            run=f"t-{t}__seed-0",
+            point={"game.temperature": t},
+            seed=0,
+            options=("correct", "incorrect"),  # the held-out probe's outcomes
+            prior={"correct": 0.0, "incorrect": 1.0},
+            generations=(
+                GenerationOutcome(0, "correct", {"accuracy_final": 0.0}, {}, free_text=True),
+            ),
+        )
+        for t in (0.5, 0.9)
+    ]
+    agg = aggregate(runs, ["game.temperature"], draws=100)
+    for row in agg.rows:
+        b = row.bias
+        assert "free text" in b.not_applicable and "'correct' is a label" in b.not_applicable
+        assert (b.winners, b.winner_share, b.no_winner, b.ties) == ({}, {}, 0, [])
+        assert b.vs_uniform is None and b.vs_individual_prior is None
+    text = format_aggregate(agg)
+    assert "correct (" not in text and text.count("| n/a (free-text replies") == 2
+    assert text.splitlines()[-1].startswith("collective bias n/a: the agents reply in free text")
+    rows = csv_rows(agg)
+    assert rows[0]["top_winner"] is None and "free text" in rows[0]["bias_not_applicable"]
+    from trainer.sweep_plots import write_figures
+
+    assert write_figures(agg, tmp_path) == []  # no bias.png: nothing competed

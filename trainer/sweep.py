@@ -360,5 +360,5 @@ def run_sweep_command(args: argparse.Namespace) -> int:
             f"runs: {len(plan.runs)} (ran {len(result.ran)}, skipped {len(result.skipped)} complete)"
         )
         print(format_aggregate(result.aggregate))
-        print("figures: " + ", ".join(str(f) for f in result.figures))
+        print("figures: " + (", ".join(str(f) for f in result.figures) or "none"))
     return 0

@@ -13,7 +13,10 @@ Pure functions of :class:`RunOutcome` records (read from run directories by
   probability): a bias of the collective absent in the individual shows as winners far
   from uniform while the prior is near uniform. A seed whose top share is tied between
   options has no winner: it is counted apart (``ties``), never given to the
-  alphabetically first option (as ``summary.json``'s ``majority_option`` is);
+  alphabetically first option (as ``summary.json``'s ``majority_option`` is). A game
+  whose agents reply in free text (debate) has no options competing to win: its bias is
+  "not applicable", with the reason (debate's ``majority_option`` is the label
+  ``correct`` whatever the accuracy);
 * **tipping point** — in a committed-minority sweep over a fraction key, the share of
   seeds whose population ended on the committed option (the sole winner; a tie is no
   flip, whichever options tie), per fraction, and the fitted
@@ -43,16 +46,21 @@ class GenerationOutcome:
     ``window_choices`` counts each option chosen in the summary's window (the last
     ``window`` rounds, from ``transcripts.jsonl``); None when not read, and then the
     summary's ``majority_option`` is taken as the winner (ties there go A-Z).
+    ``free_text``: the agents replied in free text (debate), not by choosing among
+    options, so no option won.
     """
 
     generation: int
     majority_option: str | None
     game_metrics: dict[str, Any] = field(default_factory=dict)
     window_choices: dict[str, int] | None = None
+    free_text: bool = False
 
     def winner(self) -> tuple[str | None, tuple[str, ...]]:
         """``(option, ())``: one option was chosen most; ``(None, tied)``: several tied at
-        the top (sorted); ``(None, ())``: no choices were made."""
+        the top (sorted); ``(None, ())``: no choices were made (or free-text replies)."""
+        if self.free_text:
+            return None, ()
         if self.window_choices is None:
             return self.majority_option, ()
         if not self.window_choices:
@@ -108,6 +116,8 @@ class CollectiveBias:
     alone, and what winning at random among each seed's options would give. Seeds
     without one are counted apart: ``no_winner`` (no choices made) and ``ties`` (the
     options tied at the top, one entry per tied seed); neither enters the tests.
+    ``not_applicable``: why the game has no collective bias (its agents do not choose
+    among options), every other field empty; None when it has one.
     """
 
     winners: dict[str, int]
@@ -118,6 +128,20 @@ class CollectiveBias:
     vs_uniform: ChiSquareTest | None
     vs_individual_prior: ChiSquareTest | None
     ties: list[tuple[str, ...]] = field(default_factory=list)
+    not_applicable: str | None = None
+
+
+# Debate (the one free-text game) records majority_option="correct" whatever its accuracy.
+FREE_TEXT_BIAS = (
+    "the agents reply in free text (e.g. debate answers), not by choosing among options: "
+    "no option competes to win, so there is no collective bias; summary.json's "
+    "majority_option {option!r} is a label, not a winner (debate: read accuracy_majority)"
+)
+
+
+def no_bias(reason: str) -> CollectiveBias:
+    """The collective bias of a game without competing options: none, and why."""
+    return CollectiveBias({}, 0, {}, {}, {}, None, None, [], reason)
 
 
 @dataclass(frozen=True)
@@ -296,6 +320,7 @@ def aggregate(
         generations = sorted({g.generation for r in group for g in r.generations})
         for gen in generations:
             present = [(r, g) for r in group for g in r.generations if g.generation == gen]
+            free = [g for _, g in present if g.free_text]
             share = None
             if tipping_key is not None:
                 scored = [flipped(r, g) for r, g in present if _scored(r, tipping_key)]
@@ -307,7 +332,9 @@ def aggregate(
                     runs=[r.run for r, _ in present],
                     seeds=[r.seed for r, _ in present],
                     consensus=consensus([g for _, g in present]),
-                    bias=collective_bias(
+                    bias=no_bias(FREE_TEXT_BIAS.format(option=free[0].majority_option))
+                    if free
+                    else collective_bias(
                         [g.winner()[0] for _, g in present],
                         [r.options for r, _ in present],
                         [r.prior for r, _ in present],

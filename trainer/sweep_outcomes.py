@@ -65,25 +65,30 @@ def committed_option(run_dir: Path) -> str | None:
     return found[0] if found else None
 
 
-def window_choices(layout: RunLayout, summary: GenerationSummary) -> dict[str, int] | None:
+def window_choices(
+    layout: RunLayout, summary: GenerationSummary
+) -> tuple[dict[str, int] | None, bool]:
     """How often each option was chosen in the summary's window (rounds >= rounds -
     window, the games' own ``majority_option`` rule), from the generation's transcript.
 
     ``summary.json`` records only the majority option, its ties broken alphabetically
     (``societies.metrics.majority``): the counts tell a tie from a win. Free-text replies
-    are not choices and are not counted.
+    (``Decision.options`` empty: debate) are not choices and are not counted.
 
     Returns:
-        ``{option: count}``, or None when the generation has no transcript file.
+        ``({option: count}, free_text)``: free_text when any decision of the generation
+        is a free-text reply; ``(None, False)`` when it has no transcript file.
 
     Raises:
         ValueError: the summary's majority option is not among the most chosen options.
     """
     path = layout.transcripts(summary.generation)
     if not path.is_file():
-        return None
+        return None, False
     counts: dict[str, int] = {}
+    free_text = False
     for d in read_decisions(path):
+        free_text |= not d.options
         if d.options and d.round >= summary.rounds - summary.window:
             counts[d.action] = counts.get(d.action, 0) + 1
     most = max(counts.values(), default=0)
@@ -94,7 +99,7 @@ def window_choices(layout: RunLayout, summary: GenerationSummary) -> dict[str, i
             f"{summary.rounds - summary.window} of {path} ({counts}); expected the records "
             "of one generation"
         )
-    return dict(sorted(counts.items()))
+    return dict(sorted(counts.items())), free_text
 
 
 def read_run_outcome(
@@ -117,12 +122,10 @@ def read_run_outcome(
     generations = []
     for g in layout.completed_generations():
         summary = read_summary(layout, g)
+        choices, free_text = window_choices(layout, summary)
         generations.append(
             GenerationOutcome(
-                g,
-                summary.majority_option,
-                dict(summary.game_metrics),
-                window_choices=window_choices(layout, summary),
+                g, summary.majority_option, dict(summary.game_metrics), choices, free_text
             )
         )
     prior: dict[str, float] = {}

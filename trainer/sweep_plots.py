@@ -34,12 +34,13 @@ def _panels(plt, count: int, width: float = 4.6, height: float = 3.6):
 
 
 def write_figures(agg: SweepAggregate, out_dir: Path) -> list[Path]:
-    """``consensus.png`` (when the game reports convergence), ``bias.png``, and
-    ``tipping.png`` (when the sweep has a tipping key); returns the paths written."""
+    """``consensus.png`` (when the game reports convergence), ``bias.png`` (when its
+    agents choose among options: not for debate), and ``tipping.png`` (when the sweep has
+    a tipping key); returns the paths written."""
     written = []
     if any(row.consensus for row in agg.rows):
         written.append(plot_consensus(agg, Path(out_dir) / "consensus.png"))
-    if agg.rows:
+    if any(not row.bias.not_applicable for row in agg.rows):
         written.append(plot_bias(agg, Path(out_dir) / "bias.png"))
     if agg.tipping:
         written.append(plot_tipping(agg, Path(out_dir) / "tipping.png"))
@@ -100,7 +101,8 @@ def plot_bias(agg: SweepAggregate, path: Path) -> Path:
     plt = _pyplot()
     last = {}
     for row in agg.rows:  # rows are in generation order within a point
-        last[point_label(row.point)] = row
+        if not row.bias.not_applicable:
+            last[point_label(row.point)] = row
     fig, axes = _panels(
         plt, len(last), width=max(4.6, 0.5 * max(len(r.bias.uniform) for r in last.values()))
     )

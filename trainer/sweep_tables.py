@@ -24,7 +24,10 @@ def top_winners(bias: CollectiveBias) -> tuple[str, float] | None:
 
 def winner_cell(bias: CollectiveBias) -> str:
     """``B (100%)``; with seeds that had no sole winner, how many and why:
-    ``B (100% of 1), 1 tied (A=B)`` or ``none, 2 tied (A=B)``."""
+    ``B (100% of 1), 1 tied (A=B)`` or ``none, 2 tied (A=B)``; ``n/a (free text)``
+    for a game without competing options."""
+    if bias.not_applicable:
+        return "n/a (free-text replies: no options compete)"
     top = top_winners(bias)
     apart = len(bias.ties) + bias.no_winner
     decided = sum(bias.winners.values())
@@ -62,6 +65,7 @@ def csv_rows(agg: SweepAggregate) -> list[dict[str, Any]]:
             if c
             else None,
             "success_rate_last_mean": c.success_rate_last_mean if c else None,
+            "bias_not_applicable": b.not_applicable,
             "winners": ";".join(f"{o}:{n}" for o, n in b.winners.items()),
             "ties": len(b.ties),
             "tied": ";".join("=".join(t) for t in b.ties),
@@ -121,6 +125,8 @@ def format_aggregate(agg: SweepAggregate) -> str:
             f"{fit.critical_fraction:.3f}, {fit.level:.0%} interval [{num(low, '.3f')}, "
             f"{num(high, '.3f')}]" + (" (separated outcomes)" if fit.separated else "")
         )
+    for reason in dict.fromkeys(r.bias.not_applicable for r in agg.rows if r.bias.not_applicable):
+        lines.append(f"collective bias n/a: {reason}")
     for item in agg.excluded:
         lines.append(f"excluded {item['run']}: {item['reason']}")
     return "\n".join(lines)
