@@ -8,6 +8,7 @@ outcomes with known answers are in tests/test_sweep_stats.py.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import shutil
@@ -223,21 +224,29 @@ def test_bad_grid_key_fails_before_anything_is_written(tiny_model_path, tmp_path
 
 def test_tipping_sweep_on_disk_reads_committed_options(tiny_model_path, tmp_path, swept):
     """A tipping sweep's aggregate from run directories whose intervention records are
-    written by hand (the grid key stands in for a committed fraction)."""
+    written by hand (the grid key stands in for a committed fraction: planning refuses a
+    key that is no committed share, so the plan is given the key after planning)."""
     plan, _, _ = swept
     out = tmp_path / "copy"
     shutil.copytree(plan.out, out)
-    tipping = plan_sweep(
+    planned = plan_sweep(
         QUICKSTART,
         parse_grid(["game.num_names=2,4"]),
         2,
         tiny_sweep_overrides(plan.out.parent),
         out=out,
-        tipping_key="game.num_names",
     )
+    tipping = dataclasses.replace(planned, tipping_key="game.num_names")
     for run in tipping.runs:
-        summary = json.loads((out / run.name / "generation_000/summary.json").read_text())
-        option = summary["majority_option"] if run.seed == 0 else "none-of-them"
+        transcript = out / run.name / "generation_000/transcripts.jsonl"
+        window = [json.loads(line) for line in transcript.read_text().splitlines()]
+        counts: dict[str, int] = {}
+        for d in window:
+            if d["round"] >= 2:  # metrics.window=2 of game.rounds=4
+                counts[d["action"]] = counts.get(d["action"], 0) + 1
+        top = [o for o, n in counts.items() if n == max(counts.values())]
+        assert len(top) == 1, f"{run.name} ties at the top: {counts}"  # a tie is no flip
+        option = top[0] if run.seed == 0 else "none-of-them"
         record = {"kind": "committed_minority", "option": option}
         (out / run.name / "generation_000/interventions.jsonl").write_text(
             json.dumps(record) + "\n"
@@ -311,4 +320,44 @@ def test_slurm_sweep_refuses_jobs_and_gridded_resources_before_writing(tiny_mode
     with pytest.raises(ValueError, match="different slurm: sections; one job array"):
         grid = ["--grid", "slurm.rollout.cpus=1,2", "--seeds", 1, "--slurm"]
         sweep_command(QUICKSTART, *overrides, *grid)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ----- committed shares and the tipping key, checked before anything runs --------------------
+
+
+def test_tipping_key_and_committed_shares_are_checked_before_anything_runs(
+    tiny_model_path, tmp_path, capsys
+):
+    from trainer.cli import main
+
+    committed = QUICKSTART.parent / "committed_minority.yaml"
+    overrides = [*tiny_sweep_overrides(tmp_path), "interventions.0.round=2"]
+    share = ["--grid", "interventions.0.share=0.25,0.5"]
+    with pytest.raises(
+        ConfigError,
+        match=r"^--grid interventions.0.share=0: interventions\[0\].share=0 is out of range; "
+        r"accepted: 0 < share < 1; a share of 0 \(no committed minority\) is no intervention: "
+        r"run the control as its own sweep, .* the override interventions=\[\] and another --out",
+    ):
+        sweep_command(committed, *overrides, "--grid", "interventions.0.share=0,0.5", "--seeds", 1)
+    with pytest.raises(ConfigError, match=r"interventions\[0\].share=1.5 is out of range"):
+        sweep_command(
+            committed, *overrides, "--grid", "interventions.0.share=0.5,1.5", "--seeds", 1
+        )
+    # a grid key that is no committed share: refused, naming the keys that are
+    memory = ["--grid", "game.memory=3,5", "--tipping-key", "game.memory", "--seeds", 1]
+    with pytest.raises(
+        ValueError,
+        match=r"^--tipping-key 'game.memory' is not the share of a committed minority; "
+        r"accepted: interventions.0.share$",
+    ):
+        sweep_command(committed, *overrides, *share, *memory)
+    with pytest.raises(ValueError, match="accepted: none: the config has no committed_minority"):
+        sweep_command(QUICKSTART, *tiny_sweep_overrides(tmp_path), *memory)
+    # the command line: one error line, exit code 2, nothing run or written
+    argv = ["sweep", str(committed), *overrides, *share, *map(str, memory), "--no-progress"]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("folkways: error: --tipping-key 'game.memory' is not the share")
     assert list(tmp_path.iterdir()) == []

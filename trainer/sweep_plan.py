@@ -137,6 +137,38 @@ def _override(key: str, value: Any) -> str:
     return f"{key}={json.dumps(value)}"
 
 
+def committed_share_keys(config: ExperimentConfig) -> dict[str, int]:
+    """The grid keys that hold a committed minority's share: ``interventions.N.share``
+    of each committed_minority intervention, -> N."""
+    from trainer.society_configs import InterventionKind
+
+    return {
+        f"interventions.{i}.share": i
+        for i, iv in enumerate(config.interventions)
+        if iv.kind is InterventionKind.COMMITTED_MINORITY
+    }
+
+
+def _check_shares(key: str, values: Sequence[Any], index: int) -> None:
+    """A committed minority's share is in (0, 1) (trainer.society_configs): say so naming
+    the intervention's index, and how to run the share-0 control, which is no
+    intervention at all."""
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or 0 < value < 1:
+            continue  # a number in range, or the config's own type error
+        control = (
+            "; a share of 0 (no committed minority) is no intervention: run the control as "
+            "its own sweep, the same command without this --grid and --tipping-key, with "
+            "the override interventions=[] and another --out"
+            if value == 0
+            else ""
+        )
+        raise ConfigError(
+            f"--grid {key}={json.dumps(value)}: interventions[{index}].share={value!r} is out "
+            f"of range; accepted: 0 < share < 1{control}"
+        )
+
+
 def plan_sweep(
     config_path: str | Path,
     grid: dict[str, list[Any]],
@@ -171,11 +203,25 @@ def plan_sweep(
             raise ConfigError(
                 f"override {text!r} sets the grid key {key}; give its values with --grid only"
             )
+    shares = committed_share_keys(base)
+    for key, values in grid.items():
+        if key in shares:
+            _check_shares(key, values, shares[key])
     if tipping_key is not None:
         if tipping_key not in grid:
             raise ValueError(
                 f"--tipping-key {tipping_key!r} is not a grid key; accepted: "
                 + (", ".join(grid) or "none (give the fractions as --grid KEY=f1,f2,...)")
+            )
+        if tipping_key not in shares:
+            raise ValueError(
+                f"--tipping-key {tipping_key!r} is not the share of a committed minority; "
+                "accepted: "
+                + (
+                    ", ".join(shares)
+                    or "none: the config has no committed_minority intervention (add one "
+                    "under interventions:, e.g. configs/naming_game/committed_minority.yaml)"
+                )
             )
         for value in grid[tipping_key]:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
