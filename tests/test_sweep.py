@@ -34,7 +34,9 @@ def test_grid_values_are_yaml_lists():
     for bad, message in [
         ("game.num_names", "not of the form key=v1,v2"),
         ("game.num_names=", "has an empty value"),
-        ("game.num_names=2,2", "repeats a value"),
+        ("game.num_names=2,2", "repeats a value: 2 and 2 "),
+        ("game.temperature=1,1.0", r"repeats a value: 1 and 1.0 are equal \(they would be two"),
+        ("game.names=[A, 2],[A, 2.0]", r'repeats a value: \["A", 2\] and \["A", 2.0\] are equal'),
         ("run.seed=1,2", "seeds come from --seeds"),
         ("game.names=[A,B", "not a valid YAML list"),
     ]:
@@ -42,6 +44,24 @@ def test_grid_values_are_yaml_lists():
             parse_grid([bad])
     with pytest.raises(ConfigError, match="given twice"):
         parse_grid(["game.num_names=2", "game.num_names=4"])
+    # true is no 1 (the config refuses a bool for a number, and a number for a bool)
+    assert parse_grid(["game.x=true,1,0.5"]) == {"game.x": [True, 1, 0.5]}
+
+
+def test_grid_values_that_load_as_one_config_are_refused(tiny_model_path, tmp_path):
+    # distinct YAML values, one config: game.names is a list of strings, so 1 loads as "1"
+    overrides = [*tiny_sweep_overrides(tmp_path), "probe.orders=2"]
+    grid = parse_grid(['game.names=[1, 2],[B, C],["1", "2"]'])
+    assert grid["game.names"] == [[1, 2], ["B", "C"], ["1", "2"]]
+    with pytest.raises(
+        ConfigError,
+        match=r'^--grid points game.names=\[1, 2\] and game.names=\["1", "2"\] load as the '
+        r"same config \(two identical runs per seed\)",
+    ):
+        plan_sweep(QUICKSTART, grid, 2, overrides)
+    plan = plan_sweep(QUICKSTART, parse_grid(["game.names=[1, 2],[B, C]"]), 2, overrides)
+    assert [r.point["game.names"] for r in plan.runs] == [[1, 2], [1, 2], ["B", "C"], ["B", "C"]]
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_run_names_are_valid_run_names():

@@ -109,11 +109,34 @@ def parse_grid(texts: Sequence[str]) -> dict[str, list[Any]]:
                 f"--grid {text!r} has an empty value; expected key=v1,v2,... (e.g. "
                 "--grid game.num_names=2,4)"
             )
-        seen = [json.dumps(v, sort_keys=True) for v in values]
-        if len(set(seen)) != len(seen):
-            raise ConfigError(f"--grid {text!r} repeats a value; expected distinct values")
+        first: dict[str, int] = {}
+        for i, value in enumerate(values):
+            same = values[first.setdefault(_canonical(value), i)]
+            if first[_canonical(value)] != i:
+                shown = json.dumps(same), json.dumps(value)
+                equal = "" if shown[0] == shown[1] else " are equal"
+                raise ConfigError(
+                    f"--grid {text!r} repeats a value: {shown[0]} and {shown[1]}{equal} (they "
+                    "would be two identical grid points); expected distinct values"
+                )
         grid[key] = values
     return grid
+
+
+def _canonical(value: Any) -> str:
+    """A value's identity as a config value: numbers by value (1 and 1.0 are one
+    temperature), in nested lists and mappings too; booleans stay apart from 0 and 1."""
+
+    def norm(v: Any) -> Any:
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+        if isinstance(v, list):
+            return [norm(x) for x in v]
+        if isinstance(v, dict):
+            return {str(k): norm(x) for k, x in v.items()}
+        return v
+
+    return json.dumps(norm(value), sort_keys=True)
 
 
 def _slug(value: Any) -> str:
@@ -243,6 +266,7 @@ def plan_sweep(
     tracking = [_override("tracking.group", out_dir.resolve().name)]
     tracking += [_override("tracking.differs", differs)] if differs else []
     runs, configs = [], {}
+    loaded: dict[str, dict[str, Any]] = {}  # a point's config (but its name) -> the point
     for values in itertools.product(*grid.values()):
         point = dict(zip(grid, values, strict=True))
         for seed in seed_values:
@@ -264,6 +288,16 @@ def plan_sweep(
                     f"--grid point {point_label(point)} (run {name}): {err}"
                 ) from None
             runs.append(SweepRun(name, point, seed, run_overrides))
+        # values that differ as YAML may load as one (1 and "1" for a string key)
+        config = configs[runs[-1].name].to_dict()
+        config["run"].pop("name")
+        same = loaded.setdefault(json.dumps(config, sort_keys=True, default=str), point)
+        if same is not point:
+            raise ConfigError(
+                f"--grid points {point_label(same)} and {point_label(point)} load as the "
+                "same config (two identical runs per seed); expected grid values that differ "
+                "once loaded"
+            )
     return SweepPlan(
         str(config_path), overrides, grid, seed_values, out_dir, runs, tipping_key, configs
     )
