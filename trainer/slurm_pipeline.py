@@ -35,6 +35,7 @@ from pathlib import Path
 from societies.atomic import atomic_write_text
 from trainer.config import AdapterScope
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
+from trainer.slurm_sbatch import SbatchError, check_controller, slurm_executor
 from trainer.steps import agent_groups, run_step
 
 
@@ -262,7 +263,13 @@ def submit_pipeline(
 
     Raises:
         ValueError: jobs of this run are still queued or running.
+        SbatchError: no Slurm controller answers (checked before anything is written),
+            or sbatch refused a job: the jobs submitted before it are cancelled, and the
+            run directory is removed if this call made it and no job was submitted.
     """
+    if executor_factory is None and remaining_stages(exp):
+        check_controller()  # before the run directory is written
+    made = not exp.layout.root.exists()
     exp.prepare()
     root = exp.layout.root.resolve()
     active = queued_jobs(recorded_job_ids(root))
@@ -277,12 +284,9 @@ def submit_pipeline(
         log(f"{root} is complete; nothing to submit")
         return []
     if executor_factory is None:
-        import submitit
 
         def executor_factory(folder: Path):
-            return submitit.SlurmExecutor(
-                folder=folder, max_num_timeout=exp.config.slurm.max_requeues
-            )
+            return slurm_executor(folder, exp.config.slurm.max_requeues)
 
     cfg = exp.config.slurm
     executor = executor_factory(root / "slurm" / "logs" / "%j")
@@ -297,18 +301,27 @@ def submit_pipeline(
                 "dependency": f"afterok:{previous}",
             }
         executor.update_parameters(**params)
+        executor.what = f"the {stage.name} job of {root}"
         job = StepJob(str(root), stage, launcher)
-        if stage.step == "distill":
-            jobs = executor.map_array(job, list(stage.tasks))
-            job_id = str(jobs[0].job_id).split("_")[0]
-        else:
-            job_id = str(executor.submit(job).job_id)
+        try:
+            if stage.step == "distill":
+                jobs = executor.map_array(job, list(stage.tasks))
+                job_id = str(jobs[0].job_id).split("_")[0]
+            else:
+                job_id = str(executor.submit(job).job_id)
+        except SbatchError as err:
+            raise _after_refusal(err, root, submitted, made) from None
         submitted.append(SubmittedJob(stage.generation, stage.step, job_id, list(stage.tasks)))
         log(
             f"submitted {stage.name}: job {job_id}"
             + (f" (tasks {list(stage.tasks)})" if stage.tasks else "")
         )
         previous = job_id
+    _record(root, submitted)
+    return submitted
+
+
+def _record(root: Path, submitted: list[SubmittedJob]) -> None:
     history = read_submissions(root)
     history.append(
         {
@@ -317,7 +330,31 @@ def submit_pipeline(
         }
     )
     atomic_write_text(jobs_file(root), json.dumps(history, indent=2) + "\n")
-    return submitted
+
+
+def _after_refusal(
+    err: SbatchError, root: Path, submitted: list[SubmittedJob], made: bool
+) -> SbatchError:
+    """Undo a partly submitted pipeline: half a chain would run steps whose successors
+    never come. The jobs already queued are cancelled (and recorded in jobs.json, so that
+    one scancel failing still keeps the next submit from running them twice); a run
+    directory this submission made, with nothing submitted, is removed."""
+    if not submitted:
+        if made:
+            shutil.rmtree(root, ignore_errors=True)
+        return err
+    _record(root, submitted)
+    ids = [j.job_id for j in submitted]
+    done = subprocess.run(["scancel", *ids], capture_output=True, text=True)
+    fate = "cancelled" if done.returncode == 0 else f"NOT cancelled ({_one_line(done.stderr)})"
+    return SbatchError(
+        f"{err}; the {len(ids)} job(s) of this run submitted before it ({' '.join(ids)}) "
+        f"were {fate} and are recorded in {jobs_file(root)}"
+    )
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split()) or "scancel said nothing"
 
 
 def cancel_pipeline(run_dir: Path) -> list[str]:

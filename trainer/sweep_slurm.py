@@ -32,6 +32,7 @@ from pathlib import Path
 
 from societies.atomic import atomic_write_json
 from trainer.slurm_pipeline import _resources, queued_jobs
+from trainer.slurm_sbatch import check_controller, slurm_executor
 from trainer.sweep import _run_one, check_started_runs, is_complete
 from trainer.sweep_plan import SweepPlan
 
@@ -124,15 +125,16 @@ def submit_sweep(
             "array asks for one set of resources: give slurm.* keys as shared overrides, "
             "not in --grid"
         )
+    if todo and executor_factory is None:
+        check_controller()  # before sweep.json: an unreachable cluster leaves nothing
     plan.out.mkdir(parents=True, exist_ok=True)
     atomic_write_json(plan.out / "sweep.json", plan.manifest())
     if cfg is None:
         return None  # every run is complete
     if executor_factory is None:
-        import submitit
 
         def executor_factory(folder: Path, max_requeues: int):
-            return submitit.SlurmExecutor(folder=folder, max_num_timeout=max_requeues)
+            return slurm_executor(folder, max_requeues, f"the job array of sweep {plan.out}")
 
     executor = executor_factory(plan.out / "slurm" / "logs" / "%j", cfg.max_requeues)
     executor.update_parameters(**_resources(cfg.rollout, cfg, f"fw-sweep-{plan.out.name}"))
