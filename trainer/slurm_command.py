@@ -104,7 +104,7 @@ def _cmd_render(args: argparse.Namespace) -> int:
 
 def _cmd_status(args: argparse.Namespace) -> int:
     from trainer.generation_loop import Experiment
-    from trainer.slurm_pipeline import format_status, pipeline_status
+    from trainer.slurm_status import format_status, pipeline_status
 
     rows = pipeline_status(Experiment.from_run_dir(args.run_dir, progress=False, log=_log))
     if args.json:
