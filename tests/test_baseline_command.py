@@ -165,3 +165,43 @@ def test_a_tabular_baseline_imports_no_model_library(config, tmp_path):
     argv = ["baseline", "iql", str(config), "rounds=5", "--seeds", "1", "--out", str(tmp_path)]
     assert model_libraries_imported_by(argv) == []
     assert (tmp_path / "results.json").is_file()
+
+
+COMMITTED = CONFIGS / "naming_game/committed_minority.yaml"
+
+
+@pytest.mark.parametrize("method", ["iql", "reinforce", "mng", "llm_rl"])
+@pytest.mark.parametrize(
+    ("config", "overrides", "message"),
+    [
+        (
+            QUICKSTART,
+            ["network.topology=ring_lattice", "network.k=2"],
+            "network.topology='ring_lattice': the baselines pair agents on the complete graph",
+        ),
+        (
+            COMMITTED,
+            [],
+            r"interventions=\['committed_minority'\]: the baselines run no scheduled "
+            "interventions",
+        ),
+    ],
+)
+def test_a_network_or_an_intervention_is_refused_before_any_work(
+    method, config, overrides, message, tmp_path
+):
+    """They used to be recorded in each seed's config.yaml but not played: IQL paired
+    the 6 agents of a ring (6 edges) on all 15 pairs, and committed_minority.yaml ran
+    with no committed seat."""
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=message):
+        baseline(method, config, *overrides, "--seeds", "1", "--out", out)
+    assert not out.exists()
+
+
+def test_the_complete_network_is_accepted_and_recorded(tmp_path, capsys):
+    out = tmp_path / "iql"
+    argv = ["network.topology=complete", "network.k=2", "rounds=5", "--seeds", "1", "--json"]
+    assert baseline("iql", QUICKSTART, *argv, "--out", out) == 0
+    assert json.loads(capsys.readouterr().out)[0]["rounds"] == 5
+    assert load_experiment(out / "seed_0/config.yaml").network.topology.value == "complete"

@@ -38,6 +38,7 @@ from societies.baselines import iql, minimal_naming_game, reinforce
 from societies.baselines.mng_log import MngLog
 from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, SeedResult
+from societies.topology import Topology
 from trainer import config_loader
 from trainer.config_loader import ConfigError
 from trainer.game_configs import GameName
@@ -120,20 +121,8 @@ def run_recorded(
 def resolve_args(method: Method, config: ExperimentConfig, overrides: list[str]) -> Any:
     """The baseline's args: game and population from ``config``, then ``overrides``."""
     cls, _ = ARGS[method]
-    if config.population.scripted:
-        raise ConfigError(
-            f"population.scripted={[s.policy for s in config.population.scripted]}: the "
-            "baselines have no scripted seats (every agent learns); remove the section, or "
-            "use `mng committed_fraction=...` for committed agents"
-        )
+    check_config(method.value, config)
     game = config.game
-    if game.name not in (GameName.NAMING_GAME, GameName.DONOR_GAME) or (
-        method is Method.MNG and game.name is not GameName.NAMING_GAME
-    ):
-        accepted = "naming_game" if method is Method.MNG else "naming_game or donor_game"
-        raise ConfigError(
-            f"game.name={game.name.value!r}: `folkways baseline {method.value}` plays {accepted}"
-        )
     n = config.population.size
     if method is Method.MNG:
         base: dict[str, Any] = {"num_agents": n, "interactions_per_round": game.pairs_per_round}
@@ -163,6 +152,42 @@ def resolve_args(method: Method, config: ExperimentConfig, overrides: list[str])
         values[key] = value
     built = config_loader.build(cls, {**base, **values}, source=f"baseline {method.value} args")
     return built if rules is None else dataclasses.replace(built, rules=rules)
+
+
+def check_config(method: str, config: ExperimentConfig) -> None:
+    """Refuse what of ``config`` the baseline ``method`` would not play as written.
+
+    The baselines pair agents on the complete graph and run no scheduled interventions:
+    a config asking for either is refused rather than run without it (its seeds'
+    config.yaml would record a network or an intervention that was never played).
+    """
+    if config.population.scripted:
+        raise ConfigError(
+            f"population.scripted={[s.policy for s in config.population.scripted]}: the "
+            "baselines have no scripted seats (every agent learns); remove the section, or "
+            "use `mng committed_fraction=...` for committed agents"
+        )
+    if config.network.topology is not Topology.COMPLETE:
+        raise ConfigError(
+            f"network.topology={config.network.topology.value!r}: the baselines pair agents "
+            "on the complete graph only; remove the network section or set "
+            "network.topology=complete"
+        )
+    if config.interventions:
+        kinds = [iv.kind.value for iv in config.interventions]
+        raise ConfigError(
+            f"interventions={kinds}: the baselines run no scheduled interventions; remove "
+            "the config's interventions section, or use `mng committed_fraction=...` for "
+            "agents committed from round 0"
+        )
+    games = [GameName.NAMING_GAME]
+    if method not in (Method.MNG.value, LLM_RL):
+        games.append(GameName.DONOR_GAME)
+    if config.game.name not in games:
+        raise ConfigError(
+            f"game.name={config.game.name.value!r}: `folkways baseline {method}` plays "
+            f"{' or '.join(g.value for g in games)}"
+        )
 
 
 def write_results(
@@ -253,6 +278,7 @@ def _run_llm_rl(args: argparse.Namespace, config: ExperimentConfig, overrides: l
     from trainer.config import load_experiment
     from trainer.llm_rl import LlmRlArgs, run_llm_rl
 
+    check_config(LLM_RL, config)
     valid = [f.name for f in dataclasses.fields(LlmRlArgs)]
     values: dict[str, Any] = {}
     for text in overrides:
