@@ -205,3 +205,16 @@ def test_the_complete_network_is_accepted_and_recorded(tmp_path, capsys):
     assert baseline("iql", QUICKSTART, *argv, "--out", out) == 0
     assert json.loads(capsys.readouterr().out)[0]["rounds"] == 5
     assert load_experiment(out / "seed_0/config.yaml").network.topology.value == "complete"
+
+
+@pytest.mark.parametrize("method", ["iql", "llm_rl"])
+def test_an_out_that_is_a_file_or_inside_one_is_refused_before_any_work(method, tmp_path):
+    """It used to end in a FileExistsError traceback after every seed (or the model) ran."""
+    afile = tmp_path / "afile"
+    afile.write_text("notes\n")
+    with pytest.raises(ValueError, match=f"--out {afile} is a file; expected a new folder"):
+        baseline(method, QUICKSTART, "--seeds", "1", "--out", afile)
+    inside = afile / "sub" / "out"
+    with pytest.raises(ValueError, match=f"--out {inside} is inside {afile}, which is a file"):
+        baseline(method, QUICKSTART, "--seeds", "1", "--out", inside)
+    assert sorted(tmp_path.iterdir()) == [afile] and afile.read_text() == "notes\n"

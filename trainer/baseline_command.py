@@ -40,6 +40,7 @@ from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, SeedResult
 from societies.topology import Topology
 from trainer import config_loader
+from trainer.baseline_out import check_out
 from trainer.config_loader import ConfigError
 from trainer.game_configs import GameName
 from trainer.games import build_game
@@ -93,13 +94,13 @@ def run_baseline_command(args: argparse.Namespace) -> int:
     method = Method(args.method)
     baseline_args = resolve_args(method, config, own)
     seeds = list(range(config.run.seed, config.run.seed + args.seeds))
-    results, log = run_recorded(method, baseline_args, seeds)
-
     out = (
         Path(args.out)
         if args.out
         else config.run_dir.with_name(f"{config.run.name}-baseline-{method.value}")
     )
+    check_out(out)
+    results, log = run_recorded(method, baseline_args, seeds)
     write_results(out, method, baseline_args, results, log, config, args.config, args.overrides)
     if args.json:
         print(json.dumps([r.to_dict() for r in results], indent=2))
@@ -296,6 +297,7 @@ def _run_llm_rl(args: argparse.Namespace, config: ExperimentConfig, overrides: l
         else config.run_dir.with_name(f"{config.run.name}-baseline-llm_rl")
     )
     seeds = list(range(config.run.seed, config.run.seed + args.seeds))
+    check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     write_args(out, LLM_RL, rl_args, seeds, args.config, args.overrides)
     results = []
