@@ -12,6 +12,7 @@ import pytest
 
 from societies.baselines import iql
 from societies.baselines.records import Method
+from societies.model_store import ModelNotFoundError
 from societies.transcripts import read_decisions
 from tests.conftest import model_libraries_imported_by
 from trainer.baseline_command import add_baseline_parser, resolve_args
@@ -218,3 +219,49 @@ def test_an_out_that_is_a_file_or_inside_one_is_refused_before_any_work(method, 
     with pytest.raises(ValueError, match=f"--out {inside} is inside {afile}, which is a file"):
         baseline(method, QUICKSTART, "--seeds", "1", "--out", inside)
     assert sorted(tmp_path.iterdir()) == [afile] and afile.read_text() == "notes\n"
+
+
+def test_llm_rl_on_a_game_it_does_not_play_writes_nothing(tmp_path):
+    """It used to leave args.json in --out before refusing the donor game."""
+    out = tmp_path / "X"
+    with pytest.raises(ConfigError, match="game.name='donor_game': `folkways baseline llm_rl` "):
+        baseline("llm_rl", DONOR, "--out", out)
+    with pytest.raises(ConfigError, match="llm_rl args: rounds='many' is not int"):
+        baseline("llm_rl", QUICKSTART, "rounds=many", "--out", out)
+    with pytest.raises(ModelNotFoundError, match="model.name_or_path='nope'"):
+        baseline("llm_rl", QUICKSTART, "model.name_or_path=nope", "--out", out)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_out_holding_other_work_is_refused_and_left_as_it_was(tmp_path, capsys):
+    out = tmp_path / "Y"
+    assert baseline("iql", QUICKSTART, "rounds=5", "--seeds", "2", "--out", out) == 0
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert {p.name for p in out.iterdir()} == {"args.json", "results.json", "seed_0", "seed_1"}
+
+    # another method, other seeds, another arg: each named with both values
+    with pytest.raises(ValueError, match=r"method='iql' in its args.json, 'reinforce' in this"):
+        baseline("reinforce", QUICKSTART, "rounds=5", "--seeds", "2", "--out", out)
+    with pytest.raises(ValueError, match=r"seeds=\[0, 1\] in its args.json, \[0\] in this"):
+        baseline("iql", QUICKSTART, "rounds=5", "--seeds", "1", "--out", out)
+    with pytest.raises(ValueError, match="args.epsilon=0.05 in its args.json, 0.2 in this"):
+        baseline("iql", QUICKSTART, "rounds=5", "epsilon=0.2", "--seeds", "2", "--out", out)
+    with pytest.raises(ValueError, match="args.rounds=5 in its args.json, 500 in this"):
+        baseline("iql", QUICKSTART, "--seeds", "2", "--out", out)
+    with pytest.raises(ValueError, match=r"overrides=\['rounds=5'\] in its args.json, \['r"):
+        baseline("iql", QUICKSTART, "rounds=5", "epsilon=0.05", "--seeds", "2", "--out", out)
+    # a folder of other work
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "thesis.tex").write_text("x")
+    with pytest.raises(ValueError, match="work is not empty and not a folkways baseline output"):
+        baseline("iql", QUICKSTART, "--seeds", "1", "--out", work)
+    assert [p.name for p in work.iterdir()] == ["thesis.tex"]
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+    # the same command re-runs in place: the same records (the seeds determine them)
+    (out / "seed_1/generation_000/COMPLETE").unlink()  # as if interrupted while writing
+    capsys.readouterr()
+    assert baseline("iql", QUICKSTART, "rounds=5", "--seeds", "2", "--out", out) == 0
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before

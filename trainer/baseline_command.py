@@ -20,6 +20,11 @@ IQL and REINFORCE record every decision; on the donor game each episode is a
 generation. The minimal naming game records its speakers' decisions for its first
 rounds only (societies/baselines/mng_log.py). llm_rl writes its run directories as it
 plays (trainer/llm_rl.py), with the adapters.
+
+Everything is checked before anything runs or is written: the config (the baselines
+play the complete graph with no interventions or scripted seats), the args, and
+``--out``, which must be new, empty, or the output of this same command, re-run in
+place (trainer/baseline_out.py); bad input leaves no file behind.
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, SeedResult
 from societies.topology import Topology
 from trainer import config_loader
-from trainer.baseline_out import check_out
+from trainer.baseline_out import args_record, check_out
 from trainer.config_loader import ConfigError
 from trainer.game_configs import GameName
 from trainer.games import build_game
@@ -74,7 +79,13 @@ def add_baseline_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument(
         "--seeds", type=int, default=5, help="root seeds run.seed .. run.seed+K-1 (default 5)"
     )
-    parser.add_argument("--out", default=None, help="output directory (default under runs/)")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default <run.output_dir>/<run.name>-baseline-<method>): new or "
+        "empty, or the output of this same command (method, config, overrides, --seeds), "
+        "which is re-run in place; any other folder is refused",
+    )
     parser.add_argument("--json", action="store_true", help="print the per-seed records as JSON")
     parser.set_defaults(func=run_baseline_command)
     return parser
@@ -99,7 +110,7 @@ def run_baseline_command(args: argparse.Namespace) -> int:
         if args.out
         else config.run_dir.with_name(f"{config.run.name}-baseline-{method.value}")
     )
-    check_out(out)
+    check_out(out, args_record(method.value, baseline_args, seeds, args.config, args.overrides))
     results, log = run_recorded(method, baseline_args, seeds)
     write_results(out, method, baseline_args, results, log, config, args.config, args.overrides)
     if args.json:
@@ -226,14 +237,7 @@ def write_args(
     overrides: list[str],
 ) -> None:
     atomic_write_json(
-        out / "args.json",
-        {
-            "method": method,
-            "config": str(config_path),
-            "overrides": list(overrides),
-            "seeds": list(seeds),
-            "args": config_loader.to_dict(baseline_args),
-        },
+        out / "args.json", args_record(method, baseline_args, seeds, config_path, overrides)
     )
 
 
@@ -276,6 +280,7 @@ def _cell(value: Any) -> str:
 def _run_llm_rl(args: argparse.Namespace, config: ExperimentConfig, overrides: list[str]) -> int:
     """``folkways baseline llm_rl``: one online-RL population per seed, each in its own
     run directory ``seed_<s>/`` of ``--out`` (with its adapters)."""
+    from societies.model_store import resolve_model
     from trainer.config import load_experiment
     from trainer.llm_rl import LlmRlArgs, run_llm_rl
 
@@ -290,14 +295,18 @@ def _run_llm_rl(args: argparse.Namespace, config: ExperimentConfig, overrides: l
                 f"args: {', '.join(valid)} (dotted keys such as game.num_names=2 set the config)"
             )
         values[key_path[0]] = value
-    rl_args = LlmRlArgs(**values)
+    rl_args = config_loader.build(LlmRlArgs, values, source="baseline llm_rl args")
     out = (
         Path(args.out)
         if args.out
         else config.run_dir.with_name(f"{config.run.name}-baseline-llm_rl")
     )
     seeds = list(range(config.run.seed, config.run.seed + args.seeds))
-    check_out(out)
+    check_out(out, args_record(LLM_RL, rl_args, seeds, args.config, args.overrides))
+    # the model too, before anything is written (run_llm_rl resolves it again: cached)
+    resolve_model(
+        config.model.name_or_path, Path(config.model.cache_dir) if config.model.cache_dir else None
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_args(out, LLM_RL, rl_args, seeds, args.config, args.overrides)
     results = []
