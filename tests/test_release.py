@@ -297,3 +297,53 @@ def test_cli_release_flags(reference, tmp_path, tiny_model_path, capsys):
     shift = record["full_precision_prior_shift"]
     assert shift["measured"] is True and shift["total_variation"] == 0.0  # the same weights
     assert record["base_weights"]["kind"] == "tiny-random" and "pushed" not in record
+
+
+def _folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+def test_out_inside_a_run_directory_is_refused_and_its_adapter_kept(reference, tmp_path, capsys):
+    """Releasing into a run's own adapter folder (it holds only release file names) used
+    to exit 0 and overwrite that agent's trained weights."""
+    from trainer.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(reference.run_dir, run)
+    target = RunLayout(run).adapter(1, "agent_00")
+    before = _folder_bytes(target)
+    assert "adapter_model.safetensors" in before and "adapter_config.json" in before
+
+    argv = ["release", str(run), "--agent", "agent_03", "--generation", "0", "--out"]
+    assert main([*argv, str(target)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+    assert f"--out {target} is inside the run directory {run.resolve()}" in err
+    assert _folder_bytes(target) == before
+
+    # a new folder under a generation is refused too: nothing is written there
+    assert main([*argv, str(run / "generation_000" / "released")]) == 2
+    assert not (run / "generation_000" / "released").exists()
+
+
+def test_only_a_previous_release_is_replaced(reference, tmp_path):
+    """A copy of a run's adapter outside the run is not a release (no `folkways` block in
+    its adapter_config.json): refused; a folder a release wrote is replaced."""
+    adapter_copy = tmp_path / "copy"
+    shutil.copytree(RunLayout(reference.run_dir).adapter(1, "agent_00"), adapter_copy)
+    before = _folder_bytes(adapter_copy)
+    with pytest.raises(ValueError, match=f"--out {adapter_copy} is not empty and not a folkways"):
+        release_adapter(reference.run_dir, "agent_03", adapter_copy, generation=0)
+    assert _folder_bytes(adapter_copy) == before
+
+    out = tmp_path / "rel"
+    release_adapter(reference.run_dir, "agent_03", out, generation=0)
+    first = json.loads((out / "adapter_config.json").read_text())["folkways"]
+    assert (first["agent"], first["generation"]) == ("agent_03", 0)
+    release_adapter(reference.run_dir, "agent_01", out, generation=1)
+    again = json.loads((out / "adapter_config.json").read_text())["folkways"]
+    assert (again["agent"], again["generation"]) == ("agent_01", 1)
+    source = RunLayout(reference.run_dir).adapter(1, "agent_01")
+    assert sha256_of(out / "adapter_model.safetensors") == sha256_of(
+        source / "adapter_model.safetensors"
+    )

@@ -24,6 +24,7 @@ the folder as written and says how to upload it by hand (:func:`push_release`).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 from dataclasses import dataclass
@@ -42,7 +43,8 @@ from trainer.provenance import distinct_environments, read_environments, work_ge
 from trainer.run_dir import adapter_is_saved
 from trainer.run_records import read_probes, read_summary
 
-# What a release folder holds; an existing --out holding only these is a previous release.
+# What a release folder holds; an existing --out holding only these and the `folkways`
+# block in adapter_config.json (:func:`_is_release`) is a previous release.
 RELEASE_FILES = frozenset(
     {
         "adapter_model.safetensors",
@@ -281,16 +283,33 @@ def _shift_record(base: BaseWeights, shift: PriorShift | None) -> dict:
 
 
 def _check_out_dir(out_dir: Path) -> None:
-    """Refuse an ``--out`` that is a file, under a file, or a folder holding other work."""
+    """Refuse an ``--out`` that is a file, under a file, inside a run directory's
+    generations, or a folder holding anything but a previous release."""
     accepted = "expected a new folder, or a previous release (which is replaced)"
+    run_dir = _run_dir_holding(out_dir)
+    if run_dir is not None:
+        raise ValueError(
+            f"--out {out_dir} is inside the run directory {run_dir}, whose adapters a release "
+            f"would overwrite; {accepted} outside any run directory"
+        )
     if out_dir.exists():
         if not out_dir.is_dir():
             raise ValueError(f"--out {out_dir} is a file; {accepted}")
-        others = sorted(p.name for p in out_dir.iterdir() if p.name not in RELEASE_FILES)
+        names = sorted(p.name for p in out_dir.iterdir())
+        if not names:
+            return
+        others = [n for n in names if n not in RELEASE_FILES]
         if others:
             raise ValueError(
                 f"--out {out_dir} is not empty and not a folkways release (it holds "
                 f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); {accepted}"
+            )
+        # A run's own adapter folder holds only release file names too (weights, config,
+        # training.json): only the `folkways` block release writes identifies a release.
+        if not _is_release(out_dir):
+            raise ValueError(
+                f"--out {out_dir} is not empty and not a folkways release (its "
+                f"adapter_config.json has no 'folkways' block); {accepted}"
             )
         return
     parent = out_dir.parent
@@ -298,6 +317,34 @@ def _check_out_dir(out_dir: Path) -> None:
         parent = parent.parent
     if not parent.is_dir():
         raise ValueError(f"--out {out_dir} is inside {parent}, which is a file; {accepted}")
+
+
+def _is_release(folder: Path) -> bool:
+    """Whether ``folder`` is what :func:`release_adapter` wrote: a model card and an
+    ``adapter_config.json`` carrying the ``folkways`` block with agent and generation."""
+    try:
+        config = json.loads((folder / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return False
+    block = config.get("folkways") if isinstance(config, dict) else None
+    return (
+        isinstance(block, dict)
+        and {"agent", "generation"} <= block.keys()
+        and (folder / "README.md").is_file()
+    )
+
+
+def _run_dir_holding(path: Path) -> Path | None:
+    """The run directory whose ``generation_NNN`` or ``initial_adapters`` folder holds
+    ``path`` (or is it), if any; ``None`` for a path outside every run directory."""
+    resolved = path.resolve()
+    for folder in (resolved, *resolved.parents):
+        is_run_part = folder.name == "initial_adapters" or re.fullmatch(
+            r"generation_\d{3,}", folder.name
+        )
+        if is_run_part and (folder.parent / "config.yaml").is_file():
+            return folder.parent
+    return None
 
 
 def _lineage_chain(entries: list[LineageEntry], adapter: str) -> list[LineageEntry]:
