@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import os
 import shutil
@@ -21,6 +22,37 @@ from societies import faults
 
 # Temporary siblings are named "<final name>.tmp-<random>"; a kill can leave one behind.
 TEMP_MARK = ".tmp-"
+
+
+def process_umask() -> int:
+    """The process's file mode creation mask, read without changing it.
+
+    Linux reports it in ``/proc/self/status`` (``Umask:`` line, since 4.7). Elsewhere the
+    only way is ``os.umask(0)`` and back, which is process-global: a thread creating a
+    file in between would get mode 0666, so that is done once and remembered.
+    """
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return _umask_read_once()
+
+
+@functools.cache
+def _umask_read_once() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _give_default_mode(path: str | Path, *, directory: bool) -> None:
+    """Give what ``tempfile`` created owner-only (0600 / 0700) the mode a plain ``open``
+    or ``mkdir`` would have: run directories live on shared file systems, where
+    collaborators must be able to read the results."""
+    os.chmod(path, (0o777 if directory else 0o666) & ~process_umask())
 
 
 @contextlib.contextmanager
@@ -60,6 +92,7 @@ def atomic_write_text(path: Path, text: str, *, moment: str = "") -> None:
             faults.point(f"write:{where}", write=True)
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=path.name + TEMP_MARK, dir=path.parent)
+            _give_default_mode(tmp, directory=False)
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 handle.write(text)
                 handle.flush()
@@ -92,6 +125,7 @@ def atomic_directory(final: Path, *, replace: bool = True) -> Iterator[Path]:
             faults.point(f"write:{faults.short(final, 3)}/", write=True)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=final.name + TEMP_MARK, dir=final.parent))
+            _give_default_mode(tmp, directory=True)
             yield tmp
         faults.point(f"rename:{faults.short(final, 3)}/")  # a kill here leaves the folder
         if final.exists():
