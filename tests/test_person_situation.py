@@ -63,6 +63,28 @@ def test_equal_cells_have_no_shares():
     assert math.isnan(shares.share_agent) and math.isnan(shares.share_context)
 
 
+def test_cells_equal_to_float32_rounding_have_no_shares_and_write_strict_json(tmp_path):
+    """Saturated probabilities (every cell ~1.0, differences ~1e-9) once printed shares
+    0.111 / 0.567 / 0.322 split from rounding noise."""
+    rng = np.random.default_rng(0)
+    saturated = decompose(1.0 - 1e-9 * rng.random((3, 6)))
+    assert 0.0 < saturated.ss_total < 1e-16 and saturated.flat
+    assert math.isnan(saturated.share_agent) and math.isnan(saturated.share_residual)
+    # Differences of 1e-3 are not rounding: shares as usual, summing to 1.
+    real = decompose(0.5 + 1e-3 * rng.random((3, 6)))
+    assert not real.flat
+    assert real.share_agent + real.share_context + real.share_residual == pytest.approx(1.0)
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    text = json.dumps(saturated.to_dict())
+    loaded = json.loads(text, parse_constant=refuse)  # strict: NaN would be refused
+    assert loaded["share_agent"] is None
+    back = type(saturated).from_dict(loaded)
+    assert back.flat and back.ss_total == saturated.ss_total
+
+
 @pytest.mark.parametrize(
     ("values", "message"),
     [
@@ -151,6 +173,20 @@ def test_the_command_reports_every_complete_generation(reference, tmp_path, caps
     assert [r["generation"] for r in rows] == [0, 1]
     for r in rows:
         v = r["variance"]
-        total = v["share_agent"] + v["share_context"] + v["share_residual"]
-        assert total == pytest.approx(1.0) or total != total  # NaN when the table is flat
+        shares = [v["share_agent"], v["share_context"], v["share_residual"]]
+        if None in shares:  # a flat table: no shares at all (null, strict JSON)
+            assert shares == [None, None, None]
+        else:
+            assert sum(shares) == pytest.approx(1.0)
     assert main(["person-situation", str(run), "--generation", "7"]) == 2
+
+
+def test_a_run_without_a_complete_generation_is_refused_and_nothing_written(tmp_path, capsys):
+    from tests.conftest import QUICKSTART, tiny_overrides
+    from trainer.cli import main
+    from trainer.steps import prepare_run
+
+    run = prepare_run(QUICKSTART, tiny_overrides(tmp_path))  # config.yaml, no generation
+    assert main(["person-situation", str(run)]) == 2
+    assert "has no completed generation yet" in capsys.readouterr().err
+    assert not (run / "person_situation.json").exists()

@@ -103,6 +103,11 @@ def cmd_person_situation(args: argparse.Namespace) -> int:
 
     layout = open_run_dir(Path(args.run_dir))
     done = layout.completed_generations()
+    if not done:
+        raise FileNotFoundError(
+            f"{args.run_dir} has no completed generation yet; nothing to measure (resume "
+            "it with `folkways run`, or pass a run directory with a finished generation)"
+        )
     generations = args.generation if args.generation else done
     missing = sorted(set(generations) - set(done))
     if missing:
@@ -122,6 +127,12 @@ def cmd_person_situation(args: argparse.Namespace) -> int:
         )
         for r in results:
             v = r.variance
+            if v.flat:
+                print(
+                    f"{r.generation} | {r.option} | no variance to split: every agent in "
+                    "every context gives the same value (to float32 rounding)"
+                )
+                continue
             print(
                 f"{r.generation} | {r.option} | {v.share_agent:.3f} | {v.share_context:.3f} | "
                 f"{v.share_residual:.3f}"

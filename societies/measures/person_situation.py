@@ -31,12 +31,19 @@ from typing import Any
 
 import numpy as np
 
+# Cells within this of the grand mean (relative, for |mean| > 1) are equal: the values
+# are probabilities computed in float32 (unit roundoff 6e-8; a probability carries a few
+# of those from its softmax and sums), so 1e-6 is ~16 roundoffs: differences that small
+# are rounding, not agents or contexts.
+FLAT_ATOL = 1e-6
+
 
 @dataclass(frozen=True)
 class VarianceShares:
     """Sums of squares of an agent x context table and their shares of the total.
 
-    The shares are NaN when every cell is equal (no variance to share out).
+    The shares are NaN when every cell is equal up to float32 rounding (no variance to
+    share out); ``to_dict`` writes them as ``null`` (strict JSON).
     """
 
     agents: int
@@ -57,12 +64,17 @@ class VarianceShares:
                 "2 contexts (with one of either there is nothing to compare)"
             )
 
+    @property
+    def flat(self) -> bool:
+        """No variance to share out (the shares are NaN)."""
+        return math.isnan(self.share_agent)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {k: None if v != v else v for k, v in asdict(self).items()}  # NaN -> null
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> VarianceShares:
-        return cls(**data)
+        return cls(**{k: math.nan if v is None else v for k, v in data.items()})
 
 
 def decompose(values: Sequence[Sequence[float]] | np.ndarray) -> VarianceShares:
@@ -95,8 +107,10 @@ def decompose(values: Sequence[Sequence[float]] | np.ndarray) -> VarianceShares:
     ss_context = float(a * ((col - grand) ** 2).sum())
     ss_residual = float(((x - row - col + grand) ** 2).sum())
     ss_total = float(((x - grand) ** 2).sum())
-    # A table of equal cells has a total of rounding error only: no shares to give.
-    flat = ss_total <= (1e-12 * max(1.0, abs(float(grand)))) ** 2 * x.size
+    # A table whose cells are equal up to float32 rounding has no variance to share out:
+    # splitting rounding noise gives shares that look real (seen: every cell ~1.0,
+    # ss_total 1.7e-18, printed as 0.111 / 0.567 / 0.322).
+    flat = float(np.abs(x - grand).max()) <= FLAT_ATOL * max(1.0, abs(float(grand)))
 
     def share(ss: float) -> float:
         return math.nan if flat else ss / ss_total
