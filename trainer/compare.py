@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from trainer.out_dirs import check_out_dir
 from trainer.run_outcome import RunOutcome, run_outcome
 
 METHODS = ("in_context", "distilled", "iql", "reinforce", "llm_rl")
@@ -80,11 +81,12 @@ def run_comparison(
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"methods {unknown}; accepted: {list(METHODS)}")
+    out_dir = Path(out_dir)
+    check_out_dir(out_dir, "expected a folder (created if missing) for the runs and compare.*")
     base = load_experiment(config_path, overrides)
     if base.game.name.value != "naming_game":
         raise ValueError(f"compare plays the naming game; the config's is {base.game.name.value!r}")
     first = base.run.seed
-    out_dir = Path(out_dir)
     rows: list[MethodSeed] = []
     society = [m for m in methods if m in ("in_context", "distilled")]
     for s in range(first, first + seeds):

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from societies.measures.drift import js_divergence
+from trainer.out_dirs import check_out_dir
 from trainer.run_dir import open_run_dir
 from trainer.run_records import read_probes, read_summary
 from trainer.tracking import read_metrics
@@ -202,8 +203,7 @@ def compare_runs(run_dirs: list[Path], out_dir: Path) -> Comparison:
     )
     labels = run_labels(names, differing)
     out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(f"--out {out_dir} is a file; expected a folder (created if missing)")
+    check_out_dir(out_dir, "expected a folder (created if missing)")
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "comparison.md").write_text(
         format_differences(names, differing, labels) + "\n## Per generation\n\n" + format_rows(rows)

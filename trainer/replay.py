@@ -43,6 +43,7 @@ from societies.records import Decision
 from societies.transcripts import read_complete_rounds, read_decisions
 from trainer.config import ExperimentConfig, load_experiment
 from trainer.generation_loop import Experiment
+from trainer.out_dirs import check_out_dir
 from trainer.replay_records import AgentEffect, ReplayResult, ReplaySpec, compare
 from trainer.run_dir import RunLayout, adapter_is_saved, open_run_dir, read_json
 
@@ -102,6 +103,7 @@ def replay_generation(
     target = Path(out_dir) if out_dir is not None else default_out_dir(layout.root, spec)
     if target.resolve() == layout.root.resolve():
         raise ValueError(f"out_dir {target} is the run directory itself; expected another folder")
+    check_out_dir(target, "expected a new folder or a replay with the same changes (resumed)")
     # The experiment keeps the source run's name (it goes into every Decision record, so
     # an unchanged replay is byte-identical); only its layout points at the replay.
     config = load_experiment(
@@ -167,8 +169,6 @@ def _claim(replay: RunLayout, spec: ReplaySpec) -> None:
                 "or a replay with the same changes (which is resumed)"
             )
         return
-    if replay.root.is_file():
-        raise ValueError(f"out_dir {replay.root} is a file; expected a folder (created if missing)")
     if replay.root.is_dir() and any(replay.root.iterdir()):
         shown = sorted(p.name for p in replay.root.iterdir())[:3]
         raise ValueError(

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from societies.records import AgentPrior
+from trainer.out_dirs import check_out_dir
 from trainer.person_situation import read_person_situation
 from trainer.provenance import distinct_environments, environments_markdown, read_environments
 from trainer.report_measures import Measures, load_measures, measures_markdown
@@ -57,11 +58,7 @@ def make_report(run_dir: Path, out_dir: Path | None = None) -> Report:
             "(a generation is complete when generation_NNN/COMPLETE exists)"
         )
     out_dir = Path(out_dir) if out_dir else run_dir
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ValueError(
-            f"--out {out_dir} is a file; expected a folder (created if missing) for "
-            "report.png and summary.md"
-        )
+    check_out_dir(out_dir, "expected a folder (created if missing) for report.png and summary.md")
     metrics = read_metrics(layout.metrics)
     probes = [read_probes(layout, s.generation) for s in summaries]
     measures = load_measures(
