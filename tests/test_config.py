@@ -97,6 +97,30 @@ def test_metrics_window_error_names_the_keys_that_set_the_games_rounds():
     assert "(game.rounds)" not in message
 
 
+def test_an_unknown_game_key_lists_the_chosen_games_keys_only():
+    donor = Path(__file__).parents[1] / "configs/donor_game/quickstart.yaml"
+    with pytest.raises(ConfigError) as err:
+        load_experiment(donor, ["game.memroy=3"])
+    message = str(err.value)
+    assert "known keys under 'game' (donor_game): name, rounds" in message
+    assert "num_names" not in message and "questions_per_generation" not in message
+    # The game an override chooses is the one whose keys are listed.
+    with pytest.raises(ConfigError) as err:
+        load_experiment(None, ["game.name=donor_game", "game.endowmen=5"])
+    assert "(donor_game)" in str(err.value) and "endowment" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        load_experiment(None, ["game.endowment=5"])  # a donor key on the naming game
+    assert "(naming_game)" in str(err.value) and "endowment," not in str(err.value)
+
+
+def test_a_binary_file_is_named_as_not_a_config(tmp_path):
+    path = tmp_path / "report.png"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n")
+    with pytest.raises(ConfigError) as err:
+        load_experiment(path)
+    assert f"{path}: not a text file (byte 0 is b'\\x89', not UTF-8)" in str(err.value)
+
+
 def test_unknown_key_in_file_names_the_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("population:\n  size: 4\ngame:\n  rouns: 3\n")

@@ -7,6 +7,7 @@ where it came from and what would be accepted.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import enum
 import types
@@ -245,7 +246,15 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        byte = err.object[err.start : err.start + 1]
+        raise ConfigError(
+            f"{path}: not a text file (byte {err.start} is {byte!r}, not UTF-8); expected an "
+            "experiment YAML file, e.g. configs/naming_game/quickstart.yaml"
+        ) from None
+    try:
+        data = yaml.safe_load(text) or {}
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
     if not isinstance(data, dict):
@@ -259,24 +268,54 @@ def load(cls: type[T], path: str | Path | None, overrides: list[str] | None = No
     """Load ``cls`` from YAML ``path`` (or defaults when None) with overrides applied."""
     data = read_yaml(path) if path is not None else {}
     overrides = overrides or []
-    # Check each override's key first so the error names the override, not the file.
-    for text in overrides:
-        keys, value = parse_override(text)
-        _check_key_path(cls, keys, f"override {text!r}")
+    parsed = [(text, parse_override(text)[0]) for text in overrides]
     merged = apply_overrides(data, overrides)
+    # Check each override's key first so the error names the override, not the file.
+    for text, keys in parsed:
+        _check_key_path(cls, keys, f"override {text!r}", merged)
     source = str(path) if path is not None else "config"
     if overrides:
         source += " (with overrides " + " ".join(overrides) + ")"
     return build(cls, merged, source=source)
 
 
-def _check_key_path(cls: Any, keys: list[str], source: str) -> None:
+def _item(items: Any, index: int) -> Any:
+    return items[index] if isinstance(items, list) and 0 <= index < len(items) else None
+
+
+def _variants_of_section(cls: Any, keys: list[str]) -> bool:
+    """Whether the section at ``keys`` is one of several variants (e.g. ``game``)."""
+    node = cls
+    for key in keys:
+        if typing.get_origin(node) is list and key.isdigit():
+            node = typing.get_args(node)[0]
+            continue
+        options = _variants(node) or [node]
+        node = next(
+            (n for n in options if key in {f.name for f in dataclasses.fields(n)}), options[0]
+        )
+        node = typing.get_type_hints(node)[key]
+    return bool(_variants(node))
+
+
+def _check_key_path(cls: Any, keys: list[str], source: str, merged: Any = None) -> None:
+    """Raise if ``keys`` (an override's dotted key) names no field of ``cls``.
+
+    ``merged`` (the config with every override applied) picks the variant of a section
+    with several (the game named by ``game.name``), so that an unknown key's error lists
+    that game's keys, not every game's.
+    """
     node = cls
     for depth, key in enumerate(keys):
         if typing.get_origin(node) is list and key.isdigit():
             node = typing.get_args(node)[0]  # an item of a list section, by index
+            merged = _item(merged, int(key))
             continue
         options = _variants(node) or [node]
+        if len(options) > 1 and isinstance(merged, dict):
+            # A bad name is reported when the section is built.
+            with contextlib.suppress(ConfigError):
+                options = [_pick_variant(options, merged, ".".join(keys[:depth]), source)]
         if not all(dataclasses.is_dataclass(n) for n in options):
             raise ConfigError(f"{source}: '{'.'.join(keys[:depth])}' is a value, not a section")
         # A key of any variant passes here; building the chosen variant checks the rest.
@@ -289,9 +328,12 @@ def _check_key_path(cls: Any, keys: list[str], source: str) -> None:
         )
         if key not in names:
             where = "'" + ".".join(keys[:depth]) + "'" if depth else "the top level"
+            if len(options) == 1 and _variants_of_section(cls, keys[:depth]):
+                where += f" ({_variant_name(options[0])})"
             raise ConfigError(
                 f"{source}: unknown key '{'.'.join(keys[: depth + 1])}'; known keys under {where}: {', '.join(names)}"
             )
         node = hints[key]
+        merged = merged.get(key) if isinstance(merged, dict) else None
         if not _variants(node) and typing.get_origin(node) in (typing.Union, types.UnionType):
             node = next((a for a in typing.get_args(node) if dataclasses.is_dataclass(a)), node)
