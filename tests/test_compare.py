@@ -109,3 +109,55 @@ def test_compare_runs_every_method_and_writes_its_table(tiny_model_path, tmp_pat
         assert row["final_success"] == pytest.approx(own["final_success"])
     assert {rows["in_context", s]["rounds"] for s in (0, 1)} == {4}  # game.rounds
     assert main([*args[:2], "--methods", "iql,qlearning", "--out", str(tmp_path / "x")]) == 2
+
+
+def test_every_method_final_success_is_over_the_configs_window(tiny_model_path, tmp_path):
+    """metrics.window=3: the society's, the baselines' (default 10) and llm_rl's (default
+    4) final success all average the last 3 rounds, and the table says so."""
+    from trainer.compare import run_comparison
+    from trainer.run_dir import RunLayout
+    from trainer.tracking import read_metrics
+
+    overrides = [
+        "model.name_or_path=tiny-random",
+        "population.size=4",
+        "game.num_names=3",
+        "game.rounds=5",
+        "game.pairs_per_round=2",
+        "probe.orders=2",
+        "metrics.window=3",
+    ]
+    out = tmp_path / "cmp"
+    rows = run_comparison(
+        QUICKSTART,
+        overrides,
+        1,
+        out,
+        methods=["in_context", "iql", "llm_rl"],
+        llm_rl_rounds=6,
+        progress=False,
+    )
+    dirs = {
+        "in_context": out / "society/seed_0",
+        "iql": out / "iql/seed_0",
+        "llm_rl": out / "llm_rl/seed_0",
+    }
+    assert {r.method: r.window for r in rows} == dict.fromkeys(dirs, 3)
+    for row in rows:
+        layout = RunLayout(dirs[row.method])
+        saved = json.loads((layout.generation(0) / "summary.json").read_text())
+        assert saved["window"] == 3, row.method
+        success = sorted(
+            (m.round, m.value)
+            for m in read_metrics(layout.generation_metrics(0))
+            if m.name == "success_rate" and m.phase == "rollout" and m.round is not None
+        )
+        assert len(success) > 3
+        recomputed = sum(v for _, v in success[-3:]) / 3
+        assert row.final_success == pytest.approx(recomputed), row.method
+    iql_own = json.loads((out / "iql/results.json").read_text())[0]
+    assert iql_own["final_success"] == pytest.approx(rows[1].final_success)
+    data = json.loads((out / "compare.json").read_text())
+    assert [t["final_success_window"] for t in data["summary"]] == [3, 3, 3]
+    assert "last N rounds" in (out / "compare.md").read_text()
+    assert "(N=3)" in (out / "compare.md").read_text()

@@ -20,7 +20,9 @@ after a round is the argmax of the option probabilities of its latest decision (
 in-context policy), a tie counting as none; for a tabular learner, the argmax of its
 table in the empty-history state; for llm_rl, of its prior probe after the round's
 update. Rounds are rounds of the config's game (``game.pairs_per_round`` interactions
-each).
+each). Final success is, for every method, the mean success rate over the last
+``metrics.window`` rounds of the config (the baselines' own ``window`` args and
+``llm_rl``'s are set to it), and the table says which window that is.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from pathlib import Path
 import numpy as np
 
 from trainer.out_dirs import check_out_dir
+from trainer.run_dir import open_run_dir
 from trainer.run_outcome import RunOutcome, run_outcome
+from trainer.run_records import read_summary
 
 METHODS = ("in_context", "distilled", "iql", "reinforce", "llm_rl")
 
@@ -46,9 +50,14 @@ class MethodSeed:
     converged_round: int | None
     winner: str | None
     final_success: float | None
+    window: int
+    """Rounds at the end whose mean success rate is ``final_success`` (summary.json's)."""
 
 
-def method_seed(method: str, seed: int, outcome: RunOutcome) -> MethodSeed:
+def method_seed(method: str, seed: int, run_dir: Path, generation: int = 0) -> MethodSeed:
+    """One method's seed, read back from its run directory."""
+    outcome: RunOutcome = run_outcome(run_dir, generation)
+    window = read_summary(open_run_dir(run_dir), generation).window
     return MethodSeed(
         method,
         seed,
@@ -56,6 +65,7 @@ def method_seed(method: str, seed: int, outcome: RunOutcome) -> MethodSeed:
         outcome.converged_round,
         outcome.winner,
         outcome.final_success,
+        window,
     )
 
 
@@ -104,37 +114,41 @@ def run_comparison(
         run_experiment(config_path, where, progress=progress)
         for g, method in ((0, "in_context"), (1, "distilled")):
             if method in society:
-                rows.append(method_seed(method, s, run_outcome(config.run_dir, g)))
+                rows.append(method_seed(method, s, config.run_dir, g))
     seed_list = list(range(first, first + seeds))
+    # One window for every method's final success: the config's (the baselines' and
+    # llm_rl's own defaults, 10 and 4 rounds, would put different windows in one table).
+    window = base.metrics.window
     for method in (Method.IQL, Method.REINFORCE):
         if method.value in methods:
-            args = resolve_args(method, base, [])
+            args = resolve_args(method, base, [f"window={window}"])
             results, log = run_recorded(method, args, seed_list)
             dirs = write_results(
                 out_dir / method.value, method, args, results, log, base, config_path, overrides
             )
             for r, run_dir in zip(results, dirs, strict=True):
-                rows.append(method_seed(method.value, r.seed, run_outcome(run_dir)))
+                rows.append(method_seed(method.value, r.seed, run_dir))
     if "llm_rl" in methods:
-        rl_args = LlmRlArgs(rounds=llm_rl_rounds or base.game.rounds * 4)
+        rl_args = LlmRlArgs(rounds=llm_rl_rounds or base.game.rounds * 4, window=window)
         for s in seed_list:
             config = load_experiment(config_path, [*overrides, f"run.seed={s}"])
             run_dir = out_dir / "llm_rl" / f"seed_{s}"
             run_llm_rl(config, rl_args, run_dir, progress=progress)
-            rows.append(method_seed("llm_rl", s, run_outcome(run_dir)))
+            rows.append(method_seed("llm_rl", s, run_dir))
     write_comparison(out_dir, rows, [m for m in METHODS if m in methods])
     return rows
 
 
 def summarize(rows: Sequence[MethodSeed], methods: Sequence[str]) -> list[dict]:
     """Per method: seeds, share converged, convergence-round median and quartiles,
-    mean final success, and the winners."""
+    mean final success and the window it is over, and the winners."""
     table = []
     for m in methods:
         mine = [r for r in rows if r.method == m]
         rounds = [r.converged_round for r in mine if r.converged_round is not None]
         success = [r.final_success for r in mine if r.final_success is not None]
         winners = [r.winner for r in mine if r.winner is not None]
+        windows = sorted({r.window for r in mine})
         table.append(
             {
                 "method": m,
@@ -145,6 +159,7 @@ def summarize(rows: Sequence[MethodSeed], methods: Sequence[str]) -> list[dict]:
                 if rounds
                 else None,
                 "final_success": float(np.mean(success)) if success else None,
+                "final_success_window": windows[0] if len(windows) == 1 else windows or None,
                 "winners": {w: winners.count(w) for w in sorted(set(winners))},
             }
         )
@@ -158,13 +173,15 @@ def write_comparison(out_dir: Path, rows: Sequence[MethodSeed], methods: Sequenc
         json.dumps({"summary": table, "seeds": [asdict(r) for r in rows]}, indent=2)
     )
     lines = [
-        "| method | seeds | converged | convergence round, median [q1, q3] | final success | winners |",
+        "| method | seeds | converged | convergence round, median [q1, q3] | final success "
+        "(mean success rate, last N rounds) | winners |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
     for t in table:
         q = t["round_q1_q3"]
         when = f"{t['round_median']:.0f} [{q[0]:.0f}, {q[1]:.0f}]" if q else "—"
-        success = "—" if t["final_success"] is None else f"{t['final_success']:.2f}"
+        w = t["final_success_window"]
+        success = "—" if t["final_success"] is None else f"{t['final_success']:.2f} (N={w})"
         winners = ", ".join(f"{w} ×{n}" for w, n in t["winners"].items()) or "—"
         lines.append(
             f"| {t['method']} | {t['seeds']} | {t['converged']:.0%} | {when} | {success} | {winners} |"
@@ -180,6 +197,7 @@ def _plot(rows: Sequence[MethodSeed], methods: Sequence[str], path: Path) -> Non
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+    last = "/".join(str(w) for w in sorted({r.window for r in rows}))
     for i, m in enumerate(methods):
         mine = [r for r in rows if r.method == m]
         done = [r.converged_round for r in mine if r.converged_round is not None]
@@ -191,7 +209,11 @@ def _plot(rows: Sequence[MethodSeed], methods: Sequence[str], path: Path) -> Non
         right.bar(i, float(np.mean(success)) if success else 0.0, color="tab:blue")
     for ax, title, label in (
         (left, "time to convergence (each seed)", "round"),
-        (right, "final success rate (mean over seeds)", "share of interactions"),
+        (
+            right,
+            f"final success rate, last {last} rounds (mean over seeds)",
+            "share of interactions",
+        ),
     ):
         ax.set_xticks(range(len(methods)), methods, rotation=15)
         ax.set_title(title, fontsize=10)
