@@ -132,6 +132,34 @@ def test_finished_run_does_nothing_and_says_so(reference, tmp_path):
     assert marker.stat().st_mtime_ns == mtime
 
 
+def test_a_runs_config_yaml_resumes_its_own_folder_from_anywhere(
+    reference, tmp_path, monkeypatch, capsys
+):
+    """`folkways run RUN/config.yaml` once resumed whatever run.output_dir said: a moved
+    copy resumed (here: reported) the original, a relative output_dir started a new run
+    under the working directory."""
+    from trainer.cli import main
+
+    moved = shutil.copytree(reference.run_dir, tmp_path / "moved" / "t")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["run", str(moved / "config.yaml"), "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_dir"] == str(moved)
+    assert list(elsewhere.iterdir()) == []
+    # A relative output_dir, as a config file written by hand would have it.
+    config = moved / "config.yaml"
+    config.write_text(re.sub(r"output_dir: .*", "output_dir: runs", config.read_text()))
+    assert main(["run", str(config), "--json", "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_dir"] == str(moved)
+    assert list(elsewhere.iterdir()) == []
+    # A renamed copy: its config names another run; refused, naming both.
+    renamed = shutil.copytree(moved, tmp_path / "snapshot")
+    assert main(["run", str(renamed / "config.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "is the config of run 't' but lives in a folder named 'snapshot'" in err
+
+
 def test_changed_config_on_an_existing_run_is_refused_but_more_generations_extend_it(
     reference, tmp_path
 ):

@@ -59,7 +59,7 @@ from trainer.loop_interventions import InterventionSteps
 from trainer.loop_records import RecordSteps
 from trainer.loop_rollout import RolloutSteps
 from trainer.provenance import record_environment
-from trainer.run_config_check import check_or_write_config
+from trainer.run_config_check import check_or_write_config, overrides_to_resume_in_place
 from trainer.run_dir import (
     RunLayout,
     adapter_is_saved,
@@ -374,6 +374,9 @@ def run_experiment(
     progress: bool = True,
     log: Callable[[str], None] = _stderr,
 ) -> RunResult:
-    """Run or resume the experiment ``config_path`` with ``key=value`` overrides."""
+    """Run or resume the experiment ``config_path`` with ``key=value`` overrides
+    (a run directory's ``config.yaml`` resumes that directory, wherever it is)."""
+    if config_path is not None:
+        overrides = overrides_to_resume_in_place(config_path, list(overrides or []))
     config = load_experiment(config_path, overrides)
     return Experiment(config, progress=progress, log=log).run()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -26,6 +28,43 @@ RESUMABLE_SECTIONS = ("slurm.", "tracking.")
 def resumable(key: str) -> bool:
     """Whether the dotted config ``key`` may differ when a run directory is resumed."""
     return key in RESUMABLE_CHANGES or key.startswith(RESUMABLE_SECTIONS)
+
+
+RESOLVED_HEADER = "# Resolved config, as run. Re-run `folkways run` with this file to resume.\n"
+
+
+def overrides_to_resume_in_place(config_path: str | Path, overrides: list[str]) -> list[str]:
+    """``folkways run RUN_DIR/config.yaml`` resumes RUN_DIR, from any working directory.
+
+    A run's ``config.yaml`` may hold a relative ``run.output_dir`` (``runs``): run from
+    another folder it would start a new run there, and a copied or moved run directory
+    would resume the original. When ``config_path`` is a run's resolved config (its
+    header) and the overrides set neither ``run.output_dir`` nor ``run.name``, the
+    output folder is pinned to the one holding it (``run.output_dir`` may change on
+    resume); nothing is added when the config already points there.
+
+    Raises:
+        ConfigError: the file's ``run.name`` is not its folder's name (a renamed copy).
+    """
+    path = Path(config_path)
+    if path.name != "config.yaml" or not path.is_file():
+        return list(overrides)
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if not text.startswith(RESOLVED_HEADER):
+        return list(overrides)
+    if any(o.split("=", 1)[0].strip() in ("run.output_dir", "run.name") for o in overrides):
+        return list(overrides)
+    run = (yaml.safe_load(text) or {}).get("run") or {}
+    folder = path.resolve().parent
+    if run.get("name") != folder.name:
+        raise ConfigError(
+            f"{path} is the config of run {run.get('name')!r} but lives in a folder named "
+            f"{folder.name!r}; rename the folder back to resume it there (a run's name is part "
+            "of its config), or pass run.output_dir=... run.name=... to choose the run"
+        )
+    if (Path(str(run.get("output_dir", "runs"))) / folder.name).resolve() == folder:
+        return list(overrides)
+    return [*overrides, f"run.output_dir={json.dumps(str(folder.parent))}"]
 
 
 def check_or_write_config(
@@ -60,8 +99,7 @@ def check_or_write_config(
                 f"{layout.root} was started with a different config ({shown}); "
                 "re-run with the same config to resume, or set run.name to start a new run"
             )
-    header = "# Resolved config, as run. Re-run `folkways run` with this file to resume.\n"
-    text = header + yaml.safe_dump(resolved, sort_keys=False)
+    text = RESOLVED_HEADER + yaml.safe_dump(resolved, sort_keys=False)
     if not path.exists() or path.read_text() != text:
         atomic_write_text(path, text)
 
