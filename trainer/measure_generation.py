@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from societies.games.protocol import Game
@@ -44,12 +45,14 @@ def measure_generation(
             records.append(MetricRecord(g, key, value, "rollout", round=r))
     llm = [d for d in decisions if not d.scripted]
     option_mass = _mean(d.option_mass for d in llm)
+    # metrics.jsonl is strict JSON (no NaN): a measure without a value (convergence_round
+    # None: never converged; option mass with every seat scripted) gets no record. The
+    # summary's game_metrics keeps it as null.
     for key, value in values.items():
-        if isinstance(value, (int, float)) or value is None:
-            records.append(
-                MetricRecord(g, key, float("nan") if value is None else float(value), "rollout")
-            )
-    records.append(MetricRecord(g, "option_mass_mean", option_mass, "rollout"))
+        if isinstance(value, (int, float)) and _has_value(value):
+            records.append(MetricRecord(g, key, float(value), "rollout"))
+    if _has_value(option_mass):
+        records.append(MetricRecord(g, "option_mass_mean", option_mass, "rollout"))
     for phase, priors in (("probe_before", before), ("probe_after", after)):
         for agent, prior in priors.items():
             records.append(
@@ -88,6 +91,10 @@ def measure_generation(
         game_metrics=values,
     )
     return summary, records
+
+
+def _has_value(x: float) -> bool:
+    return not math.isnan(x)
 
 
 def _mean(values: Sequence[float] | object) -> float:
