@@ -134,7 +134,10 @@ def unknown_agent(ctx: Ctx) -> Bad:
 def bad_generation_probe(ctx: Ctx) -> Bad:
     """A generation the run does not have, probed."""
     run = ctx.run_copy()
-    return Bad(["probe", str(run), "--generation", "7"], ["generation 7", "-1, 0, 1"])
+    return Bad(
+        ["probe", str(run), "--generation", "7"],
+        ["generation 7", "agent_00, agent_01, agent_02 ... (4 agents)", "-1, 0, 1"],
+    )
 
 
 def bad_generation_release(ctx: Ctx) -> Bad:

@@ -28,7 +28,9 @@ def _adapters(experiment: Experiment, run_dir: Path, generation: int | None):
     if missing:
         available = ", ".join(map(str, [-1, *completed]))
         raise FileNotFoundError(
-            f"generation {generation} of {run_dir} has no saved adapters for {missing[:3]}; "
+            f"generation {generation} of {run_dir} has no saved adapters for "
+            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} ({len(missing)} "
+            f"agents); "
             f"generations with adapters: {available}"
         )
     return generation, adapters
