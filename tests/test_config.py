@@ -113,6 +113,14 @@ def test_an_unknown_game_key_lists_the_chosen_games_keys_only():
     assert "(naming_game)" in str(err.value) and "endowment," not in str(err.value)
 
 
+def test_an_empty_config_file_is_refused_not_run_with_defaults(tmp_path):
+    path = tmp_path / "experiment.yaml"
+    for text in ("", "# only a comment\n"):
+        path.write_text(text)
+        with pytest.raises(ConfigError, match=f"{path} is empty; expected an experiment YAML"):
+            load_experiment(path)
+
+
 def test_a_binary_file_is_named_as_not_a_config(tmp_path):
     path = tmp_path / "report.png"
     path.write_bytes(b"\x89PNG\r\n\x1a\n")

@@ -254,9 +254,14 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
             "experiment YAML file, e.g. configs/naming_game/quickstart.yaml"
         ) from None
     try:
-        data = yaml.safe_load(text) or {}
+        data = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML ({_yaml_problem(err)})") from None
+    if data is None:  # an empty file (or comments only) would run every default silently
+        raise ConfigError(
+            f"{path} is empty; expected an experiment YAML file, e.g. "
+            "configs/naming_game/quickstart.yaml (sections model, population, game, ...)"
+        )
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path}: the top level must be a mapping of sections, got {type(data).__name__}"
