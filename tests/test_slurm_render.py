@@ -113,7 +113,7 @@ def test_launchers_run_from_the_venv_python_as_every_other_step(tiny_model_path,
     # No `torchrun`/`accelerate` from PATH: the venv's python runs the launchers' modules.
     run = tmp_path / "torchrun-1"
     assert _distill_command(tmp_path, "torchrun", 1) == (
-        f"{sys.executable} -m torch.distributed.run --nproc_per_node=8 "
+        f"{sys.executable} -m torch.distributed.run --nproc_per_node=8 --standalone "
         f"{STEP} {run} --generation 0 --no-progress {TASK}"
     )
     run = tmp_path / "accelerate-1"

@@ -123,7 +123,11 @@ def launcher_prefix(cfg: SlurmConfig) -> list[str]:
     procs = res.gpus or res.cpus
     if cfg.launcher is Launcher.TORCHRUN:
         prefix = [sys.executable, "-m", TORCHRUN_MODULE, f"--nproc_per_node={procs}"]
-        if res.nodes > 1:
+        if res.nodes == 1:
+            # A rendezvous on a free local port: without it every torchrun binds 29500,
+            # and two array tasks placed on one node would collide.
+            prefix.append("--standalone")
+        else:
             # torchrun's c10d rendezvous: every node's agent meets at the endpoint under
             # one id, the job's (an array task has its own), so two tasks never mix.
             prefix += [
