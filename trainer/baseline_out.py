@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from trainer import config_loader
+from trainer.out_dirs import check_out_dir
 
 ACCEPTED = (
     "expected a new folder, or the output of this same baseline command (same method, "
@@ -41,18 +42,11 @@ def args_record(
 def check_out(out: Path, record: dict[str, Any]) -> None:
     """Refuse an ``--out`` that is a file, lies inside one, or is a non-empty folder
     other than the output of the command ``record`` describes (:func:`args_record`)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; {ACCEPTED}")
+    check_out_dir(out, ACCEPTED)
     if out.is_dir():
         held = sorted(p.name for p in out.iterdir())
         if held:
             _check_previous_output(out, held, record)
-        return
-    parent = out.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"--out {out} is inside {parent}, which is a file; {ACCEPTED}")
 
 
 def _check_previous_output(out: Path, held: list[str], record: dict[str, Any]) -> None:
