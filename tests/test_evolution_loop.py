@@ -196,13 +196,15 @@ def test_a_community_run_shares_one_trained_adapter(tiny_model_path, tmp_path):
     assert community.examples > 0 and len(community.data_sha256) == 64
     seat = entries["generation_001/adapters/agent_02"]
     assert seat.operations == ["community"] and seat.parents == ["generation_001/community"]
-    cos = [
-        json.loads(x)["value"]
-        for x in (run_dir / "metrics.jsonl").read_text().splitlines()
-        if '"adapter_pairwise_cosine"' in x
-    ]
-    # One adapter: fully homogeneous once it has moved (a zero delta has no direction).
-    assert cos[trained[0] :] == pytest.approx([1.0] * (2 - trained[0]), abs=1e-9)
+    cos = {
+        record["generation"]: record["value"]
+        for record in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines())
+        if record["name"] == "adapter_pairwise_cosine"
+    }
+    # One adapter: fully homogeneous once it has moved; before, a zero delta has no
+    # direction and the generation no cosine record.
+    assert sorted(cos) == list(range(trained[0], 2))
+    assert list(cos.values()) == pytest.approx([1.0] * (2 - trained[0]), abs=1e-9)
 
 
 def test_a_dpo_run_trains_on_pairs_and_records_its_margins(tiny_model_path, tmp_path):

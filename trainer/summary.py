@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # 2: game-agnostic fields plus the game's own metrics under game_metrics (games protocol).
@@ -68,11 +68,18 @@ class GenerationSummary:
     schema_version: int = SUMMARY_SCHEMA_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Strict JSON: a headline number without a value (NaN here) is ``None``."""
+        return {k: None if _is_nan(v) else v for k, v in asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationSummary:
-        return cls(**data)
+        """Reads ``null`` (and NaN, which files before strict JSON hold) as NaN."""
+        floats = {f.name for f in fields(cls) if f.type == "float"}
+        return cls(**{k: math.nan if k in floats and v is None else v for k, v in data.items()})
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def format_table(summaries: list[GenerationSummary]) -> str:

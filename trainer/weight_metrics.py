@@ -230,11 +230,13 @@ def generation_weight_records(
         for k, a in enumerate(live)
         for b in live[k + 1 :]
     ]
-    mean_cosine = float(np.mean(cosines)) if cosines else float("nan")
     records.append(
         MetricRecord(
             generation, "adapter_delta_norm_mean", float(np.mean(list(norms.values()))), "weights"
         )
     )
-    records.append(MetricRecord(generation, "adapter_pairwise_cosine", mean_cosine, "weights"))
+    if cosines:  # fewer than two moved adapters have no pair: no record (not NaN: strict JSON)
+        records.append(
+            MetricRecord(generation, "adapter_pairwise_cosine", float(np.mean(cosines)), "weights")
+        )
     return records
