@@ -1,8 +1,7 @@
 """Checking an ``--out`` folder before any work, so a mistyped path writes nothing.
 
-Used by ``report``, ``replay`` and ``compare``; ``release`` and ``baseline`` hold the
-same check in their own modules (``release._check_out_dir``, ``baseline_out.check_out``)
-and can switch to this one.
+Used by ``report``, ``replay``, ``compare``, ``release`` and ``baseline`` (the last two
+add their own rules for a non-empty folder).
 """
 
 from __future__ import annotations

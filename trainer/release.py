@@ -39,6 +39,7 @@ from trainer.distill_sft import TRAINING_RECORD
 from trainer.generation_loop import Experiment
 from trainer.lineage import LineageEntry, read_lineage
 from trainer.model_card import NOT_MEASURED, model_card
+from trainer.out_dirs import check_out_dir
 from trainer.provenance import distinct_environments, read_environments, work_generation
 from trainer.run_dir import adapter_is_saved
 from trainer.run_records import read_probes, read_summary
@@ -292,9 +293,8 @@ def _check_out_dir(out_dir: Path) -> None:
             f"--out {out_dir} is inside the run directory {run_dir}, whose adapters a release "
             f"would overwrite; {accepted} outside any run directory"
         )
+    check_out_dir(out_dir, accepted)  # a file, or inside one
     if out_dir.exists():
-        if not out_dir.is_dir():
-            raise ValueError(f"--out {out_dir} is a file; {accepted}")
         names = sorted(p.name for p in out_dir.iterdir())
         if not names:
             return
@@ -311,12 +311,6 @@ def _check_out_dir(out_dir: Path) -> None:
                 f"--out {out_dir} is not empty and not a folkways release (its "
                 f"adapter_config.json has no 'folkways' block); {accepted}"
             )
-        return
-    parent = out_dir.parent
-    while not parent.exists():
-        parent = parent.parent
-    if not parent.is_dir():
-        raise ValueError(f"--out {out_dir} is inside {parent}, which is a file; {accepted}")
 
 
 def _is_release(folder: Path) -> bool:
