@@ -161,3 +161,17 @@ def test_every_method_final_success_is_over_the_configs_window(tiny_model_path, 
     assert [t["final_success_window"] for t in data["summary"]] == [3, 3, 3]
     assert "last N rounds" in (out / "compare.md").read_text()
     assert "(N=3)" in (out / "compare.md").read_text()
+
+
+@pytest.mark.parametrize("rounds", ["0", "-5"])
+def test_llm_rl_rounds_below_one_is_refused_before_anything_runs(tmp_path, capsys, rounds):
+    from trainer.cli import main
+
+    out = tmp_path / "cmp"
+    argv = ["compare", str(QUICKSTART), "--methods", "iql,llm_rl", "--out", str(out)]
+    assert main([*argv, "--llm-rl-rounds", rounds]) == 2
+    assert capsys.readouterr().err == (
+        f"folkways: error: --llm-rl-rounds={rounds}; expected an integer >= 1 "
+        "(default 4 x game.rounds)\n"
+    )
+    assert not out.exists()  # not even the iql baseline ran

@@ -91,11 +91,21 @@ def run_comparison(
     unknown = sorted(set(methods) - set(METHODS))
     if unknown:
         raise ValueError(f"methods {unknown}; accepted: {list(METHODS)}")
+    # `is None`, not `or`: 0 rounds is refused like -5, not read as "the default".
+    if llm_rl_rounds is not None and (isinstance(llm_rl_rounds, bool) or llm_rl_rounds < 1):
+        raise ValueError(
+            f"--llm-rl-rounds={llm_rl_rounds}; expected an integer >= 1 (default 4 x game.rounds)"
+        )
     out_dir = Path(out_dir)
     check_out_dir(out_dir, "expected a folder (created if missing) for the runs and compare.*")
     base = load_experiment(config_path, overrides)
     if base.game.name.value != "naming_game":
         raise ValueError(f"compare plays the naming game; the config's is {base.game.name.value!r}")
+    # One window for every method's final success: the config's (the baselines' and
+    # llm_rl's own defaults, 10 and 4 rounds, would put different windows in one table).
+    window = base.metrics.window
+    rounds = base.game.rounds * 4 if llm_rl_rounds is None else llm_rl_rounds
+    rl_args = LlmRlArgs(rounds=rounds, window=window)  # checked before any method runs
     first = base.run.seed
     rows: list[MethodSeed] = []
     society = [m for m in methods if m in ("in_context", "distilled")]
@@ -116,9 +126,6 @@ def run_comparison(
             if method in society:
                 rows.append(method_seed(method, s, config.run_dir, g))
     seed_list = list(range(first, first + seeds))
-    # One window for every method's final success: the config's (the baselines' and
-    # llm_rl's own defaults, 10 and 4 rounds, would put different windows in one table).
-    window = base.metrics.window
     for method in (Method.IQL, Method.REINFORCE):
         if method.value in methods:
             args = resolve_args(method, base, [f"window={window}"])
@@ -129,7 +136,6 @@ def run_comparison(
             for r, run_dir in zip(results, dirs, strict=True):
                 rows.append(method_seed(method.value, r.seed, run_dir))
     if "llm_rl" in methods:
-        rl_args = LlmRlArgs(rounds=llm_rl_rounds or base.game.rounds * 4, window=window)
         for s in seed_list:
             config = load_experiment(config_path, [*overrides, f"run.seed={s}"])
             run_dir = out_dir / "llm_rl" / f"seed_{s}"
