@@ -176,3 +176,23 @@ def test_a_folder_holding_another_replay_is_refused(extended, unchanged):
         replay_generation(extended, 2, reset_to_start=["agent_00"], out_dir=unchanged.out_dir)
     with pytest.raises(ValueError, match="is the run directory itself"):
         replay_generation(extended, 2, out_dir=extended)
+
+
+def test_the_table_says_each_rows_window_and_matches_the_runs_summary(extended, unchanged):
+    """`run`/`report` print success over the last metrics.window rounds (here 2 of 4);
+    the replay's table gives that number under the same window, labelled, beside the
+    whole generation's."""
+    from trainer.replay_command import format_result
+
+    saved = json.loads((RunLayout(extended).generation(2) / "summary.json").read_text())
+    assert saved["window"] == 2
+    a = unchanged.original
+    assert a.window == 2
+    assert a.success_rate_last == pytest.approx(saved["game_metrics"]["success_rate_last"])
+    assert a.success_rate == pytest.approx(saved["game_metrics"]["success_rate"])
+    assert a.majority_share == pytest.approx(saved["majority_share"])
+    text = format_result(unchanged)
+    last = f"{'success rate, last 2 rounds':30}{a.success_rate_last:>12.3f}"
+    assert last in text
+    assert f"{'success rate, all rounds':30}{a.success_rate:>12.3f}" in text
+    assert f"{'majority share, last 2 rounds':30}{a.majority_share:>12.3f}" in text

@@ -135,16 +135,28 @@ def format_result(result: ReplayResult) -> str:
             if first is None
             else f"first difference: round {first.round}, {first.agent} (pair {first.pair})"
         ),
-        f"{'':18}{'original':>12}{'replay':>12}{'difference':>12}",
-        f"{'success rate':18}{a.success_rate:>12.3f}{b.success_rate:>12.3f}"
+        f"{'':30}{'original':>12}{'replay':>12}{'difference':>12}",
+        f"{'success rate, all rounds':30}{a.success_rate:>12.3f}{b.success_rate:>12.3f}"
         f"{result.success_rate_delta:>+12.3f}",
-        f"{'majority option':18}{a.majority_option or '-':>12}{b.majority_option or '-':>12}",
-        f"{'majority share':18}{a.majority_share:>12.3f}{b.majority_share:>12.3f}"
+    ]
+    # The window rows: the rounds `folkways run`/`report` print "success (last rounds)"
+    # and "majority (share)" over (metrics.window), labelled so they are not read as
+    # the whole generation's.
+    last = "last rounds" if a.window is None else f"last {a.window} rounds"
+    if a.success_rate_last is not None and b.success_rate_last is not None:
+        lines.append(
+            f"{'success rate, ' + last:30}{a.success_rate_last:>12.3f}"
+            f"{b.success_rate_last:>12.3f}{b.success_rate_last - a.success_rate_last:>+12.3f}"
+        )
+    lines += [
+        f"{'majority option, ' + last:30}{a.majority_option or '-':>12}"
+        f"{b.majority_option or '-':>12}",
+        f"{'majority share, ' + last:30}{a.majority_share:>12.3f}{b.majority_share:>12.3f}"
         f"{result.majority_share_delta:>+12.3f}",
-        f"{'share of ' + str(a.majority_option):18}{a.majority_share:>12.3f}"
+        f"{'share of ' + str(a.majority_option) + ', ' + last:30}{a.majority_share:>12.3f}"
         f"{result.original_majority_share_in_replay:>12.3f}"
         f"{result.original_majority_share_delta:>+12.3f}",
-        f"{'mean payoff':18}{a.mean_payoff:>12.2f}{b.mean_payoff:>12.2f}"
+        f"{'mean payoff, all rounds':30}{a.mean_payoff:>12.2f}{b.mean_payoff:>12.2f}"
         f"{result.mean_payoff_delta:>+12.2f}",
         "payoff difference by agent: "
         + ", ".join(f"{k} {v:+.1f}" for k, v in result.payoff_delta_by_agent.items()),
@@ -156,6 +168,7 @@ def format_attribution(run_dir, generation: int, effects: list[AgentEffect]) -> 
     lines = [
         f"attribution of generation {generation} of {run_dir}: each agent reset to its initial "
         "adapter; effect = original - replay",
+        "(success and mean payoff: all rounds; majority share: last metrics.window rounds)",
         f"{'agent':12}{'success':>10}{'majority share':>16}{'mean payoff':>13}"
         f"{'convention without':>20}{'first diff':>12}",
     ]

@@ -102,10 +102,13 @@ class DecisionRef:
 class Outcome:
     """One transcript's headline numbers.
 
-    ``success_rate``: share of interactions whose two actions matched
-    (:func:`societies.metrics.success_rate`; NaN without partners). ``majority_option``
-    and ``majority_share``: the game's, over the last ``metrics.window`` rounds (as in
-    the summary). ``game_metrics``: the game's own generation metrics.
+    ``success_rate``: share of interactions whose two actions matched over the whole
+    generation (:func:`societies.metrics.success_rate`; NaN without partners).
+    ``success_rate_last``: the same over the last ``window`` rounds, the number
+    ``folkways run``/``report`` print as "success (last rounds)". ``majority_option``
+    and ``majority_share``: the game's, over the last ``window`` rounds (as in the
+    summary). ``window``: the config's ``metrics.window`` (None in results written
+    before it was recorded). ``game_metrics``: the game's own generation metrics.
     """
 
     decisions: int
@@ -115,6 +118,8 @@ class Outcome:
     mean_payoff: float
     payoff_by_agent: dict[str, float]
     game_metrics: dict[str, float | int | str | None]
+    window: int | None = None
+    success_rate_last: float | None = None
 
 
 @dataclass(frozen=True)
@@ -179,6 +184,7 @@ def outcome(
         population_size=cfg.population.size,
     )
     payoffs = mean_payoff(agents, decisions)
+    last = [d for d in decisions if d.round >= cfg.game.rounds - cfg.metrics.window]
     return Outcome(
         decisions=len(decisions),
         success_rate=metrics.success_rate(decisions),
@@ -189,6 +195,8 @@ def outcome(
         else float("nan"),
         payoff_by_agent=payoffs,
         game_metrics=dict(measured.values),
+        window=cfg.metrics.window,
+        success_rate_last=metrics.success_rate(last),
     )
 
 
