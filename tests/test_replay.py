@@ -196,3 +196,34 @@ def test_the_table_says_each_rows_window_and_matches_the_runs_summary(extended, 
     assert last in text
     assert f"{'success rate, all rounds':30}{a.success_rate:>12.3f}" in text
     assert f"{'majority share, last 2 rounds':30}{a.majority_share:>12.3f}" in text
+
+
+def test_a_seed_override_keeps_the_source_runs_names(extended, tmp_path):
+    """game.names is empty, so the run drew its names from run.seed; --set run.seed=3
+    must change the draws, not the names (else "share of X" compares other options)."""
+    import yaml
+
+    from trainer.config import load_experiment
+    from trainer.games import build_game
+    from trainer.replay_command import format_result
+
+    source = load_experiment(extended / "config.yaml")
+    assert source.game.names == []
+    names = build_game(source.game, source.run.seed).rules.names
+    redrawn = build_game(source.game, 3).rules.names
+    assert set(redrawn) != set(names)  # what the replay played before names were pinned
+    result = replay_generation(extended, 2, overrides=["run.seed=3"], out_dir=tmp_path / "seed3")
+    assert result.pinned_names == tuple(names)
+    replayed = read_decisions(RunLayout(tmp_path / "seed3").transcripts(2))
+    original = read_decisions(RunLayout(extended).transcripts(2))
+    assert {o for d in replayed for o in d.options} == set(names)
+    assert {d.action for d in replayed} <= set(names)
+    assert {o for d in original for o in d.options} == set(names)
+    config = yaml.safe_load((tmp_path / "seed3/config.yaml").read_text())
+    assert config["game"]["names"] == list(names) and config["run"]["seed"] == 3
+    assert f"game.names={list(names)}" in format_result(result)
+    # An override of the names themselves is the user's change: nothing is pinned.
+    from trainer.replay import pinned_names
+
+    assert pinned_names(source, ["game.num_names=3", "run.seed=3"]) == ()
+    assert pinned_names(source, ["run.seed=3"]) == tuple(names)

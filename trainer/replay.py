@@ -32,6 +32,7 @@ the donor's start adapter as the replay has it). Personas belong to the seat and
 
 from __future__ import annotations
 
+import json
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -42,6 +43,8 @@ from societies.atomic import atomic_directory, atomic_write_json, atomic_write_t
 from societies.records import Decision
 from societies.transcripts import read_complete_rounds, read_decisions
 from trainer.config import ExperimentConfig, load_experiment
+from trainer.game_configs import GameName
+from trainer.games import build_game
 from trainer.generation_loop import Experiment
 from trainer.out_dirs import check_out_dir
 from trainer.replay_records import AgentEffect, ReplayResult, ReplaySpec, compare
@@ -106,10 +109,12 @@ def replay_generation(
     check_out_dir(target, "expected a new folder or a replay with the same changes (resumed)")
     # The experiment keeps the source run's name (it goes into every Decision record, so
     # an unchanged replay is byte-identical); only its layout points at the replay.
-    config = load_experiment(
-        layout.config,
-        [f"run.output_dir={layout.root.parent}", f"run.name={layout.root.name}", *spec.overrides],
-    )
+    location = [f"run.output_dir={layout.root.parent}", f"run.name={layout.root.name}"]
+    pinned = pinned_names(load_experiment(layout.config, location), spec.overrides)
+    pin = [f"game.names={json.dumps(list(pinned))}"] if pinned else []
+    config = load_experiment(layout.config, [*location, *pin, *spec.overrides])
+    if pinned:
+        log(f"game.names pinned to the source run's {', '.join(pinned)} (drawn from its run.seed)")
     exp = Experiment(config, progress=progress, log=log)
     _check_agents(spec, exp.llm_agents, run_dir)
     starts = start_sources(layout, spec, exp.llm_agents)
@@ -136,6 +141,7 @@ def replay_generation(
         decisions,
         identical=layout.transcripts(generation).read_bytes()
         == replay.transcripts(generation).read_bytes(),
+        pinned_names=pinned,
     )
     atomic_write_json(replay.root / COMPARISON_FILE, result.to_dict())
     log(
@@ -143,6 +149,23 @@ def replay_generation(
         + ("identical" if result.identical else f"first difference {result.first_difference}")
     )
     return result
+
+
+def pinned_names(source: ExperimentConfig, overrides: Sequence[str]) -> tuple[str, ...]:
+    """The source run's names, to hold fixed in the replay: () when nothing needs pinning.
+
+    A naming game with ``game.names`` empty draws its names from ``run.seed``, so an
+    override of ``run.seed`` (the usual way to vary the draws) would also redraw the
+    names, and the replay would compare shares of options the original never had: two
+    factors changed, not one. The names are pinned unless the overrides themselves set
+    the game or its names (``game.name``, ``game.names``, ``game.num_names``).
+    """
+    if source.game.name is not GameName.NAMING_GAME or source.game.names:
+        return ()
+    keys = {o.split("=", 1)[0].strip() for o in overrides}
+    if keys & {"game", "game.name", "game.names", "game.num_names"}:
+        return ()
+    return tuple(build_game(source.game, source.run.seed).rules.names)
 
 
 def _check_agents(spec: ReplaySpec, llm_agents: Sequence[str], run_dir) -> None:

@@ -161,6 +161,11 @@ def format_result(result: ReplayResult) -> str:
         "payoff difference by agent: "
         + ", ".join(f"{k} {v:+.1f}" for k, v in result.payoff_delta_by_agent.items()),
     ]
+    if result.pinned_names:
+        lines.append(
+            f"names held as the original's: game.names={list(result.pinned_names)} (the run "
+            "drew them from run.seed; a --set run.seed would otherwise redraw them)"
+        )
     return "\n".join(lines)
 
 

@@ -136,6 +136,7 @@ class ReplayResult:
         original_majority_share_in_replay: the share the original's majority option has
             in the replay's window.
         *_delta: replay minus original; ``payoff_delta_by_agent`` per agent.
+        pinned_names: see the field.
     """
 
     spec: ReplaySpec
@@ -151,10 +152,14 @@ class ReplayResult:
     mean_payoff_delta: float
     payoff_delta_by_agent: dict[str, float]
     schema_version: int = REPLAY_SCHEMA_VERSION
+    pinned_names: tuple[str, ...] = ()
+    """The source run's names, set as ``game.names`` in the replayed config because the
+    source drew them from ``run.seed`` (:func:`trainer.replay.pinned_names`)."""
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["spec"] = self.spec.to_dict()
+        data["pinned_names"] = list(self.pinned_names)
         return data
 
     @classmethod
@@ -168,6 +173,7 @@ class ReplayResult:
                 "first_difference": None if first is None else DecisionRef(**first),
                 "original": Outcome(**data["original"]),
                 "replay": Outcome(**data["replay"]),
+                "pinned_names": tuple(data.get("pinned_names", ())),
             }
         )
 
@@ -226,6 +232,7 @@ def compare(
     replayed: Sequence[Decision],
     *,
     identical: bool,
+    pinned_names: Sequence[str] = (),
 ) -> ReplayResult:
     """Paired differences of a replayed transcript from the original.
 
@@ -255,6 +262,7 @@ def compare(
         payoff_delta_by_agent={
             a: after.payoff_by_agent[a] - before.payoff_by_agent[a] for a in agents
         },
+        pinned_names=tuple(pinned_names),
     )
 
 
