@@ -175,3 +175,15 @@ def test_llm_rl_rounds_below_one_is_refused_before_anything_runs(tmp_path, capsy
         "(default 4 x game.rounds)\n"
     )
     assert not out.exists()  # not even the iql baseline ran
+
+
+def test_a_network_the_baselines_cannot_play_is_refused_before_the_societies_run(
+    tmp_path, capsys
+):
+    from trainer.cli import main
+
+    out = tmp_path / "cmp"
+    argv = ["compare", str(QUICKSTART), "--methods", "in_context,iql", "--out", str(out)]
+    assert main([*argv, "network.topology=ring_lattice", "network.k=2"]) == 2
+    assert "network.topology='ring_lattice'" in capsys.readouterr().err
+    assert not out.exists()  # the in-context society did not run first

@@ -83,7 +83,7 @@ def run_comparison(
     run directory under ``out_dir``; read every outcome back from them and write
     ``compare.json``, ``compare.md`` and ``compare.png`` into ``out_dir``."""
     from societies.baselines.records import Method
-    from trainer.baseline_command import resolve_args, run_recorded, write_results
+    from trainer.baseline_command import check_config, resolve_args, run_recorded, write_results
     from trainer.config import load_experiment
     from trainer.generation_loop import run_experiment
     from trainer.llm_rl import LlmRlArgs, run_llm_rl
@@ -101,6 +101,11 @@ def run_comparison(
     base = load_experiment(config_path, overrides)
     if base.game.name.value != "naming_game":
         raise ValueError(f"compare plays the naming game; the config's is {base.game.name.value!r}")
+    # The weight-update methods play neither a network nor interventions: refused here,
+    # before the societies run, not when the first baseline starts.
+    for method in methods:
+        if method in ("iql", "reinforce", "llm_rl"):
+            check_config(method, base)
     # One window for every method's final success: the config's (the baselines' and
     # llm_rl's own defaults, 10 and 4 rounds, would put different windows in one table).
     window = base.metrics.window
