@@ -177,9 +177,7 @@ def test_llm_rl_rounds_below_one_is_refused_before_anything_runs(tmp_path, capsy
     assert not out.exists()  # not even the iql baseline ran
 
 
-def test_a_network_the_baselines_cannot_play_is_refused_before_the_societies_run(
-    tmp_path, capsys
-):
+def test_a_network_the_baselines_cannot_play_is_refused_before_the_societies_run(tmp_path, capsys):
     from trainer.cli import main
 
     out = tmp_path / "cmp"
