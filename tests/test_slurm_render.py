@@ -26,7 +26,7 @@ def test_out_an_existing_file_is_one_line_error_before_anything_is_written(
 ):
     afile = tmp_path / "afile"
     afile.write_text("mine\n")
-    for out, named in ((afile, f"--out {afile} is an existing file"), (afile / "sub", str(afile))):
+    for out, named in ((afile, f"--out {afile} is a file"), (afile / "sub", str(afile))):
         assert _render(tmp_path, "--out", str(out)) == 2
         err = capsys.readouterr().err
         assert err.startswith("folkways: error: --out ") and named in err

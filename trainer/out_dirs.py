@@ -1,7 +1,7 @@
 """Checking an ``--out`` folder before any work, so a mistyped path writes nothing.
 
-Used by ``report``, ``replay``, ``compare``, ``release`` and ``baseline`` (the last two
-add their own rules for a non-empty folder).
+Used by ``report``, ``replay``, ``compare``, ``release``, ``baseline`` and ``slurm
+render`` (release and baseline add their own rules for a non-empty folder).
 """
 
 from __future__ import annotations

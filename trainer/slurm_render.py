@@ -12,6 +12,7 @@ import re
 import shlex
 from pathlib import Path
 
+from trainer.out_dirs import check_out_dir
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
 from trainer.slurm_pipeline import Stage, launcher_prefix, remaining_stages, step_argv
 
@@ -69,24 +70,6 @@ def stage_command(run_dir: Path, stage: Stage, cfg: SlurmConfig) -> str:
     return inner
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """``--out`` must be a folder or a path one can make into one: checked before the run
-    directory is written, so a mistyped ``--out`` leaves nothing behind.
-
-    Raises:
-        ValueError: ``out_dir`` or one of its parents is an existing file.
-    """
-    for path in (out_dir, *out_dir.parents):
-        if path.exists():
-            if not path.is_dir():
-                where = "is" if path == out_dir else f"is under {path}, which is"
-                raise ValueError(
-                    f"--out {out_dir} {where} an existing file; expected a folder for the "
-                    "sbatch scripts (existing or new; default RUN_DIR/slurm/scripts)"
-                )
-            return
-
-
 def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[str]]:
     """Write one sbatch script per remaining stage and ``submit.sh``; return the script
     paths and the sbatch commands (in order). A complete run has none: nothing is written.
@@ -95,7 +78,11 @@ def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[
         ValueError: ``out_dir`` is an existing file (nothing is written).
     """
     if out_dir is not None:
-        check_out_dir(Path(out_dir))
+        check_out_dir(
+            Path(out_dir),
+            "expected a folder for the sbatch scripts (existing or new; default "
+            "RUN_DIR/slurm/scripts)",
+        )
     exp.prepare()
     root = exp.layout.root.resolve()
     cfg = exp.config.slurm
