@@ -113,6 +113,12 @@ def test_an_unknown_game_key_lists_the_chosen_games_keys_only():
     assert "(naming_game)" in str(err.value) and "endowment," not in str(err.value)
 
 
+def test_a_list_items_range_error_names_its_index():
+    minority = Path(__file__).parents[1] / "configs/naming_game/committed_minority.yaml"
+    with pytest.raises(ConfigError, match=r"interventions\[0\]\.share=1\.5 is out of range"):
+        load_experiment(minority, ["interventions.0.share=1.5"])
+
+
 def test_an_empty_config_file_is_refused_not_run_with_defaults(tmp_path):
     path = tmp_path / "experiment.yaml"
     for text in ("", "# only a comment\n"):

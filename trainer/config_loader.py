@@ -155,7 +155,10 @@ def build(cls: type[T], data: dict[str, Any], *, source: str = "config", prefix:
     try:
         return cls(**kwargs)
     except ConfigError as err:
-        raise ConfigError(f"{source}: {err}") from None
+        message = str(err)
+        if prefix.endswith("]."):  # a list item: its checks say "interventions[].share"
+            message = message.replace(prefix[: prefix.rindex("[")] + "[].", prefix)
+        raise ConfigError(f"{source}: {message}") from None
     except TypeError as err:  # a required field is missing
         raise ConfigError(f"{source}: section '{prefix[:-1] or cls.__name__}': {err}") from None
 

@@ -173,22 +173,14 @@ def committed_share_keys(config: ExperimentConfig) -> dict[str, int]:
 
 
 def _check_shares(key: str, values: Sequence[Any], index: int) -> None:
-    """A committed minority's share is in (0, 1) (trainer.society_configs): say so naming
-    the intervention's index, and how to run the share-0 control, which is no
-    intervention at all."""
-    for value in values:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or 0 < value < 1:
-            continue  # a number in range, or the config's own type error
-        control = (
-            "; a share of 0 (no committed minority) is no intervention: run the control as "
-            "its own sweep, the same command without this --grid and --tipping-key, with "
-            "the override interventions=[] and another --out"
-            if value == 0
-            else ""
-        )
+    """A share of 0 is refused by the config (0 < share < 1); the sweep adds how to run
+    that control, which is no intervention at all. Other values are the config's to check."""
+    if any(value == 0 and not isinstance(value, bool) for value in values):
         raise ConfigError(
-            f"--grid {key}={json.dumps(value)}: interventions[{index}].share={value!r} is out "
-            f"of range; accepted: 0 < share < 1{control}"
+            f"--grid {key}=0: interventions[{index}].share=0 is out of range; accepted: "
+            "0 < share < 1; a share of 0 (no committed minority) is no intervention: run the "
+            "control as its own sweep, the same command without this --grid and "
+            "--tipping-key, with the override interventions=[] and another --out"
         )
 
 
