@@ -46,7 +46,7 @@ def older_schema_report(ctx: Ctx) -> Bad:
         [
             str(run / "generation_000" / "summary.json"),
             "schema_version=0",
-            "reads schema_version 2",
+            "reads schema_version 3",
         ],
     )
 
@@ -136,7 +136,7 @@ def bad_generation_probe(ctx: Ctx) -> Bad:
     run = ctx.run_copy()
     return Bad(
         ["probe", str(run), "--generation", "7"],
-        ["generation 7", "agent_00, agent_01, agent_02 ... (4 agents)", "-1, 0, 1"],
+        ["generation 7", "agent_00, agent_01, agent_02, ... (4 in all)", "-1, 0, 1"],
     )
 
 

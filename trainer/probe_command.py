@@ -15,6 +15,7 @@ from societies.probes import prior_probe, probe_orders
 from societies.records import AgentPrior
 from societies.seeding import Stream
 from trainer.generation_loop import Experiment
+from trainer.messages import listing
 from trainer.run_dir import adapter_is_saved
 
 
@@ -29,9 +30,7 @@ def _adapters(experiment: Experiment, run_dir: Path, generation: int | None):
         available = ", ".join(map(str, [-1, *completed]))
         raise FileNotFoundError(
             f"generation {generation} of {run_dir} has no saved adapters for "
-            f"{', '.join(missing[:3])}{' ...' if len(missing) > 3 else ''} ({len(missing)} "
-            f"agents); "
-            f"generations with adapters: {available}"
+            f"{listing(missing)}; generations with adapters: {available}"
         )
     return generation, adapters
 

@@ -38,6 +38,7 @@ from societies.records import AgentPrior
 from trainer.distill_sft import TRAINING_RECORD
 from trainer.generation_loop import Experiment
 from trainer.lineage import LineageEntry, read_lineage
+from trainer.messages import listing
 from trainer.model_card import NOT_MEASURED, model_card
 from trainer.out_dirs import check_out_dir
 from trainer.provenance import distinct_environments, read_environments, work_generation
@@ -302,7 +303,7 @@ def _check_out_dir(out_dir: Path) -> None:
         if others:
             raise ValueError(
                 f"--out {out_dir} is not empty and not a folkways release (it holds "
-                f"{', '.join(others[:3])}{', ...' if len(others) > 3 else ''}); {accepted}"
+                f"{listing(others)}); {accepted}"
             )
         # A run's own adapter folder holds only release file names too (weights, config,
         # training.json): only the `folkways` block release writes identifies a release.
