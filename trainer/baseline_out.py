@@ -16,25 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from trainer import config_loader
-from trainer.out_dirs import check_out_dir
+from trainer.out_dirs import check_rerun_out
 
 ACCEPTED = (
     "expected a new folder, or the output of this same baseline command (same method, "
     "config, overrides and --seeds; re-run in place)"
 )
-RECORD_KEYS = ("method", "config", "overrides", "seeds", "args")
 
 
 def args_record(
     method: str, baseline_args: Any, seeds: Sequence[int], config_path: str, overrides: list[str]
 ) -> dict[str, Any]:
     """What ``args.json`` holds: how the baseline output was made."""
-    record = {
+    record = {  # in the order check_out compares them: the telling one first
         "method": method,
         "config": str(config_path),
-        "overrides": list(overrides),
         "seeds": list(seeds),
         "args": config_loader.to_dict(baseline_args),
+        "overrides": list(overrides),
     }
     return json.loads(json.dumps(record))  # as read back from args.json (tuples as lists)
 
@@ -42,33 +41,4 @@ def args_record(
 def check_out(out: Path, record: dict[str, Any]) -> None:
     """Refuse an ``--out`` that is a file, lies inside one, or is a non-empty folder
     other than the output of the command ``record`` describes (:func:`args_record`)."""
-    check_out_dir(out, ACCEPTED)
-    if out.is_dir():
-        held = sorted(p.name for p in out.iterdir())
-        if held:
-            _check_previous_output(out, held, record)
-
-
-def _check_previous_output(out: Path, held: list[str], record: dict[str, Any]) -> None:
-    listed = f"{', '.join(held[:3])}{', ...' if len(held) > 3 else ''}"
-    try:
-        previous = json.loads((out / "args.json").read_text())
-    except (OSError, ValueError):
-        previous = None
-    if not isinstance(previous, dict) or set(RECORD_KEYS) - set(previous):
-        raise ValueError(
-            f"--out {out} is not empty and not a folkways baseline output (it holds "
-            f"{listed}); {ACCEPTED}"
-        )
-    for key in ("method", "config", "seeds", "args", "overrides"):  # the telling one first
-        was, now = previous[key], record[key]
-        if key == "config" and Path(was).resolve() == Path(now).resolve():
-            continue
-        if key == "args" and isinstance(was, dict) and was != now:
-            names = sorted(k for k in {*was, *now} if was.get(k) != now.get(k))
-            key, was, now = f"args.{names[0]}", was.get(names[0]), now.get(names[0])
-        if was != now:
-            raise ValueError(
-                f"--out {out} holds another baseline's output ({key}={was!r} in its "
-                f"args.json, {now!r} in this command); {ACCEPTED}"
-            )
+    check_rerun_out(out, "args.json", record, "a folkways baseline output", ACCEPTED)

@@ -34,12 +34,21 @@ from pathlib import Path
 
 import numpy as np
 
-from trainer.out_dirs import check_out_dir
+from societies.atomic import atomic_write_json
+from trainer.out_dirs import check_rerun_out
 from trainer.run_dir import open_run_dir
 from trainer.run_outcome import RunOutcome, run_outcome
 from trainer.run_records import read_summary
 
 METHODS = ("in_context", "distilled", "iql", "reinforce", "llm_rl")
+# How a comparison's --out was made (config, overrides, seeds, methods, llm_rl rounds):
+# the same command re-runs in place (the society resumes, complete llm_rl seeds are
+# kept); any other command's output is refused, so two comparisons never mix.
+RECORD_FILE = "compare_args.json"
+ACCEPTED = (
+    "expected a new folder, or the output of this same compare command (same config, "
+    "overrides, --seeds, --methods and --llm-rl-rounds; re-run in place)"
+)
 
 
 @dataclass(frozen=True)
@@ -97,7 +106,15 @@ def run_comparison(
             f"--llm-rl-rounds={llm_rl_rounds}; expected an integer >= 1 (default 4 x game.rounds)"
         )
     out_dir = Path(out_dir)
-    check_out_dir(out_dir, "expected a folder (created if missing) for the runs and compare.*")
+    first = load_experiment(config_path, overrides).run.seed
+    record = {
+        "config": str(config_path),
+        "seeds": list(range(first, first + seeds)),
+        "methods": [m for m in METHODS if m in methods],
+        "llm_rl_rounds": llm_rl_rounds,
+        "overrides": list(overrides),
+    }
+    check_rerun_out(out_dir, RECORD_FILE, record, "a folkways compare output", ACCEPTED)
     base = load_experiment(config_path, overrides)
     if base.game.name.value != "naming_game":
         raise ValueError(f"compare plays the naming game; the config's is {base.game.name.value!r}")
@@ -111,7 +128,7 @@ def run_comparison(
     window = base.metrics.window
     rounds = base.game.rounds * 4 if llm_rl_rounds is None else llm_rl_rounds
     rl_args = LlmRlArgs(rounds=rounds, window=window)  # checked before any method runs
-    first = base.run.seed
+    atomic_write_json(out_dir / RECORD_FILE, record)
     rows: list[MethodSeed] = []
     society = [m for m in methods if m in ("in_context", "distilled")]
     for s in range(first, first + seeds):
@@ -144,7 +161,8 @@ def run_comparison(
         for s in seed_list:
             config = load_experiment(config_path, [*overrides, f"run.seed={s}"])
             run_dir = out_dir / "llm_rl" / f"seed_{s}"
-            run_llm_rl(config, rl_args, run_dir, progress=progress)
+            if not (run_dir / "result.json").is_file():  # a re-run keeps complete seeds
+                run_llm_rl(config, rl_args, run_dir, progress=progress)
             rows.append(method_seed("llm_rl", s, run_dir))
     write_comparison(out_dir, rows, [m for m in METHODS if m in methods])
     return rows
