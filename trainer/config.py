@@ -279,11 +279,11 @@ class ExperimentConfig:
             if iv.kind is InterventionKind.COMMITTED_MINORITY:
                 seats = round(iv.share * self.population.size)
                 _require(
-                    1 <= seats <= llm,
+                    iv.share == 0 or 1 <= seats <= llm,
                     f"{key}.share",
                     iv.share,
-                    f"a share giving 1..{llm} seats of population.size={self.population.size} "
-                    f"(round(share x size) = {seats})",
+                    f"0 (the control: no seat) or a share giving 1..{llm} seats of "
+                    f"population.size={self.population.size} (round(share x size) = {seats})",
                 )
                 _require(
                     iv.name is not None or (iv.generation, iv.round) > (0, 0),

@@ -58,6 +58,8 @@ class InterventionSteps:
         """Scripted seats of round ``r``: the config's, then any committed minority's."""
         policies = dict(self.policies)
         for event in self._committed(g, r, decisions):
+            if not event.agents:  # share 0 (or below half a seat): the control, no seat
+                continue
             iv = self.config.interventions[event.index]
             seat = ScriptedSeat(
                 iv.policy, len(event.agents), name=event.option, fraction=iv.fraction

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 
-from societies.topology import Topology
+from societies.topology import NetworkSpec
 from trainer.config_loader import require as _require
 from trainer.selection import ParentRule, survivor_count
 
@@ -80,21 +80,9 @@ class EvolutionConfig:
         return survivor_count(num_agents, self.survive)
 
 
-@dataclass(frozen=True)
-class NetworkConfig:
-    """Who meets whom (societies/topology.py); the naming game pairs agents along edges."""
-
-    topology: Topology = Topology.COMPLETE
-    """complete, ring_lattice, random_regular, watts_strogatz, barabasi_albert,
-    erdos_renyi or edge_list."""
-    k: int = 4
-    """ring_lattice, watts_strogatz (even), random_regular: neighbours per agent."""
-    p: float = 0.1
-    """watts_strogatz: rewiring probability; erdos_renyi: edge probability."""
-    m: int = 2
-    """barabasi_albert: edges per new node."""
-    edge_list: str | None = None
-    """edge_list: a file with two agents (names or 0-based indices) per line."""
+# Who meets whom: defined beside the graphs (societies/topology.py), where the baselines'
+# args take it too; the naming game pairs agents along its edges.
+NetworkConfig = NetworkSpec
 
 
 class InterventionKind(str, Enum):
@@ -111,7 +99,7 @@ class InterventionConfig:
     of the population's seats, drawn from the LLM agents by the intervention stream,
     play scripted ``policy`` (naming: ``fixed_name`` of ``name``; null name = the option
     least played in the rounds before) until the end of ``until_generation`` (null: the
-    run's end). ``ablation``: ``agents``' adapters become the base model for the rest of
+    run's end); share 0 takes no seat (a tipping sweep's control). ``ablation``: ``agents``' adapters become the base model for the rest of
     the generation (and what it distils from). ``transplant``: ``agents`` each get
     ``donor``'s adapter of the generation's start.
     """
@@ -131,7 +119,10 @@ class InterventionConfig:
         _require(self.generation >= 0, "interventions[].generation", self.generation, ">= 0")
         _require(self.round >= 0, "interventions[].round", self.round, ">= 0")
         if self.kind is InterventionKind.COMMITTED_MINORITY:
-            _require(0 < self.share < 1, "interventions[].share", self.share, "0 < share < 1")
+            # share 0 is the control: no seat is taken, but the option the minority would
+            # hold is still chosen and recorded, so a tipping sweep counts how often the
+            # population ends on it unpushed.
+            _require(0 <= self.share < 1, "interventions[].share", self.share, "0 <= share < 1")
             _require(
                 self.until_generation is None or self.until_generation >= self.generation,
                 "interventions[].until_generation",

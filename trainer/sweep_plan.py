@@ -172,18 +172,6 @@ def committed_share_keys(config: ExperimentConfig) -> dict[str, int]:
     }
 
 
-def _check_shares(key: str, values: Sequence[Any], index: int) -> None:
-    """A share of 0 is refused by the config (0 < share < 1); the sweep adds how to run
-    that control, which is no intervention at all. Other values are the config's to check."""
-    if any(value == 0 and not isinstance(value, bool) for value in values):
-        raise ConfigError(
-            f"--grid {key}=0: interventions[{index}].share=0 is out of range; accepted: "
-            "0 < share < 1; a share of 0 (no committed minority) is no intervention: run the "
-            "control as its own sweep, the same command without this --grid and "
-            "--tipping-key, with the override interventions=[] and another --out"
-        )
-
-
 def plan_sweep(
     config_path: str | Path,
     grid: dict[str, list[Any]],
@@ -219,9 +207,6 @@ def plan_sweep(
                 f"override {text!r} sets the grid key {key}; give its values with --grid only"
             )
     shares = committed_share_keys(base)
-    for key, values in grid.items():
-        if key in shares:
-            _check_shares(key, values, shares[key])
     if tipping_key is not None:
         if tipping_key not in grid:
             raise ValueError(
