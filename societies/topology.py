@@ -16,6 +16,10 @@ the standard families, built with networkx from a seed:
 
 Each round's pairs are a seeded random matching on the graph's edges, so a round's
 interactions are disjoint and run in one batch.
+
+:class:`NetworkSpec` is a config's ``network:`` section; :meth:`NetworkSpec.graph` draws
+the graph a run of a root seed plays, so the society and the baselines of that seed play
+the same graph.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from enum import Enum
 from pathlib import Path
 
 import numpy as np
+
+from societies import seeding
+from societies.seeding import Stream
 
 # Resampling limits: a disconnected draw or a too-small matching is retried this often.
 MAX_GRAPH_DRAWS = 1000
@@ -152,6 +159,49 @@ class InteractionGraph:
         graph.add_nodes_from(self.agents)
         graph.add_edges_from(self.all_edges())
         return graph
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """Who meets whom: the ``network:`` section of an experiment config
+    (``trainer.config.NetworkConfig``) and the baselines' ``network`` arg."""
+
+    topology: Topology = Topology.COMPLETE
+    """complete, ring_lattice, random_regular, watts_strogatz, barabasi_albert,
+    erdos_renyi or edge_list."""
+    k: int = 4
+    """ring_lattice, watts_strogatz (even), random_regular: neighbours per agent."""
+    p: float = 0.1
+    """watts_strogatz: rewiring probability; erdos_renyi: edge probability."""
+    m: int = 2
+    """barabasi_albert: edges per new node."""
+    edge_list: str | None = None
+    """edge_list: a file with two agents (names or 0-based indices) per line."""
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "topology", Topology(self.topology))
+        except ValueError:
+            raise ValueError(
+                f"network.topology={self.topology!r}; accepted: {[t.value for t in Topology]}"
+            ) from None
+
+    @property
+    def complete(self) -> bool:
+        return self.topology is Topology.COMPLETE
+
+    def graph(self, agents: Sequence[str], root_seed: int) -> InteractionGraph:
+        """The graph a run of root seed ``root_seed`` plays on ``agents``: drawn from the
+        seed's graph stream, so every method run with that seed meets on the same graph."""
+        return build_graph(
+            self.topology,
+            agents,
+            seeding.stream_seed(root_seed, Stream.GRAPH),
+            k=self.k,
+            p=self.p,
+            m=self.m,
+            edge_list=self.edge_list,
+        )
 
 
 def build_graph(

@@ -19,13 +19,26 @@ def build_game(
     graph: InteractionGraph | None = None,
 ) -> Game:
     """The game of a config's ``game:`` section (names drawn from the seed if not given),
-    its pairs drawn on ``graph`` (None: the complete graph)."""
+    its pairs drawn on ``graph`` (None: the complete graph).
+
+    Raises:
+        ValueError: a naming game asking for more pairs per round than ``graph``'s
+            largest matching holds (named, with the range accepted).
+    """
     if game.name is GameName.NAMING_GAME:
         from societies.games.naming_game import NamingGame, NamingGameRules, draw_letter_names
 
         names = tuple(game.names) or draw_letter_names(
             game.num_names, seeding.rng(root_seed, Stream.NAMES)
         )
+        if graph is not None and not graph.complete:
+            most = graph.max_matching()
+            if game.pairs_per_round > most:
+                raise ValueError(
+                    f"game.pairs_per_round={game.pairs_per_round}: the "
+                    f"{graph.topology.value} graph's largest matching has {most} pairs; "
+                    f"expected 1..{most}"
+                )
         rules = NamingGameRules(
             names=names,
             memory=game.memory,

@@ -36,7 +36,6 @@ from societies.population_spec import Engine, LoraSpec
 from societies.probes import probe_orders
 from societies.records import Decision
 from societies.seeding import Stream
-from societies.topology import build_graph
 from societies.vllm_engine import (
     DEFAULT_GPU_MEMORY_UTILIZATION,
     VllmEngine,
@@ -48,7 +47,6 @@ from trainer import lineage
 from trainer.config import (
     ConfigError,
     ExperimentConfig,
-    GameName,
     load_experiment,
 )
 from trainer.distill_sft import DistillOutcome
@@ -106,25 +104,8 @@ class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, Rec
         self.log = log
         seed = config.run.seed
         self.agents = [f"agent_{i:02d}" for i in range(config.population.size)]
-        net = config.network
-        self.graph = build_graph(
-            net.topology,
-            self.agents,
-            seeding.stream_seed(seed, Stream.GRAPH),
-            k=net.k,
-            p=net.p,
-            m=net.m,
-            edge_list=net.edge_list,
-        )
-        if config.game.name is GameName.NAMING_GAME:
-            most = self.graph.max_matching()
-            if config.game.pairs_per_round > most:
-                raise ValueError(
-                    f"game.pairs_per_round={config.game.pairs_per_round}: the "
-                    f"{net.topology.value} graph's largest matching has {most} pairs; "
-                    f"expected 1..{most}"
-                )
-        self.game = build_game(config.game, seed, self.graph)
+        self.graph = config.network.graph(self.agents, seed)
+        self.game = build_game(config.game, seed, self.graph)  # checks pairs fit the graph
         self.personas = {
             a: text
             for a, text in zip(self.agents, config.population.persona_list(), strict=False)
