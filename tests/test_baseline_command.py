@@ -172,31 +172,13 @@ COMMITTED = CONFIGS / "naming_game/committed_minority.yaml"
 
 
 @pytest.mark.parametrize("method", ["iql", "reinforce", "mng", "llm_rl"])
-@pytest.mark.parametrize(
-    ("config", "overrides", "message"),
-    [
-        (
-            QUICKSTART,
-            ["network.topology=ring_lattice", "network.k=2"],
-            "network.topology='ring_lattice': the baselines pair agents on the complete graph",
-        ),
-        (
-            COMMITTED,
-            [],
-            r"interventions=\['committed_minority'\]: the baselines run no scheduled "
-            "interventions",
-        ),
-    ],
-)
-def test_a_network_or_an_intervention_is_refused_before_any_work(
-    method, config, overrides, message, tmp_path
-):
-    """They used to be recorded in each seed's config.yaml but not played: IQL paired
-    the 6 agents of a ring (6 edges) on all 15 pairs, and committed_minority.yaml ran
-    with no committed seat."""
+def test_an_intervention_is_refused_before_any_work(method, tmp_path):
+    """It used to be recorded in each seed's config.yaml but not played:
+    committed_minority.yaml ran with no committed seat."""
     out = tmp_path / "out"
+    message = r"interventions=\['committed_minority'\]: the baselines run no scheduled"
     with pytest.raises(ConfigError, match=message):
-        baseline(method, config, *overrides, "--seeds", "1", "--out", out)
+        baseline(method, COMMITTED, "--seeds", "1", "--out", out)
     assert not out.exists()
 
 
@@ -206,6 +188,44 @@ def test_the_complete_network_is_accepted_and_recorded(tmp_path, capsys):
     assert baseline("iql", QUICKSTART, *argv, "--out", out) == 0
     assert json.loads(capsys.readouterr().out)[0]["rounds"] == 5
     assert load_experiment(out / "seed_0/config.yaml").network.topology.value == "complete"
+    network = json.loads((out / "args.json").read_text())["args"]["network"]
+    assert network == {"topology": "complete", "k": 2, "p": 0.1, "m": 2, "edge_list": None}
+    assert not (out / "seed_0/graph.json").exists()  # as before networks: nothing to add
+
+
+RING = ["network.topology=ring_lattice", "network.k=2"]  # the quickstart's 6 agents
+
+
+@pytest.mark.parametrize("method", ["iql", "reinforce", "mng"])
+def test_a_ring_is_played_and_recorded_where_the_society_records_it(method, tmp_path, capsys):
+    """The config's ring: args.json, each seed's config.yaml and graph.json say so (the
+    graph a society of that seed plays), and every recorded pair is a ring edge; they
+    used to be refused (IQL had paired the 6 agents of a ring on all 15 pairs)."""
+    out = tmp_path / method
+    rounds = "max_rounds=40" if method == "mng" else "rounds=40"
+    assert baseline(method, QUICKSTART, *RING, rounds, "--seeds", "2", "--out", out) == 0
+    capsys.readouterr()
+    written = json.loads((out / "args.json").read_text())
+    assert written["args"]["network"]["topology"] == "ring_lattice"
+    ring = {frozenset((f"agent_{i:02d}", f"agent_{(i + 1) % 6:02d}")) for i in range(6)}
+    config = load_experiment(QUICKSTART, RING)
+    agents = [f"agent_{i:02d}" for i in range(6)]
+    for seed in (0, 1):
+        layout = RunLayout(out / f"seed_{seed}")
+        assert load_experiment(layout.config).network == config.network
+        graph = json.loads(layout.graph.read_text())
+        assert graph == json.loads(json.dumps(config.network.graph(agents, seed).to_node_link()))
+        assert {frozenset((e["source"], e["target"])) for e in graph["links"]} == ring
+        decisions = read_decisions(layout.transcripts(0))
+        assert decisions and {frozenset((d.agent, d.partner)) for d in decisions} == ring
+
+
+def test_resolved_args_take_the_configs_network_and_no_override_of_it(tmp_path):
+    config = load_experiment(QUICKSTART, RING)
+    for method in Method:
+        assert resolve_args(method, config, []).network == config.network
+    with pytest.raises(ConfigError, match="'network' is not an arg of baseline iql"):
+        resolve_args(Method.IQL, config, ["network=complete"])
 
 
 @pytest.mark.parametrize("method", ["iql", "llm_rl"])

@@ -1,8 +1,11 @@
 """Tabular baselines (issue #12): IQL and REINFORCE on the naming and donor games, the
-vectorised naming game against the PettingZoo env, and the one convergence definition."""
+vectorised naming game against the PettingZoo env and the society's pairs on a network,
+and the one convergence definition."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import string
 from collections import Counter
 
@@ -12,10 +15,13 @@ import pytest
 from societies.baselines import convergence, iql, reinforce
 from societies.baselines.convergence import NO_CHOICE
 from societies.baselines.naming_vec import VecNamingGame
+from societies.baselines.play_log import PlayLog
 from societies.baselines.records import RoundSeries, SeedResult
 from societies.envs import NamingGameEnv
 from societies.games.donor_game import DonorGameRules
-from societies.games.naming_game import NamingGameRules
+from societies.games.naming_game import NamingGame, NamingGameRules
+from societies.games.protocol import RoundContext
+from societies.topology import NetworkSpec, Topology
 
 LETTERS = tuple(string.ascii_uppercase[:10])
 # chi-square with 9 degrees of freedom: P(X > 27.877) = 0.001 (standard tables)
@@ -100,6 +106,102 @@ def test_empty_history_state_is_what_the_env_shows_at_reset():
     game = VecNamingGame(rules, num_agents=4, pairs_per_round=None, episode_rounds=5, seeds=[0])
     obs, _ = NamingGameEnv(rules, num_agents=4).reset(seed=0)
     assert game.empty_state("history").tolist() == obs["agent_00"].tolist()
+
+
+# ---- networks: the society's graph of each seed --------------------------------------------
+
+RULES_4 = NamingGameRules(names=("A", "B", "C", "D"), memory=2)
+RING = NetworkSpec(Topology.RING_LATTICE, k=2)
+RING_NAMES = {frozenset((f"agent_{i:02d}", f"agent_{(i + 1) % 8:02d}")) for i in range(8)}
+
+
+def _agents(n: int) -> list[str]:
+    return [f"agent_{i:02d}" for i in range(n)]
+
+
+def test_vectorised_pairs_are_the_societys_on_each_seeds_graph():
+    """On a random family each seed draws its own graph, the one a society run of that root
+    seed plays, and the pairs of round r of episode g are the society's naming game's
+    pairs of round r of generation g on it (same graph, same pairing stream)."""
+    network = NetworkSpec(Topology.WATTS_STROGATZ, k=4, p=0.3)
+    seeds = [0, 1, 2]
+    game = VecNamingGame(RULES_4, 10, 3, episode_rounds=5, seeds=seeds, network=network)
+    agents = _agents(10)
+    assert len(set(game.graphs)) == 3  # three draws, not one graph for every seed
+    for k, seed in enumerate(seeds):
+        graph = network.graph(agents, seed)
+        assert game.graphs[k] == graph
+        society = NamingGame(RULES_4, pairs_per_round=3, graph=graph)
+        edges = {frozenset(e) for e in graph.edges}
+        for t in range(10):
+            g, r = divmod(t, 5)
+            turns = society.turns(agents, [], RoundContext("x", g, r, seed, 1.0))
+            drawn = [[agents.index(u.agent), agents.index(u.partner)] for u in turns[::2]]
+            assert game.pairs(t)[k].tolist() == drawn
+            assert all(frozenset((agents[a], agents[b])) in edges for a, b in drawn)
+
+
+@pytest.mark.parametrize("module", [iql, reinforce])
+def test_on_a_ring_every_recorded_pair_is_an_edge(module):
+    """Ring lattice, k = 2, 8 agents: agent i meets only i - 1 and i + 1 (mod 8). Over
+    60 rounds of 3 pairs every one of the 8 edges is played, and no other pair."""
+    make = iql.IqlArgs if module is iql else reinforce.ReinforceArgs
+    n = 8
+    args = make(num_agents=n, rounds=60, pairs_per_round=3, rules=RULES_4, network=RING)
+    log = PlayLog()
+    module.run(args, [0, 1, 2], log=log)
+    ring = {frozenset((i, (i + 1) % n)) for i in range(n)}
+    for seed in (0, 1, 2):
+        play = log.play(seed)
+        assert play.seat.shape == (60, 6)
+        played = {frozenset(p) for p in zip(play.seat.ravel(), play.partner.ravel(), strict=True)}
+        assert played == ring, seed
+        decisions = play.decisions(0, f"seed_{seed}", "naming_game")
+        assert all(frozenset((d.agent, d.partner)) in RING_NAMES for d in decisions)
+
+
+def test_more_pairs_than_the_graph_holds_and_a_donor_network_are_refused(tmp_path):
+    star = tmp_path / "star.txt"
+    star.write_text("0 1\n0 2\n0 3\n")  # one disjoint pair a round at most
+    network = NetworkSpec(Topology.EDGE_LIST, edge_list=str(star))
+    with pytest.raises(ValueError, match="pairs_per_round=2: the edge_list graph's largest"):
+        VecNamingGame(RULES_4, 4, 2, 5, [0], network=network)
+    assert 0 in VecNamingGame(RULES_4, 4, 1, 5, [0], network=network).pairs(0)[0, 0]  # the hub
+    with pytest.raises(ValueError, match="network.topology='ring_lattice'; expected 'complete'"):
+        reinforce.ReinforceArgs(game="donor_game", network=RING)
+
+
+def _play_digest(results: list[SeedResult], log: PlayLog | None, seeds: list[int]) -> str:
+    text = json.dumps([r.to_dict(series=True) for r in results], sort_keys=True)
+    h = hashlib.sha256(text.encode())
+    for seed in seeds if log is not None else []:
+        play = log.play(seed)
+        for name in ("seat", "partner", "action", "partner_action", "payoff", "consensus"):
+            h.update(np.ascontiguousarray(getattr(play, name)).tobytes())
+        for name in ("probs", "policies"):  # rounded: exp may differ in the last ulp
+            h.update(np.round(getattr(play, name), 9).tobytes())
+    return h.hexdigest()[:16]
+
+
+# Digests of the play on the complete graph made by the code before the baselines took a
+# network (commit ad7aa6a): results, every seat's partner, action, payoff and policy.
+COMPLETE_GRAPH_PLAY = {"iql": "ec89885e3fad87e3", "reinforce": "4c9deb3a7466ef62"}
+
+
+@pytest.mark.parametrize("module", [iql, reinforce])
+def test_the_complete_graph_plays_as_before_networks(module):
+    """The default network, and the config's complete one, change no pair, action or
+    result: the same bytes as before the graph was an arg."""
+    make = iql.IqlArgs if module is iql else reinforce.ReinforceArgs
+    kwargs = {"num_agents": 8, "rounds": 60, "pairs_per_round": 3, "rules": RULES_4}
+    if module is iql:
+        kwargs |= {"episode_rounds": 10, "observation": "history"}
+    seeds = [0, 1, 2]
+    for network in (NetworkSpec(), NetworkSpec(Topology.COMPLETE, k=2)):
+        log = PlayLog()
+        results = module.run(make(**kwargs, network=network), seeds, log=log)
+        name = module.__name__.rsplit(".", 1)[1]
+        assert _play_digest(results, log, seeds) == COMPLETE_GRAPH_PLAY[name]
 
 
 # ---- IQL on the naming game ---------------------------------------------------------------
@@ -247,8 +349,6 @@ def test_recording_changes_nothing_and_the_decisions_are_the_play(module):
     """With a log the results are the same; the recorded decisions are the rounds played:
     partners' actions agree seat by seat, payoffs are the rules', the success share per
     round is the series', the first policy is uniform and the last one is recorded."""
-    from societies.baselines.play_log import PlayLog
-
     rules = NamingGameRules(names=("A", "B", "C", "D"))
     make = iql.IqlArgs if module is iql else reinforce.ReinforceArgs
     args = make(num_agents=6, rounds=40, pairs_per_round=2, rules=rules)
@@ -280,8 +380,6 @@ def test_recording_changes_nothing_and_the_decisions_are_the_play(module):
 
 
 def test_recorded_donor_play_has_one_generation_per_game_and_the_env_recipients():
-    from societies.baselines.play_log import PlayLog
-
     rules = DonorGameRules(rounds=4)
     args = reinforce.ReinforceArgs(game="donor_game", num_agents=6, rounds=12, rules=rules)
     log = PlayLog()

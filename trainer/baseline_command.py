@@ -2,10 +2,11 @@
 
 Runs a tabula-rasa baseline (issue #12) on the game of an experiment config: the
 config's ``game:`` section gives the rules (names drawn from ``run.seed`` as in the LLM
-run) and ``population.size`` the number of agents, read through the same loader as
-``folkways run``. Overrides without a dot set the baseline's args (``epsilon=0.1``);
-dotted ones override the experiment config (``game.memory=1``). Seeds are
-``run.seed .. run.seed + K - 1``.
+run), ``population.size`` the number of agents and ``network:`` who meets whom (seed s
+plays the graph a society run of ``run.seed = s`` plays; societies/topology.py), read
+through the same loader as ``folkways run``. Overrides without a dot set the baseline's
+args (``epsilon=0.1``); dotted ones override the experiment config (``game.memory=1``).
+Seeds are ``run.seed .. run.seed + K - 1``.
 
 Writes, in ``--out`` (default ``<run.output_dir>/<run.name>-baseline-<method>``)::
 
@@ -14,7 +15,8 @@ Writes, in ``--out`` (default ``<run.output_dir>/<run.name>-baseline-<method>``)
     seed_<s>/       an ordinary run directory, as a society run's (trainer/baseline_run_dir.py):
                     config.yaml, generation_000/ (transcripts.jsonl of Decision records,
                     probes.json, consensus.jsonl, metrics.jsonl, summary.json, COMPLETE),
-                    metrics.jsonl; ``folkways report`` and ``folkways compare`` read it
+                    metrics.jsonl, and graph.json (the graph played) when the network is
+                    not complete; ``folkways report`` and ``folkways compare`` read it
 
 IQL and REINFORCE record every decision; on the donor game each episode is a
 generation. The minimal naming game records its speakers' decisions for its first
@@ -22,7 +24,7 @@ rounds only (societies/baselines/mng_log.py). llm_rl writes its run directories 
 plays (trainer/llm_rl.py), with the adapters.
 
 Everything is checked before anything runs or is written: the config (the baselines
-play the complete graph with no interventions or scripted seats), the args, and
+run no interventions and have no scripted seats), the args, and
 ``--out``, which must be new, empty, or the output of this same command, re-run in
 place (trainer/baseline_out.py); bad input leaves no file behind.
 """
@@ -43,12 +45,13 @@ from societies.baselines import iql, minimal_naming_game, reinforce
 from societies.baselines.mng_log import MngLog
 from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, SeedResult
-from societies.topology import Topology
+from societies.topology import InteractionGraph
 from trainer import config_loader
 from trainer.baseline_out import args_record, check_out
 from trainer.config_loader import ConfigError
 from trainer.game_configs import GameName
 from trainer.games import build_game
+from trainer.run_dir import RunLayout
 
 if TYPE_CHECKING:
     from trainer.config import ExperimentConfig
@@ -59,7 +62,7 @@ ARGS: dict[Method, tuple[type, Runner]] = {
     Method.REINFORCE: (reinforce.ReinforceArgs, reinforce.run),
     Method.MNG: (minimal_naming_game.MngArgs, minimal_naming_game.run),
 }
-FROM_CONFIG = ("game", "rules")  # set from the experiment config, never overridden
+FROM_CONFIG = ("game", "rules", "network")  # set from the experiment config, never overridden
 LLM_RL = "llm_rl"  # the LLM population learning online by policy gradient (trainer/llm_rl.py)
 
 
@@ -131,7 +134,8 @@ def run_recorded(
 
 
 def resolve_args(method: Method, config: ExperimentConfig, overrides: list[str]) -> Any:
-    """The baseline's args: game and population from ``config``, then ``overrides``."""
+    """The baseline's args: game, population and network from ``config``, then
+    ``overrides``."""
     cls, _ = ARGS[method]
     check_config(method.value, config)
     game = config.game
@@ -163,27 +167,24 @@ def resolve_args(method: Method, config: ExperimentConfig, overrides: list[str])
             )
         values[key] = value
     built = config_loader.build(cls, {**base, **values}, source=f"baseline {method.value} args")
-    return built if rules is None else dataclasses.replace(built, rules=rules)
+    from_config: dict[str, Any] = {"network": config.network}
+    if rules is not None:
+        from_config["rules"] = rules
+    return dataclasses.replace(built, **from_config)
 
 
 def check_config(method: str, config: ExperimentConfig) -> None:
     """Refuse what of ``config`` the baseline ``method`` would not play as written.
 
-    The baselines pair agents on the complete graph and run no scheduled interventions:
-    a config asking for either is refused rather than run without it (its seeds'
-    config.yaml would record a network or an intervention that was never played).
+    The baselines play the config's network but run no scheduled interventions and have
+    no scripted seats: a config asking for either is refused rather than run without it
+    (its seeds' config.yaml would record what was never played).
     """
     if config.population.scripted:
         raise ConfigError(
             f"population.scripted={[s.policy for s in config.population.scripted]}: the "
             "baselines have no scripted seats (every agent learns); remove the section, or "
             "use `mng committed_fraction=...` for committed agents"
-        )
-    if config.network.topology is not Topology.COMPLETE:
-        raise ConfigError(
-            f"network.topology={config.network.topology.value!r}: the baselines pair agents "
-            "on the complete graph only; remove the network section or set "
-            "network.topology=complete"
         )
     if config.interventions:
         kinds = [iv.kind.value for iv in config.interventions]
@@ -213,7 +214,8 @@ def write_results(
     overrides: list[str],
 ) -> list[Path]:
     """``args.json`` and ``results.json`` in ``out``, and each seed's run directory
-    ``out/seed_<s>`` (returned, in the order of ``results``)."""
+    ``out/seed_<s>`` (returned, in the order of ``results``), with the graph it played
+    (``graph.json``, as a society run's) when ``baseline_args.network`` is not complete."""
     from trainer.baseline_run_dir import write_learner_run, write_mng_run
 
     out.mkdir(parents=True, exist_ok=True)
@@ -224,8 +226,21 @@ def write_results(
         seed_dir = out / f"seed_{r.seed}"
         write = write_mng_run if isinstance(log, MngLog) else write_learner_run
         write(seed_dir, config, r, log.play(r.seed), baseline_args)
+        agents = [f"agent_{i:02d}" for i in range(baseline_args.num_agents)]
+        write_graph(seed_dir, baseline_args.network.graph(agents, r.seed))
         dirs.append(seed_dir)
     return dirs
+
+
+def write_graph(run_dir: Path, graph: InteractionGraph) -> None:
+    """``graph.json`` in ``run_dir``, the graph played as a society run records it, unless
+    it is the complete graph, which config.yaml names (a large population's would be
+    megabytes of links, and outputs on it stay as they were); a stale one is removed."""
+    path = RunLayout(run_dir).graph
+    if graph.complete:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write_json(path, graph.to_node_link())
 
 
 def write_args(

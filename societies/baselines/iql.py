@@ -18,13 +18,15 @@ idle rounds and the donor's recipient rounds count); the end of an episode is te
 With the default ``gamma = 0`` Q(s, a) estimates the payoff of saying a in s.
 
 The naming game runs all seeds at once on :class:`VecNamingGame` (the env's pairs,
-payoffs and observations); the donor game steps :class:`DonorGameEnv` seed by seed.
+payoffs and observations; on a ``network`` other than the complete graph, pairs are
+drawn on its edges as the society draws them); the donor game steps
+:class:`DonorGameEnv` seed by seed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -34,6 +36,7 @@ from societies.baselines.donor_play import DonorPlay
 from societies.baselines.learner_games import (
     check,
     check_common,
+    check_network,
     game_rules,
     learner_game,
     observation_mode,
@@ -47,6 +50,7 @@ from societies.envs.naming_env import ObservationMode
 from societies.games.donor_game import DonorGameRules
 from societies.games.naming_game import NamingGameRules
 from societies.seeding import Stream
+from societies.topology import NetworkSpec
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,10 @@ class IqlArgs:
     config's ``game.rounds``). The donor game's episode is its ``rules.rounds``."""
     pairs_per_round: int | None = None
     """Naming game: disjoint pairs per round; None: N/2, everyone plays."""
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    """Naming game: the graph whose edges pairs are drawn on, seed s playing the graph a
+    society of root seed s plays (an experiment config's ``network:``); default complete.
+    The donor game plays the complete graph (its schedule is the paper's)."""
     window: int = 10
     """``final_success`` averages the last ``window`` rounds."""
     rules: NamingGameRules | DonorGameRules | None = None
@@ -81,6 +89,7 @@ class IqlArgs:
         check_common(
             self.num_agents, self.rounds, self.episode_rounds, self.pairs_per_round, self.window
         )
+        check_network(self.game, self.network)
         check(0.0 <= self.epsilon <= 1.0, "epsilon", self.epsilon, "a probability in [0, 1]")
         check(0.0 < self.alpha <= 1.0, "alpha", self.alpha, "a learning rate in (0, 1]")
         check(0.0 <= self.gamma <= 1.0, "gamma", self.gamma, "a discount in [0, 1]")
@@ -172,7 +181,7 @@ class PendingUpdates:
 
 def _run_naming(args: IqlArgs, seeds: list[int], log: PlayLog | None) -> list[SeedResult]:
     game = VecNamingGame(
-        args.rules, args.num_agents, args.pairs_per_round, args.episode_rounds, seeds
+        args.rules, args.num_agents, args.pairs_per_round, args.episode_rounds, seeds, args.network
     )
     s, n, w = len(seeds), args.num_agents, len(game.names)
     table = ValueTable(w)

@@ -7,6 +7,7 @@ from societies.baselines.records import Game
 from societies.envs.naming_env import ObservationMode, default_rules
 from societies.games.donor_game import DonorGameRules
 from societies.games.naming_game import NamingGameRules
+from societies.topology import NetworkSpec
 
 LEARNER_GAMES = (Game.NAMING_GAME, Game.DONOR_GAME)
 
@@ -71,3 +72,19 @@ def check_common(
         f"null (N/2) or 1..{most} for num_agents={num_agents}",
     )
     check(isinstance(window, int) and window >= 1, "window", window, "an int >= 1")
+
+
+def check_network(game: Game, network: NetworkSpec) -> None:
+    """The naming game plays any network; the donor game the complete graph only."""
+    check(
+        isinstance(network, NetworkSpec),
+        "network",
+        type(network).__name__,
+        "a NetworkSpec (an experiment config's network: section)",
+    )
+    check(
+        game is Game.NAMING_GAME or network.complete,
+        "network.topology",
+        network.topology.value,
+        f"'complete' for game={game.value!r} (the donor game's schedule is the paper's)",
+    )

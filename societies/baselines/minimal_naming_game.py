@@ -11,7 +11,13 @@ interactions and the population then converges on one word (the sharp transition
 
 On other networks the speaker is a uniformly random agent and the hearer a uniformly
 random neighbour (the "direct" strategy of Dall'Asta, Baronchelli, Barrat and Loreto,
-PRE 74, 036105, 2006). Pass a networkx graph or an edge list as ``graph``.
+PRE 74, 036105, 2006). ``args.network`` (an experiment config's ``network:``) gives each
+seed the graph a society of that root seed plays; a networkx graph, an edge list or an
+:class:`~societies.topology.InteractionGraph` passed as ``graph`` is played by every seed.
+On a ring (a one-dimensional lattice) consensus takes ~N^3 interactions instead of the
+complete graph's ~N^1.5: local clusters form fast and then coarsen as their interfaces
+diffuse (Baronchelli, Dall'Asta, Barrat and Loreto, "Topology-induced coarsening in
+language games", PRE 73, 015102, 2006).
 
 Committed agents (J. Xie, S. Sreenivasan, G. Korniss, W. Zhang, C. Lim and B. K.
 Szymanski, "Social consensus through the influence of committed minorities", PRE 84,
@@ -31,7 +37,7 @@ inventory is the same single word) is absorbing, so a run stops once it holds.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -41,6 +47,7 @@ from societies.baselines import convergence
 from societies.baselines.mng_log import MngLog
 from societies.baselines.records import Game, Method, RoundSeries, SeedResult, final_success
 from societies.seeding import Stream
+from societies.topology import InteractionGraph, NetworkSpec
 
 COMMITTED_WORD, MAJORITY_WORD = 0, 1  # word ids with committed agents: A and B
 
@@ -56,6 +63,9 @@ class MngArgs:
     """Share of agents committed to word A (Xie et al. 2011); 0: the plain game."""
     window: int = 10
     """``final_success`` averages the last ``window`` rounds."""
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    """The graph hearers are drawn on, seed s playing the graph a society of root seed s
+    plays (an experiment config's ``network:``); default complete."""
 
     def __post_init__(self) -> None:
         _check(
@@ -89,6 +99,12 @@ class MngArgs:
             f"0 or at least one agent of {self.num_agents} (>= {0.5 / self.num_agents:.2g})",
         )
         _check(self.window >= 1, "window", self.window, "an int >= 1")
+        _check(
+            isinstance(self.network, NetworkSpec),
+            "network",
+            type(self.network).__name__,
+            "a NetworkSpec (an experiment config's network: section)",
+        )
 
     @property
     def num_committed(self) -> int:
@@ -109,27 +125,58 @@ def run(
 ) -> list[SeedResult]:
     """One :class:`SeedResult` per root seed.
 
-    ``graph``: None (complete graph), a networkx graph with ``num_agents`` nodes, or an
-    edge list of ``(i, j)`` agent indices in ``0..num_agents-1``. With ``log``, the
-    interactions (up to its cap) are recorded there (:mod:`~societies.baselines.mng_log`).
+    ``graph``: None (each seed plays its graph of ``args.network``), or one graph for
+    every seed: a networkx graph with ``num_agents`` nodes, an edge list of ``(i, j)``
+    agent indices in ``0..num_agents-1``, or an :class:`InteractionGraph`; only with
+    ``args.network`` complete. With ``log``, the interactions (up to its cap) are
+    recorded there (:mod:`~societies.baselines.mng_log`).
     """
-    neighbours = None if graph is None else adjacency(graph, args.num_agents)
-    return [_run_seed(args, int(seed), neighbours, log) for seed in seeds]
+    if graph is not None and not args.network.complete:
+        raise ValueError(
+            f"graph and network.topology={args.network.topology.value!r} both given; "
+            "expected one of them (graph: one graph for every seed)"
+        )
+    n = args.num_agents
+    if graph is not None:
+        shared = _neighbours(graph, n)
+        return [_run_seed(args, int(seed), shared, log) for seed in seeds]
+    agents = [f"agent_{i:02d}" for i in range(n)]  # the society's names, for edge lists
+    return [
+        _run_seed(args, int(seed), _neighbours(args.network.graph(agents, int(seed)), n), log)
+        for seed in seeds
+    ]
+
+
+def _neighbours(graph: Any, num_agents: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`adjacency`, or None for the complete graph (hearers drawn without a list)."""
+    if isinstance(graph, InteractionGraph) and graph.complete:
+        _check_nodes(len(graph.agents), num_agents)
+        return None
+    return adjacency(graph, num_agents)
+
+
+def _check_nodes(count: int, num_agents: int) -> None:
+    _check(
+        count == num_agents,
+        "graph",
+        f"a graph of {count} nodes",
+        f"one node per agent (num_agents={num_agents})",
+    )
 
 
 def adjacency(graph: Any, num_agents: int) -> tuple[np.ndarray, np.ndarray]:
     """``(indptr, indices)``: agent i's neighbours are ``indices[indptr[i]:indptr[i+1]]``.
 
-    A networkx graph's nodes are numbered in ``graph.nodes`` order.
+    A networkx graph's nodes are numbered in ``graph.nodes`` order, an
+    :class:`InteractionGraph`'s in ``graph.agents`` order.
     """
-    if hasattr(graph, "nodes") and hasattr(graph, "edges"):
+    if isinstance(graph, InteractionGraph):
+        _check_nodes(len(graph.agents), num_agents)
+        number = {agent: i for i, agent in enumerate(graph.agents)}
+        edges = [(number[a], number[b]) for a, b in graph.all_edges()]
+    elif hasattr(graph, "nodes") and hasattr(graph, "edges"):
         nodes = list(graph.nodes)
-        _check(
-            len(nodes) == num_agents,
-            "graph",
-            f"a graph of {len(nodes)} nodes",
-            f"one node per agent (num_agents={num_agents})",
-        )
+        _check_nodes(len(nodes), num_agents)
         number = {node: i for i, node in enumerate(nodes)}
         edges = [(number[a], number[b]) for a, b in graph.edges]
     else:

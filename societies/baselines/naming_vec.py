@@ -4,8 +4,11 @@ Tabular learners need hundreds of rounds on a hundred seeds; stepping the Pettin
 seed by seed and agent by agent costs more than the learning. :class:`VecNamingGame`
 plays the env's game for S root seeds with arrays and keeps it exactly the env's:
 
-- pairs: :func:`societies.topology.sample_pairs` on the complete graph, drawn from
-  ``seeding.rng(seed, Stream.PAIRING, generation, round)``, as ``NamingGameEnv.pairs_of_round``;
+- pairs: :meth:`societies.topology.InteractionGraph.matching` on seed s's graph of
+  ``network`` (the society's, :meth:`NetworkSpec.graph`), drawn from
+  ``seeding.rng(seed, Stream.PAIRING, generation, round)`` as the society's naming game
+  draws them; on the complete graph that is :func:`~societies.topology.sample_pairs`, as
+  ``NamingGameEnv.pairs_of_round`` (the env plays the complete graph only);
 - rewards: :meth:`societies.games.naming_game.NamingGame.payoff`, tabulated once into a
   W x W matrix;
 - history observations: the env's codes (own name + 1, partner's name + 1, payoff sign
@@ -28,13 +31,14 @@ from societies import seeding
 from societies.envs.naming_env import ObservationMode
 from societies.games.naming_game import NamingGame, NamingGameRules
 from societies.seeding import Stream
-from societies.topology import Topology, sample_pairs
+from societies.topology import NetworkSpec, Topology, sample_pairs
 
 
 class VecNamingGame:
     """The repeated naming game among ``num_agents`` agents, for each root seed in ``seeds``.
 
     Agents are indices 0..N-1 (the env's ``agent_00``..). Arrays have a leading seed axis.
+    Pairs are drawn on each seed's graph of ``network`` (default: the complete graph).
     """
 
     def __init__(
@@ -44,6 +48,7 @@ class VecNamingGame:
         pairs_per_round: int | None,
         episode_rounds: int,
         seeds: Sequence[int],
+        network: NetworkSpec | None = None,
     ) -> None:
         if not isinstance(episode_rounds, int) or episode_rounds < 1:
             raise ValueError(f"episode_rounds={episode_rounds!r}; expected an integer >= 1")
@@ -61,6 +66,16 @@ class VecNamingGame:
         sample_pairs(
             Topology.COMPLETE, self.agent_names, self.pairs_per_round, np.random.default_rng(0)
         )
+        # seed s plays the graph a society of root seed s plays
+        network = network or NetworkSpec()
+        self.graphs = [network.graph(self.agent_names, s) for s in self.seeds]
+        for graph in set(self.graphs):  # once per distinct graph: a max matching costs
+            most = self.pairs_per_round if graph.complete else graph.max_matching()
+            if self.pairs_per_round > most:
+                raise ValueError(
+                    f"pairs_per_round={self.pairs_per_round}: the {graph.topology.value} "
+                    f"graph's largest matching has {most} pairs; expected 1..{most}"
+                )
         w = len(self.names)
         self.payoffs = np.array(
             [[self.game.payoff(a, b) for b in self.names] for a in self.names], dtype=float
@@ -80,7 +95,7 @@ class VecNamingGame:
         out = np.empty((self.num_seeds, self.pairs_per_round, 2), dtype=np.int64)
         for k, seed in enumerate(self.seeds):
             rng = seeding.rng(seed, Stream.PAIRING, generation, r)
-            drawn = sample_pairs(Topology.COMPLETE, self.agent_names, self.pairs_per_round, rng)
+            drawn = self.graphs[k].matching(self.pairs_per_round, rng)
             out[k] = [(self._index[a], self._index[b]) for a, b in drawn]
         return out
 

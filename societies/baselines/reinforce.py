@@ -23,14 +23,15 @@ methods", ICML). On the naming game (N = 24, W = 10, lr 0.5, episodes of 5 round
 about 9 seeds in 10 reach consensus within 1500 rounds; the others end with one or two
 such agents while the rest agree.
 
-The naming game runs all seeds at once on :class:`VecNamingGame`; the donor game steps
+The naming game runs all seeds at once on :class:`VecNamingGame` (pairs on the edges of
+``network``'s graph, as the society draws them); the donor game steps
 :class:`DonorGameEnv` seed by seed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -40,6 +41,7 @@ from societies.baselines.donor_play import DonorPlay
 from societies.baselines.learner_games import (
     check,
     check_common,
+    check_network,
     game_rules,
     learner_game,
     observation_mode,
@@ -53,6 +55,7 @@ from societies.envs.naming_env import ObservationMode
 from societies.games.donor_game import DonorGameRules
 from societies.games.naming_game import NamingGameRules
 from societies.seeding import Stream
+from societies.topology import NetworkSpec
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,10 @@ class ReinforceArgs:
     between episodes. The donor game's episode is its ``rules.rounds``."""
     pairs_per_round: int | None = None
     """Naming game: disjoint pairs per round; None: N/2, everyone plays."""
+    network: NetworkSpec = field(default_factory=NetworkSpec)
+    """Naming game: the graph whose edges pairs are drawn on, seed s playing the graph a
+    society of root seed s plays (an experiment config's ``network:``); default complete.
+    The donor game plays the complete graph (its schedule is the paper's)."""
     window: int = 10
     """``final_success`` averages the last ``window`` rounds."""
     rules: NamingGameRules | DonorGameRules | None = None
@@ -88,6 +95,7 @@ class ReinforceArgs:
         check_common(
             self.num_agents, self.rounds, self.episode_rounds, self.pairs_per_round, self.window
         )
+        check_network(self.game, self.network)
         check(
             self.learning_rate is None or 0.0 < self.learning_rate < 1e3,
             "learning_rate",
@@ -166,7 +174,7 @@ def policy_step(
 
 def _run_naming(args: ReinforceArgs, seeds: list[int], log: PlayLog | None) -> list[SeedResult]:
     game = VecNamingGame(
-        args.rules, args.num_agents, args.pairs_per_round, args.episode_rounds, seeds
+        args.rules, args.num_agents, args.pairs_per_round, args.episode_rounds, seeds, args.network
     )
     s, n = len(seeds), args.num_agents
     table = ValueTable(len(game.names))
