@@ -177,11 +177,48 @@ def test_llm_rl_rounds_below_one_is_refused_before_anything_runs(tmp_path, capsy
     assert not out.exists()  # not even the iql baseline ran
 
 
-def test_a_network_the_baselines_cannot_play_is_refused_before_the_societies_run(tmp_path, capsys):
+def test_an_intervention_the_baselines_cannot_play_is_refused_before_the_societies_run(
+    tmp_path, capsys
+):
     from trainer.cli import main
 
     out = tmp_path / "cmp"
-    argv = ["compare", str(QUICKSTART), "--methods", "in_context,iql", "--out", str(out)]
-    assert main([*argv, "network.topology=ring_lattice", "network.k=2"]) == 2
-    assert "network.topology='ring_lattice'" in capsys.readouterr().err
+    committed = QUICKSTART.parent / "committed_minority.yaml"
+    argv = ["compare", str(committed), "--methods", "in_context,iql", "--out", str(out)]
+    assert main(argv) == 2
+    assert "interventions=['committed_minority']" in capsys.readouterr().err
     assert not out.exists()  # the in-context society did not run first
+
+
+def test_on_a_ring_every_method_plays_the_societys_graph(tiny_model_path, tmp_path):
+    """network.topology=ring_lattice, k=2, 6 agents: the society, IQL and llm_rl of a
+    seed write the same graph.json, and every pair any of them played is a ring edge."""
+    from societies.transcripts import read_decisions
+    from trainer.compare import run_comparison
+    from trainer.run_dir import RunLayout
+
+    overrides = [
+        "model.name_or_path=tiny-random",
+        "population.size=6",
+        "game.num_names=3",
+        "game.rounds=3",
+        "game.pairs_per_round=3",
+        "probe.orders=2",
+        "network.topology=ring_lattice",
+        "network.k=2",
+    ]
+    out = tmp_path / "cmp"
+    methods = ["in_context", "iql", "llm_rl"]
+    rows = run_comparison(
+        QUICKSTART, overrides, 1, out, methods=methods, llm_rl_rounds=2, progress=False
+    )
+    assert [r.method for r in rows] == methods
+    ring = {frozenset((f"agent_{i:02d}", f"agent_{(i + 1) % 6:02d}")) for i in range(6)}
+    graphs = []
+    for run_dir in (out / "society/seed_0", out / "iql/seed_0", out / "llm_rl/seed_0"):
+        layout = RunLayout(run_dir)
+        graphs.append(json.loads(layout.graph.read_text()))
+        decisions = read_decisions(layout.transcripts(0))
+        assert decisions and {frozenset((d.agent, d.partner)) for d in decisions} <= ring
+    assert graphs[0]["links"] == graphs[1]["links"] == graphs[2]["links"]
+    assert {frozenset((e["source"], e["target"])) for e in graphs[0]["links"]} == ring

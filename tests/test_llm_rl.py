@@ -4,6 +4,8 @@ run directory."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -75,3 +77,46 @@ def test_online_reinforce_changes_adapters_not_base_and_raises_the_payoff(
     matched = [k for k in on_disk if k in inside]
     assert len(matched) == len(on_disk)
     assert all(torch.equal(on_disk[k], inside[k]) for k in matched)
+
+
+def test_on_a_ring_llm_rl_pairs_only_neighbours(tiny_model_path, tmp_path):
+    """network.topology=ring_lattice, k=2, 6 agents: two rounds of 3 pairs, every one a
+    ring edge; the run directory records the ring (config.yaml) and the graph played
+    (graph.json, the society's graph of the seed)."""
+    ring = {frozenset((f"agent_{i:02d}", f"agent_{(i + 1) % 6:02d}")) for i in range(6)}
+    overrides = tiny_overrides(
+        tmp_path,
+        **{
+            "population.size": 6,
+            "game.pairs_per_round": 3,
+            "network.topology": "ring_lattice",
+            "network.k": 2,
+        },
+    )
+    config = load_experiment(QUICKSTART, overrides)
+    run_llm_rl(config, LlmRlArgs(rounds=2), tmp_path / "rl")
+    layout = RunLayout(tmp_path / "rl")
+    decisions = read_decisions(layout.transcripts(0))
+    assert len(decisions) == 2 * 6
+    assert {frozenset((d.agent, d.partner)) for d in decisions} <= ring
+    assert load_experiment(layout.config).network == config.network
+    links = json.loads(layout.graph.read_text())["links"]
+    assert {frozenset((e["source"], e["target"])) for e in links} == ring
+
+
+def test_llm_rl_refuses_more_pairs_than_the_graph_holds_before_writing(tmp_path):
+    """A star on 4 agents holds one disjoint pair a round, not game.pairs_per_round=2."""
+    star = tmp_path / "star.txt"
+    star.write_text("0 1\n0 2\n0 3\n")
+    overrides = tiny_overrides(
+        tmp_path, **{"network.topology": "edge_list", "network.edge_list": str(star)}
+    )
+    config = load_experiment(QUICKSTART, overrides)
+    with pytest.raises(ValueError, match="game.pairs_per_round=2: the edge_list graph's largest"):
+        run_llm_rl(config, LlmRlArgs(rounds=1), tmp_path / "rl")
+    # called directly, it refuses interventions as `folkways baseline llm_rl` does
+    committed = QUICKSTART.parent / "committed_minority.yaml"
+    config = load_experiment(committed, [f"run.output_dir={tmp_path}"])
+    with pytest.raises(ValueError, match=r"interventions=\['committed_minority'\] are not"):
+        run_llm_rl(config, LlmRlArgs(rounds=1), tmp_path / "rl")
+    assert not (tmp_path / "rl").exists()

@@ -14,8 +14,9 @@ batched forward/backward over the stacked multi-LoRA engine (each row with its o
 adapter), with per-agent AdamW state and gradient clipping
 (:class:`trainer.stacked_adamw.StackedAdamW`): agents never share weights or
 optimiser state. Rounds are played by :func:`societies.society.play_round` with the
-seeded streams of a society run, so the pairs and uniforms match a society run of the
-same seed.
+seeded streams of a society run, on the graph of the config's ``network:`` that a
+society run of the same seed plays (pairs drawn only along its edges), so the pairs and
+uniforms match a society run of the same seed.
 """
 
 from __future__ import annotations
@@ -82,11 +83,13 @@ class LlmRlResult:
 
 
 def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False) -> LlmRlResult:
-    """Play ``args.rounds`` rounds of ``config``'s naming game with online REINFORCE.
+    """Play ``args.rounds`` rounds of ``config``'s naming game with online REINFORCE, on
+    the graph of ``config.network`` that a society run of ``config.run.seed`` plays.
 
     ``out_dir`` becomes an ordinary run directory of one generation
     (``trainer/baseline_run_dir.py``): ``config.yaml`` (with ``game.memory: 0`` and the
-    names, as played), ``initial_adapters/<agent>``, and in ``generation_000/`` the
+    names, as played), ``graph.json`` (the graph played, as a society run's) when the
+    network is not complete, ``initial_adapters/<agent>``, and in ``generation_000/`` the
     society's Decision records (``transcripts.jsonl``, appended round by round), the
     adapters after the last update (``adapters/<agent>``), the prior probe of the
     initial and the final adapters (``probes.json``), the consensus of the agents'
@@ -102,6 +105,7 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
     from societies.population import Engine, LoraSpec, PopulationModel
     from societies.probes import prior_probe, probe_orders
     from societies.transcripts import append_decisions
+    from trainer.baseline_command import write_graph
     from trainer.baseline_run_dir import seed_config, start_run_dir, write_generation
     from trainer.games import build_game
     from trainer.measure_generation import measure_generation
@@ -114,13 +118,21 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
         )
     if config.population.scripted:
         raise ValueError("llm_rl: population.scripted must be empty (every seat learns)")
+    if config.interventions:
+        kinds = [iv.kind.value for iv in config.interventions]
+        raise ValueError(
+            f"llm_rl: interventions={kinds} are not played; expected none (remove the "
+            "config's interventions section)"
+        )
     seed = config.run.seed
     played = replace(config, game=replace(config.game, memory=0))  # no in-context memory
-    game = build_game(played.game, seed)
-    out_dir = Path(out_dir)
     agents = [f"agent_{i:02d}" for i in range(config.population.size)]
+    graph = config.network.graph(agents, seed)  # the society's graph of this seed
+    game = build_game(played.game, seed, graph)  # checks the pairs fit the graph
+    out_dir = Path(out_dir)
     seeded = seed_config(played, out_dir, seed, 1, len(agents), game.options)
     layout = start_run_dir(out_dir, seeded)
+    write_graph(out_dir, graph)
     lora = LoraSpec(
         r=config.lora.r,
         alpha=config.lora.alpha,
