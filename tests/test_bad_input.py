@@ -1,8 +1,9 @@
 """Bad input, everywhere: each entry of ``CASES`` is one row of the README's "Bad input" table.
 
 The cases are built in tests/bad_input_cases_config.py (config files, model caches,
-adapters) and tests/bad_input_cases_run_dir.py (run directories and the arguments
-naming what is in them), on the context of tests/bad_input_harness.py.
+adapters), tests/bad_input_cases_run_dir.py (run directories and the arguments
+naming what is in them) and tests/bad_input_cases_commands.py (step, baseline,
+compare, sweep, slurm render), on the context of tests/bad_input_harness.py.
 
 Every case builds one bad input under ``tmp_path`` (copies of the shared tiny
 ``reference`` run, never the run itself), runs the CLI in-process and checks that:
@@ -30,12 +31,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.bad_input_cases_commands import COMMAND_CASES
 from tests.bad_input_cases_config import CONFIG_CASES
 from tests.bad_input_cases_run_dir import RUN_DIR_CASES
 from tests.bad_input_harness import Ctx
 from trainer import cli
 
-CASES = {**CONFIG_CASES, **RUN_DIR_CASES}
+CASES = {**CONFIG_CASES, **RUN_DIR_CASES, **COMMAND_CASES}
 
 
 RESUME_LOG = re.compile(
