@@ -118,8 +118,7 @@ def run_comparison(
     base = load_experiment(config_path, overrides)
     if base.game.name.value != "naming_game":
         raise ValueError(f"compare plays the naming game; the config's is {base.game.name.value!r}")
-    # The weight-update methods play neither a network nor interventions: refused here,
-    # before the societies run, not when the first baseline starts.
+    # The weight-update methods run no interventions: refused before the societies run.
     for method in methods:
         if method in ("iql", "reinforce", "llm_rl"):
             check_config(method, base)
