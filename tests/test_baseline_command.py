@@ -182,6 +182,18 @@ def test_an_intervention_is_refused_before_any_work(method, tmp_path):
     assert not out.exists()
 
 
+def test_a_config_section_override_clears_the_interventions(tmp_path, capsys):
+    """``interventions=[]`` (no dot) sets the config, not a baseline arg: the way to run a
+    baseline on a config file that has interventions."""
+    out = tmp_path / "iql"
+    argv = ["interventions=[]", "rounds=5", "--seeds", "1", "--json", "--out", out]
+    assert baseline("iql", COMMITTED, *argv) == 0
+    assert json.loads(capsys.readouterr().out)[0]["rounds"] == 5
+    assert load_experiment(out / "seed_0/config.yaml").interventions == []
+    with pytest.raises(ConfigError, match="'epsilonn' is not an arg of baseline iql"):
+        baseline("iql", COMMITTED, "interventions=[]", "epsilonn=0.1", "--out", tmp_path / "x")
+
+
 def test_the_complete_network_is_accepted_and_recorded(tmp_path, capsys):
     out = tmp_path / "iql"
     argv = ["network.topology=complete", "network.k=2", "rounds=5", "--seeds", "1", "--json"]

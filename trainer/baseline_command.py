@@ -5,7 +5,8 @@ config's ``game:`` section gives the rules (names drawn from ``run.seed`` as in 
 run), ``population.size`` the number of agents and ``network:`` who meets whom (seed s
 plays the graph a society run of ``run.seed = s`` plays; societies/topology.py), read
 through the same loader as ``folkways run``. Overrides without a dot set the baseline's
-args (``epsilon=0.1``); dotted ones override the experiment config (``game.memory=1``).
+args (``epsilon=0.1``); dotted ones and config sections override the experiment config
+(``game.memory=1``, ``interventions=[]``).
 Seeds are ``run.seed .. run.seed + K - 1``.
 
 Writes, in ``--out`` (default ``<run.output_dir>/<run.name>-baseline-<method>``)::
@@ -77,7 +78,8 @@ def add_baseline_parser(subparsers: argparse._SubParsersAction) -> argparse.Argu
     parser.add_argument(
         "overrides",
         nargs="*",
-        help="key=value: baseline args (epsilon=0.1) or dotted config keys (game.memory=1)",
+        help="key=value: baseline args (epsilon=0.1), or config keys: dotted (game.memory=1) "
+        "or a section (interventions=[])",
     )
     parser.add_argument(
         "--seeds", type=int, default=5, help="root seeds run.seed .. run.seed+K-1 (default 5)"
@@ -100,9 +102,8 @@ def run_baseline_command(args: argparse.Namespace) -> int:
 
     if args.seeds < 1:
         raise ValueError(f"--seeds={args.seeds}; expected an integer >= 1")
-    dotted = [o for o in args.overrides if "=" in o and "." in o.split("=", 1)[0]]
-    own = [o for o in args.overrides if o not in dotted]
-    config = load_experiment(args.config, dotted)
+    settings, own = split_overrides(args.overrides)
+    config = load_experiment(args.config, settings)
     if args.method == LLM_RL:
         return _run_llm_rl(args, config, own)
     method = Method(args.method)
@@ -122,6 +123,21 @@ def run_baseline_command(args: argparse.Namespace) -> int:
         print(format_results(results))
         print(f"run directories: {out}/seed_<s> (folkways report reads each)")
     return 0
+
+
+def split_overrides(overrides: Sequence[str]) -> tuple[list[str], list[str]]:
+    """``(config overrides, baseline args)``: a dotted key (``game.memory=1``) or a
+    config section's name (``interventions=[]``) sets the config, any other the args."""
+    from trainer.config import ExperimentConfig
+
+    sections = {f.name for f in dataclasses.fields(ExperimentConfig)}
+
+    def sets_the_config(text: str) -> bool:
+        key, sep, _ = text.partition("=")
+        return bool(sep) and ("." in key or key in sections)
+
+    config = [o for o in overrides if sets_the_config(o)]
+    return config, [o for o in overrides if not sets_the_config(o)]
 
 
 def run_recorded(
