@@ -120,3 +120,23 @@ def test_llm_rl_refuses_more_pairs_than_the_graph_holds_before_writing(tmp_path)
     with pytest.raises(ValueError, match=r"interventions=\['committed_minority'\] are not"):
         run_llm_rl(config, LlmRlArgs(rounds=1), tmp_path / "rl")
     assert not (tmp_path / "rl").exists()
+
+
+def test_a_rerun_in_place_writes_the_same_records(tiny_model_path, tmp_path):
+    """``baseline llm_rl`` re-run into its own --out (how a killed run is finished)
+    replays the seed: the same decisions and the same trained adapters, byte for byte."""
+    overrides = tiny_overrides(tmp_path, **{"population.size": 4, "game.pairs_per_round": 2})
+    config = load_experiment(QUICKSTART, overrides)
+    layout = RunLayout(tmp_path / "rl")
+
+    def played() -> tuple[bytes, dict[str, bytes]]:
+        run_llm_rl(config, LlmRlArgs(rounds=3), layout.root)
+        adapters = {
+            a: (layout.adapter(0, a) / "adapter_model.safetensors").read_bytes() for a in AGENTS
+        }
+        return layout.transcripts(0).read_bytes(), adapters
+
+    first = played()
+    (layout.root / "generation_000" / "stray.txt").write_text("from a killed run")
+    assert played() == first
+    assert not (layout.root / "generation_000" / "stray.txt").exists()
