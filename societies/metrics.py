@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 
 from societies.records import Decision
 
@@ -48,14 +49,47 @@ def convergence_round(decisions: Iterable[Decision], streak: int) -> int | None:
     return None
 
 
-def majority(decisions: Iterable[Decision]) -> tuple[str | None, float]:
-    """The most chosen action and its share of all choices (ties: alphabetical first)."""
-    counts = Counter(d.action for d in decisions)
-    total = sum(counts.values())
-    if not total:
-        return None, float("nan")
-    name, count = min(counts.items(), key=lambda item: (-item[1], item[0]))
-    return name, count / total
+@dataclass(frozen=True)
+class Majority:
+    """The option chosen most and its share of all choices.
+
+    ``tied``: the options sharing the top count (sorted) when two or more do; then
+    there is no majority option (``option`` is None) and ``share`` is the share each
+    tied option holds. Never broken by name: an A-B tie is no win for A. No choices at
+    all: ``option`` None, ``share`` NaN, ``tied`` empty.
+    """
+
+    option: str | None
+    share: float
+    tied: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.tied and (
+            self.option is not None
+            or len(self.tied) < 2
+            or list(self.tied) != sorted(set(self.tied))
+        ):
+            raise ValueError(
+                f"Majority(option={self.option!r}, tied={self.tied!r}); expected tied empty, "
+                "or 2+ distinct options in sorted order with option None"
+            )
+
+    @classmethod
+    def of_counts(cls, counts: Mapping[str, int]) -> Majority:
+        """The majority of ``{option: times chosen}``."""
+        total = sum(counts.values())
+        if not total:
+            return cls(None, float("nan"))
+        most = max(counts.values())
+        top = sorted(o for o, n in counts.items() if n == most)
+        if len(top) > 1:
+            return cls(None, most / total, tuple(top))
+        return cls(top[0], most / total)
+
+
+def majority(decisions: Iterable[Decision]) -> Majority:
+    """The most chosen action of ``decisions`` (a tie at the top is recorded, not broken)."""
+    return Majority.of_counts(Counter(d.action for d in decisions))
 
 
 def entropy_bits(probs: Mapping[str, float] | Sequence[float]) -> float:

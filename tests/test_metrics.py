@@ -8,6 +8,7 @@ import math
 import pytest
 
 from societies.metrics import (
+    Majority,
     convergence_round,
     entropy_bits,
     interactions,
@@ -67,8 +68,21 @@ def test_convergence_needs_an_unbroken_streak():
 
 def test_majority_counts_every_decision():
     ds = pair(0, 0, "A", "B") + pair(0, 1, "B", "B") + pair(1, 0, "C", "B")
-    assert majority(ds) == ("B", pytest.approx(4 / 6))
-    assert majority([]) == (None, pytest.approx(float("nan"), nan_ok=True))
+    assert majority(ds) == Majority("B", pytest.approx(4 / 6))
+    none = majority([])
+    assert none.option is None and math.isnan(none.share) and none.tied == ()
+
+
+def test_a_tie_at_the_top_is_no_majority_whatever_the_names():
+    # C 3, A 3, B 2 of 8: A and C share the top; neither is the majority (A is not
+    # preferred for coming first in the alphabet)
+    ds = pair(0, 0, "C", "A") + pair(0, 1, "C", "A") + pair(1, 0, "C", "B") + pair(1, 1, "A", "B")
+    assert majority(ds) == Majority(None, 3 / 8, ("A", "C"))
+    assert Majority.of_counts({"B": 2, "C": 2, "A": 2}) == Majority(None, 1 / 3, ("A", "B", "C"))
+    assert Majority.of_counts({"B": 2, "A": 1}) == Majority("B", 2 / 3)
+    for bad in (("A", "B"), ("C",), ("C", "A")):
+        with pytest.raises(ValueError, match="tied="):
+            Majority(None if bad != ("A", "B") else "A", 0.5, bad)
 
 
 def test_entropy_analytic_values():

@@ -156,7 +156,7 @@ def test_the_recorded_speeches_are_the_run_and_stop_at_the_cap():
         assert d.payoff == float(d.success) and d.agent != d.partner
     assert decisions[0].options == ("w0",)  # the first speaker invents the first word
     assert play.consensus[-1] == result.winner and play.consensus[-2] is None
-    assert play.majority()[0] == result.winner
+    assert play.majority().option == result.winner
 
     capped = MngLog(max_decisions=100)
     run(args, [3], log=capped)

@@ -268,7 +268,7 @@ def test_committed_option_reads_intervention_records(tmp_path):
 def _naming_generation(tmp_path, rounds_of_pairs, *, window=2):
     """A run directory holding one naming-game generation's transcript (rounds of pairs
     (a, b)) and its summary, whose majority is the game's rule: ``majority`` over the
-    last ``window`` rounds, ties broken alphabetically."""
+    last ``window`` rounds (a tie recorded as ``majority_tied``)."""
     decisions = [
         d
         for r, pairs in enumerate(rounds_of_pairs)
@@ -279,22 +279,47 @@ def _naming_generation(tmp_path, rounds_of_pairs, *, window=2):
     layout.generation(0).mkdir(parents=True)
     append_decisions(layout.transcripts(0), decisions)
     rounds = len(rounds_of_pairs)
-    name, share = majority(d for d in decisions if d.round >= rounds - window)
+    top = majority(d for d in decisions if d.round >= rounds - window)
     summary = GenerationSummary(
-        0, "naming_game", rounds, window, name, share, *[float("nan")] * 5, 0, 0
+        0,
+        "naming_game",
+        rounds,
+        window,
+        top.option,
+        top.share,
+        *[float("nan")] * 5,
+        0,
+        0,
+        majority_tied=list(top.tied),
     )
     return layout, summary
 
 
 def test_window_choices_tell_a_tie_from_a_win(tmp_path):
     # rounds 0-1 all A (outside the window); window rounds 2-3: A 4, B 4, a tie that
-    # summary.json records as A (50%), the alphabetically first
+    # summary.json records as such (50% each, no majority option)
     tie = [[("A", "A"), ("A", "A")]] * 2 + [[("A", "B"), ("B", "B")], [("A", "A"), ("B", "A")]]
     layout, summary = _naming_generation(tmp_path / "tie", tie)
-    assert (summary.majority_option, summary.majority_share) == ("A", 0.5)
+    assert (summary.majority_option, summary.majority_share) == (None, 0.5)
+    assert summary.majority_tied == ["A", "B"]
     counts, free_text = window_choices(layout, summary)
     assert counts == {"A": 4, "B": 4} and not free_text
+    assert GenerationOutcome(0, None, window_choices=counts).winner() == (None, ("A", "B"))
+    # without the transcript, the summary's tie is the outcome
+    assert GenerationOutcome(0, None, majority_tied=("A", "B")).winner() == (None, ("A", "B"))
+    # a schema-2 summary gave the tie to A, the alphabetically first: the counts tell
+    old = GenerationSummary(
+        **{**summary.to_dict(), "majority_option": "A", "majority_tied": [], "schema_version": 2}
+    )
+    assert window_choices(layout, old) == (counts, False)
     assert GenerationOutcome(0, "A", window_choices=counts).winner() == (None, ("A", "B"))
+    # a schema-3 summary that names a majority in a tie, or another tie: refused
+    wrong = GenerationSummary(**{**summary.to_dict(), "majority_option": "A", "majority_tied": []})
+    with pytest.raises(ValueError, match=r"majority_option 'A' is not the one option chosen most"):
+        window_choices(layout, wrong)
+    other = GenerationSummary(**{**summary.to_dict(), "majority_tied": ["A", "C"]})
+    with pytest.raises(ValueError, match=r"majority_tied \['A', 'C'\] are not the options"):
+        window_choices(layout, other)
     # one more B in round 3: B 5 of 8 wins, and is the summary's majority too
     win = [*tie[:3], [("A", "B"), ("B", "A")]]
     layout, summary = _naming_generation(tmp_path / "win", win)
@@ -319,7 +344,7 @@ def _tie_run(share, seed, choices, committed):
         seed=seed,
         options=("A", "B"),
         prior={"A": 0.5, "B": 0.5},
-        # majority_option as summary.json has it: ties go to A
+        # majority_option as a schema-2 summary.json has it: ties go to A
         generations=(
             GenerationOutcome(0, "A" if choices["A"] >= choices["B"] else "B", {}, choices),
         ),

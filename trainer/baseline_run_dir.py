@@ -180,12 +180,12 @@ def write_mng_run(
     ]
     rounds = list(range(result.rounds))
     records += series_records(series, 0, np.arange(result.rounds), rounds, result.method.value)
-    majority, share = play.majority()
+    top = play.majority()  # words tied at the top: no majority word (top.tied)
     values = {
         "success_rate": float(np.mean(series.success)),
         "success_rate_last": result.final_success,
-        "majority_name": majority,
-        "majority_share": share,
+        "majority_name": top.option,
+        "majority_share": top.share,
         "recorded_rounds": play.recorded_rounds,
         **{
             k: v
@@ -204,8 +204,9 @@ def write_mng_run(
         game=Game.MINIMAL_NAMING_GAME.value,
         rounds=result.rounds,
         window=min(args.window, result.rounds),
-        majority_option=majority,
-        majority_share=share,
+        majority_option=top.option,
+        majority_share=top.share,
+        majority_tied=list(top.tied),
         prior_on_majority_before=nan,
         prior_on_majority_after=nan,
         prior_entropy_before=nan,

@@ -17,7 +17,7 @@ from trainer.loop_rollout import Rollout
 from trainer.measure_generation import measure_generation
 from trainer.run_dir import atomic_write_json, atomic_write_text
 from trainer.run_records import read_probes
-from trainer.summary import GenerationSummary
+from trainer.summary import GenerationSummary, completion_line
 from trainer.tracking import MetricRecord, rebuild_run_metrics, write_generation_metrics
 from trainer.training_data import TrainingRows
 from trainer.wandb_tracking import WandbTracker
@@ -59,6 +59,7 @@ class FinishSteps:
         records += self._weight_records(g)
         if after:  # a population of scripted seats only has no priors to drift
             gen0 = before if g == 0 else read_probes(layout, 0)["before"]
+            # majority_option None (a tie): no on_majority records
             records += drift_records(g, after, gen0, summary.majority_option)
         records += extra_records(g, extras, baseline)
         records += information_records(
@@ -113,9 +114,5 @@ class FinishSteps:
             tracker.finish()
         atomic_write_text(layout.complete(g), "complete\n")  # last: marks the generation done
         rebuild_run_metrics(layout)
-        self.log(
-            f"generation {g} complete: majority {summary.majority_option} "
-            f"({summary.majority_share:.0%} of the last {summary.window} rounds), prior on it "
-            f"{summary.prior_on_majority_before:.3f} -> {summary.prior_on_majority_after:.3f}"
-        )
+        self.log(completion_line(summary))
         return summary

@@ -29,7 +29,9 @@ def measure_generation(
 
     The game measures its rounds and the generation (``Game.round_metrics``,
     ``Game.generation_metrics``); the prior probe is measured against the game's
-    majority option in the last ``window`` rounds.
+    majority option in the last ``window`` rounds. Without one (options tied at the top,
+    or no choices) there is nothing to measure the priors against: the summary's
+    ``prior_on_majority_*`` are NaN and no ``prior_on_majority`` record is written.
     """
     measured = game.generation_metrics(
         decisions, rounds=rounds, window=window, population_size=population_size
@@ -58,9 +60,12 @@ def measure_generation(
             records.append(
                 MetricRecord(g, "prior_entropy_bits", entropy_bits(prior.probs), phase, agent=agent)
             )
-            records.append(
-                MetricRecord(g, "prior_on_majority", prior.probs.get(name, 0.0), phase, agent=agent)
-            )
+            if name is not None:
+                records.append(
+                    MetricRecord(
+                        g, "prior_on_majority", prior.probs.get(name, 0.0), phase, agent=agent
+                    )
+                )
             records.append(
                 MetricRecord(g, "prior_option_mass", prior.option_mass, phase, agent=agent)
             )
@@ -80,8 +85,9 @@ def measure_generation(
         window=window,
         majority_option=name,
         majority_share=measured.majority_share,
-        prior_on_majority_before=_mean(p.probs.get(name, 0.0) for p in before.values()),
-        prior_on_majority_after=_mean(p.probs.get(name, 0.0) for p in after.values()),
+        majority_tied=list(measured.majority_tied),
+        prior_on_majority_before=_prior_on(name, before),
+        prior_on_majority_after=_prior_on(name, after),
         prior_entropy_before=_mean(entropy_bits(p.probs) for p in before.values()),
         prior_entropy_after=_mean(entropy_bits(p.probs) for p in after.values()),
         option_mass_mean=option_mass,
@@ -91,6 +97,13 @@ def measure_generation(
         game_metrics=values,
     )
     return summary, records
+
+
+def _prior_on(option: str | None, priors: dict[str, AgentPrior]) -> float:
+    """Mean prior mass on ``option``; NaN without an option (a tie) or without priors."""
+    if option is None:
+        return float("nan")
+    return _mean(p.probs.get(option, 0.0) for p in priors.values())
 
 
 def _has_value(x: float) -> bool:

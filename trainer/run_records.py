@@ -11,18 +11,29 @@ from pathlib import Path
 
 from societies.records import AgentPrior, SchemaError, check_record
 from trainer.run_dir import RunLayout, read_json
-from trainer.summary import SUMMARY_SCHEMA_VERSION, GenerationSummary
+from trainer.summary import (
+    READABLE_SUMMARY_VERSIONS,
+    SUMMARY_SCHEMA_VERSION,
+    GenerationSummary,
+)
 
 
 def read_summary(layout: RunLayout, g: int) -> GenerationSummary:
     """Generation ``g``'s summary; a :class:`SchemaError` names the file if it does not read."""
     path = layout.summary(g)
     data = read_json(path)
+    found = data.get("schema_version") if isinstance(data, dict) else None
+    # An older readable version is checked as itself; anything else against the current
+    # one, so the error names the version this folkways writes.
+    version = found if found in READABLE_SUMMARY_VERSIONS else SUMMARY_SCHEMA_VERSION
     try:
-        check_record("summary", GenerationSummary, data, SUMMARY_SCHEMA_VERSION)
+        check_record("summary", GenerationSummary, data, version)
     except SchemaError as err:
         raise SchemaError(f"{path}: {err}") from None
-    return GenerationSummary.from_dict(data)
+    try:
+        return GenerationSummary.from_dict(data)
+    except ValueError as err:  # e.g. a tie recorded beside a majority option
+        raise SchemaError(f"{path}: {err}") from None
 
 
 def read_probes(layout: RunLayout, g: int) -> dict[str, dict[str, AgentPrior]]:

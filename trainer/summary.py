@@ -7,7 +7,11 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 # 2: game-agnostic fields plus the game's own metrics under game_metrics (games protocol).
-SUMMARY_SCHEMA_VERSION = 2
+# 3: majority_tied; a tie at the top has no majority_option (2 broke it alphabetically).
+SUMMARY_SCHEMA_VERSION = 3
+# Versions read_summary accepts: a schema-2 file reads with majority_tied empty and its
+# majority_option as written (possibly the alphabetical first of a tie).
+READABLE_SUMMARY_VERSIONS = (2, 3)
 
 # The columns each game adds to the end-of-run table: (header, game_metrics key, format).
 # The naming game's convergence is Ashery et al.'s (2025): the round that completes 3N
@@ -41,9 +45,13 @@ class GenerationSummary:
             success rates, convergence round; donor game: donations, final resources).
         majority_option / majority_share: the option chosen most in the last ``window``
             rounds and its share of the choices there.
+        majority_tied: the options tied at the top of the window instead (sorted; empty
+            when one option leads). A tie has no majority option: ``majority_option`` is
+            None, ``majority_share`` the share each tied option holds.
         prior_on_majority_before / _after: mean empty-history prior mass on the majority
             option, for the adapters the generation started with and after distillation
-            (LLM agents only; NaN when every seat is scripted).
+            (LLM agents only; NaN when every seat is scripted or there is no majority
+            option).
         prior_entropy_before / _after: mean prior entropy in bits.
         option_mass_mean: mean model probability mass on the options (LLM decisions).
         distilled / carried_over: how many agents were trained / kept their adapter.
@@ -65,7 +73,20 @@ class GenerationSummary:
     carried_over: int
     scripted: int = 0
     game_metrics: dict[str, Any] = field(default_factory=dict)
+    majority_tied: list[str] = field(default_factory=list)
     schema_version: int = SUMMARY_SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if self.majority_tied and (
+            self.majority_option is not None
+            or len(self.majority_tied) < 2
+            or list(self.majority_tied) != sorted(set(self.majority_tied))
+        ):
+            raise ValueError(
+                f"generation {self.generation}: majority_option={self.majority_option!r}, "
+                f"majority_tied={self.majority_tied!r}; expected majority_tied empty, or 2+ "
+                "distinct options in sorted order with majority_option None"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON: a headline number without a value (NaN here) is ``None``."""
@@ -73,9 +94,24 @@ class GenerationSummary:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> GenerationSummary:
-        """Reads ``null`` (and NaN, which files before strict JSON hold) as NaN."""
+        """Reads ``null`` (and NaN, which files before strict JSON hold) as NaN; a
+        schema-2 summary (no ``majority_tied``) reads with no tie."""
         floats = {f.name for f in fields(cls) if f.type == "float"}
         return cls(**{k: math.nan if k in floats and v is None else v for k, v in data.items()})
+
+    def majority_cell(self) -> str:
+        """``"A (60%)"``, or ``"tie A=B (45%)"`` when options tied at the top (the share
+        each holds)."""
+        label = majority_label(self.majority_option, self.majority_tied)
+        return f"{label} ({_pct(self.majority_share)})"
+
+
+def majority_label(option: str | None, tied: list[str] | tuple[str, ...] = ()) -> str:
+    """The majority option as tables print it: ``"A"``, ``"tie A=B"`` (options tied at
+    the top), or ``"-"`` (no choices)."""
+    if tied:
+        return "tie " + "=".join(tied)
+    return "-" if option is None else option
 
 
 def _is_nan(value: Any) -> bool:
@@ -102,7 +138,7 @@ def format_table(summaries: list[GenerationSummary]) -> str:
             (
                 str(s.generation),
                 *cells[:1],
-                f"{s.majority_option} ({_pct(s.majority_share)})",
+                s.majority_cell(),
                 *cells[1:],
                 f"{_num3(s.prior_on_majority_before)} -> {_num3(s.prior_on_majority_after)}",
                 f"{s.prior_entropy_before:.2f} -> {s.prior_entropy_after:.2f}",
@@ -111,6 +147,22 @@ def format_table(summaries: list[GenerationSummary]) -> str:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True))  # noqa: E731
     return "\n".join([line(header), line(tuple("-" * w for w in widths)), *map(line, rows)])
+
+
+def completion_line(s: GenerationSummary) -> str:
+    """The loop's log line for a complete generation: its majority and the prior on it,
+    or the options tied at the top (no majority, so no prior on one)."""
+    window = f"of the last {s.window} rounds"
+    if s.majority_tied:
+        return (
+            f"generation {s.generation} complete: {majority_label(None, s.majority_tied)} "
+            f"({_pct(s.majority_share)} each {window}): no majority, so no prior on it"
+        )
+    return (
+        f"generation {s.generation} complete: majority {majority_label(s.majority_option)} "
+        f"({_pct(s.majority_share)} {window}), prior on it "
+        f"{_num3(s.prior_on_majority_before)} -> {_num3(s.prior_on_majority_after)}"
+    )
 
 
 def _cell(s: GenerationSummary, key: str, kind: str) -> str:

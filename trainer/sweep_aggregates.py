@@ -13,7 +13,8 @@ Pure functions of :class:`RunOutcome` records (read from run directories by
   probability): a bias of the collective absent in the individual shows as winners far
   from uniform while the prior is near uniform. A seed whose top share is tied between
   options has no winner: it is counted apart (``ties``), never given to the
-  alphabetically first option (as ``summary.json``'s ``majority_option`` is). A game
+  alphabetically first option (as schema-2 ``summary.json``'s ``majority_option`` is;
+  schema 3 records the tie as ``majority_tied``). A game
   whose agents reply in free text (debate) has no options competing to win: its bias is
   "not applicable", with the reason (debate's ``majority_option`` is the label
   ``correct`` whatever the accuracy);
@@ -45,7 +46,8 @@ class GenerationOutcome:
 
     ``window_choices`` counts each option chosen in the summary's window (the last
     ``window`` rounds, from ``transcripts.jsonl``); None when not read, and then the
-    summary's ``majority_option`` is taken as the winner (ties there go A-Z).
+    summary's ``majority_option`` is taken as the winner, or its ``majority_tied`` as
+    the tie (a schema-2 summary records no tie: its ties went A-Z).
     ``free_text``: the agents replied in free text (debate), not by choosing among
     options, so no option won.
     """
@@ -55,6 +57,7 @@ class GenerationOutcome:
     game_metrics: dict[str, Any] = field(default_factory=dict)
     window_choices: dict[str, int] | None = None
     free_text: bool = False
+    majority_tied: tuple[str, ...] = ()
 
     def winner(self) -> tuple[str | None, tuple[str, ...]]:
         """``(option, ())``: one option was chosen most; ``(None, tied)``: several tied at
@@ -62,7 +65,7 @@ class GenerationOutcome:
         if self.free_text:
             return None, ()
         if self.window_choices is None:
-            return self.majority_option, ()
+            return (None, self.majority_tied) if self.majority_tied else (self.majority_option, ())
         if not self.window_choices:
             return None, ()
         most = max(self.window_choices.values())

@@ -71,8 +71,9 @@ def window_choices(
     """How often each option was chosen in the summary's window (rounds >= rounds -
     window, the games' own ``majority_option`` rule), from the generation's transcript.
 
-    ``summary.json`` records only the majority option, its ties broken alphabetically
-    (``societies.metrics.majority``): the counts tell a tie from a win. Free-text replies
+    A schema-2 ``summary.json`` records only the majority option, its ties broken
+    alphabetically: the counts tell a tie from a win (schema 3 records the tie as
+    ``majority_tied``, and the counts must agree with it). Free-text replies
     (``Decision.options`` empty: debate) are not choices and are not counted.
 
     Returns:
@@ -80,7 +81,8 @@ def window_choices(
         is a free-text reply; ``(None, False)`` when it has no transcript file.
 
     Raises:
-        ValueError: the summary's majority option is not among the most chosen options.
+        ValueError: the summary's majority option is not among the most chosen options,
+            or its tie is not the options chosen most.
     """
     path = layout.transcripts(summary.generation)
     if not path.is_file():
@@ -92,10 +94,19 @@ def window_choices(
         if d.options and d.round >= summary.rounds - summary.window:
             counts[d.action] = counts.get(d.action, 0) + 1
     most = max(counts.values(), default=0)
-    if counts and counts.get(str(summary.majority_option)) != most:
+    top = sorted(o for o, n in counts.items() if n == most)
+    if summary.majority_tied:
+        wrong = top != list(summary.majority_tied)
+        said = f"majority_tied {list(summary.majority_tied)} are not the options chosen most"
+    elif summary.schema_version >= 3:  # it records ties: its majority option leads alone
+        wrong = top != [summary.majority_option]
+        said = f"majority_option {summary.majority_option!r} is not the one option chosen most"
+    else:  # schema 2: a tie went to the alphabetically first option
+        wrong = counts.get(str(summary.majority_option)) != most
+        said = f"majority_option {summary.majority_option!r} is not among the options chosen most"
+    if counts and wrong:
         raise ValueError(
-            f"{layout.summary(summary.generation)}: majority_option "
-            f"{summary.majority_option!r} is not among the options chosen most in rounds >= "
+            f"{layout.summary(summary.generation)}: {said} in rounds >= "
             f"{summary.rounds - summary.window} of {path} ({counts}); expected the records "
             "of one generation"
         )
@@ -125,7 +136,12 @@ def read_run_outcome(
         choices, free_text = window_choices(layout, summary)
         generations.append(
             GenerationOutcome(
-                g, summary.majority_option, dict(summary.game_metrics), choices, free_text
+                g,
+                summary.majority_option,
+                dict(summary.game_metrics),
+                choices,
+                free_text,
+                majority_tied=tuple(summary.majority_tied),
             )
         )
     prior: dict[str, float] = {}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from societies import seeding
 from societies.baselines.convergence import NO_CHOICE
 from societies.baselines.records import Game, Method
+from societies.metrics import Majority
 from societies.records import Decision, Scoring
 from societies.seeding import Stream
 
@@ -86,14 +87,10 @@ class MngPlay:
             for x in self.speeches
         ]
 
-    def majority(self) -> tuple[str | None, float]:
-        """The word spoken most in the last rounds and its share (ties: alphabetical
-        first, as ``societies.metrics.majority``)."""
-        counts = Counter(self.last_words)
-        if not counts:
-            return None, float("nan")
-        word, count = min(counts.items(), key=lambda item: (-item[1], item[0]))
-        return word, count / len(self.last_words)
+    def majority(self) -> Majority:
+        """The word spoken most in the last rounds and its share; words tied at the top
+        leave no majority word (``Majority.tied``, as ``societies.metrics.majority``)."""
+        return Majority.of_counts(Counter(self.last_words))
 
 
 class MngLog:

@@ -11,7 +11,6 @@ resumed round sees exactly what it saw the first time.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -41,6 +40,7 @@ from societies.games.protocol import (
     Turn,
     one_hot,
 )
+from societies.metrics import majority
 from societies.records import Decision
 from societies.seeding import Stream
 
@@ -184,13 +184,13 @@ class DonorSocietyGame(DonorGame):
         final = self.replay(agents, decisions).resources if agents else {}
         stats = resource_stats(final) if final else None
         last = [d for d in decisions if d.round >= rounds - window]
-        counts = Counter(d.action for d in last)
-        total = sum(counts.values())
-        level, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0])) if total else (None, 0)
+        # Levels tied at the top leave no majority level (none is preferred by its name).
+        top = majority(last)
         nan = float("nan")
         return GenerationMetrics(
-            majority_option=level,
-            majority_share=count / total if total else nan,
+            majority_option=top.option,
+            majority_share=top.share,
+            majority_tied=top.tied,
             values={
                 "mean_donation_fraction": self._mean_fraction(decisions),
                 "mean_donation_fraction_last": self._mean_fraction(last),
@@ -198,7 +198,7 @@ class DonorSocietyGame(DonorGame):
                 "min_final_resources": stats.min if stats else nan,
                 "max_final_resources": stats.max if stats else nan,
                 "gini_final_resources": stats.gini if stats else nan,
-                "majority_level": level,
+                "majority_level": top.option,
             },
         )
 

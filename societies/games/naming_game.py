@@ -213,17 +213,20 @@ class NamingGame:
         self, decisions: Sequence[Decision], *, rounds: int, window: int, population_size: int
     ) -> GenerationMetrics:
         """Success over the generation and its last ``window`` rounds; convergence is 3N
-        successful interactions in a row (Ashery et al. 2025)."""
+        successful interactions in a row (Ashery et al. 2025). The majority name is the
+        one named most in the last ``window`` rounds; names tied at the top are recorded
+        as ``majority_tied``, with no majority name (``majority_name`` None)."""
         last = [d for d in decisions if d.round >= rounds - window]
-        name, share = metrics.majority(last)
+        top = metrics.majority(last)
         return GenerationMetrics(
-            majority_option=name,
-            majority_share=share,
+            majority_option=top.option,
+            majority_share=top.share,
+            majority_tied=top.tied,
             values={
                 "success_rate": metrics.success_rate(decisions),
                 "success_rate_last": metrics.success_rate(last),
-                "majority_name": name,
-                "majority_share": share,
+                "majority_name": top.option,
+                "majority_share": top.share,
                 "convergence_round": metrics.convergence_round(
                     decisions, streak=3 * population_size
                 ),

@@ -153,13 +153,23 @@ class GenerationMetrics:
     """A game's headline numbers for one generation.
 
     ``majority_option`` is the option the society chose most in the window (the prior
-    probe reports each agent's mass on it); ``values`` are the game's own metrics, as
-    printed under ``"game_metrics"``.
+    probe reports each agent's mass on it); ``majority_tied``: the options tied at the
+    top instead (sorted; :class:`societies.metrics.Majority`), and then there is no
+    majority option and ``majority_share`` is the share each of them holds. ``values``
+    are the game's own metrics, as printed under ``"game_metrics"``.
     """
 
     majority_option: str | None
     majority_share: float
     values: dict[str, float | int | str | None] = field(default_factory=dict)
+    majority_tied: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.majority_tied and self.majority_option is not None:
+            raise ValueError(
+                f"majority_option={self.majority_option!r} with majority_tied="
+                f"{self.majority_tied!r}; a tie at the top has no majority option (None)"
+            )
 
 
 class Game(Protocol):
