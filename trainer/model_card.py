@@ -83,9 +83,24 @@ model = PeftModel.from_pretrained(base, "<this folder>")
 
 Entropy {entropy_bits(prior.probs):.2f} bits; the options held {prior.option_mass:.3g} of the
 next-token mass. In generation {generation} of the {summary.game.replace("_", " ")} the
-society's majority option was {summary.majority_option} ({summary.majority_share:.0%} of choices
-in the last {summary.window} rounds){_game_numbers(summary)}.
+{_majority_sentence(summary)}{_game_numbers(summary)}.
 """
+
+
+def _majority_sentence(summary) -> str:
+    """What the society chose most, or the options it was tied between (no majority)."""
+    window = f"in the last {summary.window} rounds"
+    if summary.majority_tied:
+        tied = summary.majority_tied
+        between = ", ".join(tied[:-1]) + f" and {tied[-1]}"
+        return (
+            f"society was tied between {between} ({summary.majority_share:.0%} of choices "
+            f"each {window}): it had no majority option"
+        )
+    return (
+        f"society's majority option was {summary.majority_option} "
+        f"({summary.majority_share:.0%} of choices {window})"
+    )
 
 
 def _game_numbers(summary) -> str:

@@ -16,6 +16,7 @@ do not differ are labelled by their directory name.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,11 +28,15 @@ from societies.measures.drift import js_divergence
 from trainer.out_dirs import check_out_dir
 from trainer.run_dir import open_run_dir
 from trainer.run_records import read_probes, read_summary
+from trainer.summary import majority_label
 from trainer.tracking import read_metrics
 
 
 @dataclass(frozen=True)
 class GenerationRow:
+    """One run's generation. ``majority_tied``: the options tied at the top (the
+    summary's); then ``majority_option`` is None and the priors on it are NaN."""
+
     run: str
     generation: int
     majority_option: str | None
@@ -41,6 +46,7 @@ class GenerationRow:
     prior_entropy_after: float
     js_from_gen0_bits: float
     adapter_pairwise_cosine: float | None
+    majority_tied: tuple[str, ...] = ()
 
 
 # Keys every run has its own value for whatever the experiment: not what sets it apart.
@@ -186,6 +192,7 @@ def comparison_rows(run_dir: Path) -> list[GenerationRow]:
                 prior_entropy_after=s.prior_entropy_after,
                 js_from_gen0_bits=sum(js) / len(js) if js else float("nan"),
                 adapter_pairwise_cosine=cosines.get(g),
+                majority_tied=tuple(s.majority_tied),
             )
         )
     return rows
@@ -244,8 +251,11 @@ def format_differences(
 
 
 def format_rows(rows: list[GenerationRow]) -> str:
+    """The per-generation table; a tie reads ``tie A=B (45%)``, and a prior without a
+    majority option to measure (a tie, or scripted seats only) ``—``."""
+
     def num(x):
-        return "—" if x is None else f"{x:.3f}"
+        return "—" if x is None or math.isnan(x) else f"{x:.3f}"
 
     lines = [
         "| run | gen | majority (share) | prior on majority before → after | prior entropy after (bits) | JS from gen 0 (bits) | adapter cosine |",
@@ -253,12 +263,17 @@ def format_rows(rows: list[GenerationRow]) -> str:
     ]
     for r in rows:
         lines.append(
-            f"| {r.run} | {r.generation} | {r.majority_option} ({r.majority_share:.0%}) | "
-            f"{r.prior_on_majority_before:.3f} → {r.prior_on_majority_after:.3f} | "
-            f"{r.prior_entropy_after:.3f} | {r.js_from_gen0_bits:.3f} | "
+            f"| {r.run} | {r.generation} | {majority_label(r.majority_option, r.majority_tied)} "
+            f"({_pct(r.majority_share)}) | "
+            f"{num(r.prior_on_majority_before)} → {num(r.prior_on_majority_after)} | "
+            f"{num(r.prior_entropy_after)} | {num(r.js_from_gen0_bits)} | "
             f"{num(r.adapter_pairwise_cosine)} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def _pct(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.0%}"
 
 
 def _plot(rows: list[GenerationRow], labels: Mapping[str, str], path: Path) -> Path:
@@ -290,6 +305,8 @@ def _plot(rows: list[GenerationRow], labels: Mapping[str, str], path: Path) -> P
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), height))
     for ax, (field, title, ylabel) in zip(axes, panels, strict=True):
         for run in runs:
+            # None: not measured, left out. NaN (a tie has no majority option to hold a
+            # prior on) stays: matplotlib leaves a gap there, so no line bridges the tie.
             mine = [r for r in rows if r.run == run and getattr(r, field) is not None]
             ax.plot(
                 [r.generation for r in mine],

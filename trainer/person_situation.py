@@ -112,7 +112,8 @@ def person_situation(
 
     Raises:
         FileNotFoundError: the run directory, the generation or an adapter is missing.
-        ValueError: too few agents or contexts, or a game without choices (debate).
+        ValueError: too few agents or contexts, a game without choices (debate), or a
+            generation whose options tied at the top (no majority option).
     """
     # Imported here: they load torch, and reading the stored results (``folkways report``)
     # should not.
@@ -141,12 +142,20 @@ def person_situation(
             f"{missing[:3]}"
         )
     decisions = read_decisions(layout.transcripts(generation))
-    option = exp.game.generation_metrics(
+    measured = exp.game.generation_metrics(
         decisions,
         rounds=cfg.game.rounds,
         window=cfg.metrics.window,
         population_size=cfg.population.size,
-    ).majority_option
+    )
+    if measured.majority_tied:
+        raise ValueError(
+            f"generation {generation} of {run_dir} has no majority option: "
+            f"{', '.join(measured.majority_tied)} tied at the top of its last "
+            f"{cfg.metrics.window} rounds; person vs situation splits P(majority option), so "
+            "give a generation with one"
+        )
+    option = measured.majority_option
     pool = [d for d in decisions if d.valid and option in d.options]
     if len(pool) < 2:
         raise ValueError(

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from trainer.summary import majority_label
 
 if TYPE_CHECKING:  # importing them at parse time would import torch for every command
     from trainer.replay_records import AgentEffect, ReplayResult
@@ -148,14 +151,27 @@ def format_result(result: ReplayResult) -> str:
             f"{'success rate, ' + last:30}{a.success_rate_last:>12.3f}"
             f"{b.success_rate_last:>12.3f}{b.success_rate_last - a.success_rate_last:>+12.3f}"
         )
+    # A tie at the top is no majority: "tie A=B", its share the one each tied option has,
+    # and no original majority whose share the replay could keep.
+    if a.majority_option is not None:
+        held = (
+            f"{'share of ' + a.majority_option + ', ' + last:30}{a.majority_share:>12.3f}"
+            f"{result.original_majority_share_in_replay:>12.3f}"
+            f"{result.original_majority_share_delta:>+12.3f}"
+        )
+    else:
+        why = (
+            f"the original had no single majority ({majority_label(None, a.majority_tied)})"
+            if a.majority_tied
+            else "the original made no choices"
+        )
+        held = f"{'share of original majority':30}{'n/a':>12}{'n/a':>12}{'n/a':>12}  ({why})"
     lines += [
-        f"{'majority option, ' + last:30}{a.majority_option or '-':>12}"
-        f"{b.majority_option or '-':>12}",
+        f"{'majority option, ' + last:30}{majority_label(a.majority_option, a.majority_tied):>12}"
+        f"{majority_label(b.majority_option, b.majority_tied):>12}",
         f"{'majority share, ' + last:30}{a.majority_share:>12.3f}{b.majority_share:>12.3f}"
         f"{result.majority_share_delta:>+12.3f}",
-        f"{'share of ' + str(a.majority_option) + ', ' + last:30}{a.majority_share:>12.3f}"
-        f"{result.original_majority_share_in_replay:>12.3f}"
-        f"{result.original_majority_share_delta:>+12.3f}",
+        held,
         f"{'mean payoff, all rounds':30}{a.mean_payoff:>12.2f}{b.mean_payoff:>12.2f}"
         f"{result.mean_payoff_delta:>+12.2f}",
         "payoff difference by agent: "
@@ -179,8 +195,11 @@ def format_attribution(run_dir, generation: int, effects: list[AgentEffect]) -> 
     ]
     for e in effects:
         first = "-" if e.first_difference_round is None else f"round {e.first_difference_round}"
+        # NaN: the original's options tied at the top, so no share of its majority moved.
+        share = "n/a" if math.isnan(e.majority_share_effect) else f"{e.majority_share_effect:+.3f}"
+        without = majority_label(e.replay_majority_option, e.replay_majority_tied)
         lines.append(
-            f"{e.agent:12}{e.success_rate_effect:>+10.3f}{e.majority_share_effect:>+16.3f}"
-            f"{e.mean_payoff_effect:>+13.2f}{e.replay_majority_option or '-':>20}{first:>12}"
+            f"{e.agent:12}{e.success_rate_effect:>+10.3f}{share:>16}"
+            f"{e.mean_payoff_effect:>+13.2f}{without:>20}{first:>12}"
         )
     return "\n".join(lines)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -107,7 +108,8 @@ class Outcome:
     ``success_rate_last``: the same over the last ``window`` rounds, the number
     ``folkways run``/``report`` print as "success (last rounds)". ``majority_option``
     and ``majority_share``: the game's, over the last ``window`` rounds (as in the
-    summary). ``window``: the config's ``metrics.window`` (None in results written
+    summary); ``majority_tied``: the options tied at the top there instead (then no
+    majority option; empty in results written before ties were recorded). ``window``: the config's ``metrics.window`` (None in results written
     before it was recorded). ``game_metrics``: the game's own generation metrics.
     """
 
@@ -120,6 +122,7 @@ class Outcome:
     game_metrics: dict[str, float | int | str | None]
     window: int | None = None
     success_rate_last: float | None = None
+    majority_tied: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -134,7 +137,8 @@ class ReplayResult:
             field (its round is the first round anything differs); None if none does.
         original, replay: the two transcripts' outcomes.
         original_majority_share_in_replay: the share the original's majority option has
-            in the replay's window.
+            in the replay's window; NaN when the original had no single majority option
+            (options tied at the top), and so its ``original_majority_share_delta``.
         *_delta: replay minus original; ``payoff_delta_by_agent`` per agent.
         pinned_names: see the field.
     """
@@ -157,9 +161,13 @@ class ReplayResult:
     source drew them from ``run.seed`` (:func:`trainer.replay.pinned_names`)."""
 
     def to_dict(self) -> dict[str, Any]:
+        """JSON-ready; the shares of an original majority that does not exist (a tie)
+        are ``None``, not NaN."""
         data = asdict(self)
         data["spec"] = self.spec.to_dict()
         data["pinned_names"] = list(self.pinned_names)
+        for key in _HELD_SHARES:
+            data[key] = _json_float(data[key])
         return data
 
     @classmethod
@@ -171,9 +179,10 @@ class ReplayResult:
                 **data,
                 "spec": ReplaySpec.from_dict(data["spec"]),
                 "first_difference": None if first is None else DecisionRef(**first),
-                "original": Outcome(**data["original"]),
-                "replay": Outcome(**data["replay"]),
+                "original": _outcome(data["original"]),
+                "replay": _outcome(data["replay"]),
                 "pinned_names": tuple(data.get("pinned_names", ())),
+                **{k: math.nan if data[k] is None else data[k] for k in _HELD_SHARES},
             }
         )
 
@@ -203,7 +212,12 @@ def outcome(
         game_metrics=dict(measured.values),
         window=cfg.metrics.window,
         success_rate_last=metrics.success_rate(last),
+        majority_tied=measured.majority_tied,
     )
+
+
+def _outcome(data: dict[str, Any]) -> Outcome:
+    return Outcome(**{**data, "majority_tied": tuple(data.get("majority_tied", ()))})
 
 
 def first_difference(
@@ -243,7 +257,7 @@ def compare(
     after = outcome(game, config, agents, replayed)
     window_start = config.game.rounds - config.metrics.window
     window = [d for d in replayed if d.round >= window_start]
-    held = before.majority_option
+    held = before.majority_option  # None on a tie: no original majority to follow
     share_held = (
         sum(d.action == held for d in window) / len(window) if window and held else float("nan")
     )
@@ -273,8 +287,9 @@ class AgentEffect:
 
     ``success_rate_effect`` > 0: the agent's adapter raised the success rate;
     ``majority_share_effect`` > 0: it raised the share of the original majority option
-    (in the last ``metrics.window`` rounds); ``replay_majority_option``: the convention
-    without it. ``first_difference_round``: None when the reset changed nothing (e.g.
+    (in the last ``metrics.window`` rounds; NaN when the original's options tied at the
+    top); ``replay_majority_option``: the convention without it, or
+    ``replay_majority_tied``: the options tied at the top without it. ``first_difference_round``: None when the reset changed nothing (e.g.
     the agent's start adapter was already its initial one).
     """
 
@@ -285,6 +300,7 @@ class AgentEffect:
     replay_majority_option: str | None
     first_difference_round: int | None
     out_dir: str
+    replay_majority_tied: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, agent: str, result: ReplayResult) -> AgentEffect:
@@ -298,11 +314,29 @@ class AgentEffect:
             replay_majority_option=result.replay.majority_option,
             first_difference_round=None if first is None else first.round,
             out_dir=result.out_dir,
+            replay_majority_tied=result.replay.majority_tied,
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        data["majority_share_effect"] = _json_float(self.majority_share_effect)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> AgentEffect:
-        return cls(**data)
+        share = data.get("majority_share_effect")
+        return cls(
+            **{
+                **data,
+                "majority_share_effect": math.nan if share is None else share,
+                "replay_majority_tied": tuple(data.get("replay_majority_tied", ())),
+            }
+        )
+
+
+# ReplayResult's shares of the original's majority option: NaN when it had none (a tie).
+_HELD_SHARES = ("original_majority_share_in_replay", "original_majority_share_delta")
+
+
+def _json_float(x: float) -> float | None:
+    return None if math.isnan(x) else x

@@ -7,6 +7,7 @@ generations only) or long after.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from trainer.report_measures import Measures, load_measures, measures_markdown
 from trainer.report_measures_plot import plot_measures
 from trainer.run_dir import RunLayout, open_run_dir
 from trainer.run_records import read_probes, read_summary
-from trainer.summary import GenerationSummary, format_table
+from trainer.summary import GenerationSummary, format_table, majority_label
 from trainer.tracking import MetricRecord, read_metrics
 
 
@@ -159,7 +160,14 @@ def _plot(
                 and m.phase == phase
             ]
             ax.scatter([s.generation + shift] * len(values), values, color=colour, alpha=0.5, s=14)
-    for i, s in enumerate(summaries):
+    # A generation without a majority option (options tied at the top) has no prior on
+    # it (NaN): no mean points, no arrow, and the tie is written where they would be.
+    measured = [
+        s
+        for s in summaries
+        if not (math.isnan(s.prior_on_majority_before) or math.isnan(s.prior_on_majority_after))
+    ]
+    for i, s in enumerate(measured):
         ax.annotate(
             "",
             xy=(s.generation + 0.12, s.prior_on_majority_after),
@@ -182,8 +190,6 @@ def _plot(
             zorder=3,
             label="mean after distillation" if i == 0 else None,
         )
-    ax.axhline(chance, color="0.5", ls="--", lw=0.8, label="uniform prior")
-    for s in summaries:
         ax.annotate(
             s.majority_option or "",
             (s.generation, max(s.prior_on_majority_after, s.prior_on_majority_before)),
@@ -191,6 +197,18 @@ def _plot(
             xytext=(0, 6),
             ha="center",
         )
+    ax.axhline(chance, color="0.5", ls="--", lw=0.8, label="uniform prior")
+    for s in summaries:
+        if s.majority_tied:
+            ax.annotate(
+                f"{majority_label(None, s.majority_tied)}:\nno majority",
+                (s.generation, chance),
+                textcoords="offset points",
+                xytext=(0, 8),
+                ha="center",
+                fontsize=8,
+                color="tab:red",
+            )
     ax.set(
         title="Empty-history prior on the majority option",
         xlabel="generation",
