@@ -23,7 +23,7 @@ from tests.conftest import QUICKSTART, model_libraries_imported_by, tiny_overrid
 from tests.slurm_cluster import Cluster, install
 from trainer.cli import main
 from trainer.run_dir import RunLayout
-from trainer.slurm_pipeline import read_submissions
+from trainer.slurm_pipeline import master_port, read_submissions
 
 AGENTS = [f"agent_{i:02d}" for i in range(4)]
 # One CPU per job: the 2-CPU node runs two jobs (e.g. two distillation tasks) at once.
@@ -324,3 +324,62 @@ def test_a_sweep_on_slurm_is_one_job_array_and_equals_a_local_sweep(
         assert (out / "logs" / f"{name}.log").read_text().count("generation 0 complete") == 1
     local_aggregate = tmp_path / "local" / "t-sweep" / "aggregate.json"
     assert json.loads(local_aggregate.read_text()) == written
+
+
+# Rank 0 of each job records its rendezvous port, then holds the rendezvous open until
+# both jobs have recorded theirs: the two launches are alive at the same time.
+PORT_HOLDER = """
+import os, pathlib, sys, time
+import torch.distributed as dist
+
+dist.init_process_group("gloo")
+folder = pathlib.Path(sys.argv[1])
+if dist.get_rank() == 0:
+    (folder / os.environ["SLURM_JOB_ID"]).write_text(os.environ["MASTER_PORT"])
+    end = time.monotonic() + 120
+    while len(list(folder.iterdir())) < 2:
+        if time.monotonic() > end:
+            sys.exit("the other launch did not start while this one held its port")
+        time.sleep(0.2)
+dist.barrier()
+dist.destroy_process_group()
+"""
+
+
+def test_two_one_node_accelerate_launches_on_one_node_rendezvous_apart(
+    cluster, tiny_model_path, tmp_path, capsys
+):
+    """Two array tasks of a rendered accelerate distillation script run at once on the
+    one node: each launcher binds its job's own port (not both 29500) and both finish.
+    The step itself is replaced by a script that only meets and waits (light on 2 CPUs)."""
+    overrides = [*tiny_overrides(tmp_path), "slurm.launcher=accelerate", "slurm.distill.cpus=2"]
+    overrides.append("slurm.accelerate_config=configs/accelerate/cpu_ddp.yaml")
+    assert main(["slurm", "render", str(QUICKSTART), *overrides]) == 0
+    capsys.readouterr()
+    script = tmp_path / "t" / "slurm" / "scripts" / "g000-distill.sbatch"
+    held, holder = tmp_path / "held", tmp_path / "hold_port.py"
+    held.mkdir()
+    holder.write_text(PORT_HOLDER)
+    lines = script.read_text().splitlines()
+    (i,) = [n for n, line in enumerate(lines) if line.endswith(" &")]
+    assert "--main_process_port=$MASTER_PORT -m trainer.cli step distill" in lines[i]
+    lines[i] = lines[i].split(" -m trainer.cli ")[0] + f" {holder} {held} &"
+    script.write_text("\n".join(lines) + "\n")
+    # Two tasks of one CPU each (the launch still starts 2 processes): both fit at once.
+    submitted = subprocess.run(
+        ["sbatch", "--parsable", "--array=0,1", "--cpus-per-task=1", str(script)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    array = submitted.stdout.strip().split(";")[0]
+    end = time.monotonic() + 600
+    while subprocess.run(["squeue", "-h", "-j", array], capture_output=True, text=True).stdout:
+        assert time.monotonic() < end, "the two launches did not finish in 600 s"
+        time.sleep(2)
+    logs = "\n".join(p.read_text()[-2000:] for p in (tmp_path / "t" / "slurm" / "logs").glob("*"))
+    assert _array_tasks(array) == {"0": "COMPLETED", "1": "COMPLETED"}, logs
+    ports = {job.name: int(job.read_text()) for job in held.iterdir()}
+    assert len(ports) == 2, logs
+    assert ports == {job: master_port(job) for job in ports}  # one port per task's job id
+    assert len(set(ports.values())) == 2 and 29500 not in ports.values()

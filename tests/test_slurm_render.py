@@ -6,6 +6,7 @@ Fast (no Slurm needed); `tests/test_slurm.py` checks the rendered scripts with a
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ from tests.conftest import QUICKSTART, tiny_overrides
 from trainer.cli import main
 from trainer.run_dir import RunLayout
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
-from trainer.slurm_pipeline import launcher_prefix
+from trainer.slurm_pipeline import launcher_prefix, master_port
 
 
 def _render(tmp_path, *extra: str) -> int:
@@ -119,33 +120,59 @@ def test_launchers_run_from_the_venv_python_as_every_other_step(tiny_model_path,
     run = tmp_path / "accelerate-1"
     assert _distill_command(tmp_path, "accelerate", 1) == (
         f"{sys.executable} -m accelerate.commands.launch --config_file {DEEPSPEED} "
-        f"--num_processes=8 {STEP} {run} --generation 0 --no-progress {TASK}"
+        f"--num_processes=8 --main_process_port=$MASTER_PORT "
+        f"{STEP} {run} --generation 0 --no-progress {TASK}"
     )
 
 
-def test_multi_node_launchers_rendezvous_as_the_readme_shows(tiny_model_path, tmp_path):
-    # One srun task per node; the single quotes keep $SLURM_NODEID, $MASTER_ADDR and
-    # $SLURM_JOB_ID for each node's bash to read.
+def test_multi_node_launchers_rendezvous_on_the_jobs_own_port(tiny_model_path, tmp_path):
+    # One srun task per node; the single quotes keep $SLURM_NODEID, $MASTER_ADDR,
+    # $MASTER_PORT and $SLURM_JOB_ID for each node's bash to read.
     run = tmp_path / "torchrun-2"
     assert _distill_command(tmp_path, "torchrun", 2) == (
         f"srun --ntasks-per-node=1 bash -c '{sys.executable} -m torch.distributed.run "
         "--nproc_per_node=8 --nnodes=2 --node_rank=$SLURM_NODEID --rdzv_backend=c10d "
-        "--rdzv_endpoint=$MASTER_ADDR:29500 --rdzv_id=$SLURM_JOB_ID "
+        "--rdzv_endpoint=$MASTER_ADDR:$MASTER_PORT --rdzv_id=$SLURM_JOB_ID "
         f"{STEP} {run} --generation 0 --no-progress {TASK}'"
     )
     run = tmp_path / "accelerate-2"
     assert _distill_command(tmp_path, "accelerate", 2) == (
         f"srun --ntasks-per-node=1 bash -c '{sys.executable} -m accelerate.commands.launch "
         f"--config_file {DEEPSPEED} --num_processes=16 --num_machines=2 "
-        "--machine_rank=$SLURM_NODEID --main_process_ip=$MASTER_ADDR --main_process_port=29500 "
+        "--machine_rank=$SLURM_NODEID --main_process_ip=$MASTER_ADDR "
+        "--main_process_port=$MASTER_PORT "
         f"{STEP} {run} --generation 0 --no-progress {TASK}'"
     )
+
+
+def test_the_rendered_scripts_export_the_jobs_own_rendezvous_port(tiny_model_path, tmp_path):
+    """Every script exports MASTER_PORT from its job id (before the command reads it):
+    array tasks 41 and 42 (one array; each task is a job of its own) get ports 15041 and
+    15042, not both 29500; bash's arithmetic is master_port's."""
+    _distill_command(tmp_path, "accelerate", 1)
+    text = (tmp_path / "accelerate-1" / "g000-distill.sbatch").read_text()
+    (line,) = [x for x in text.splitlines() if x.startswith("export MASTER_PORT=")]
+    assert line == "export MASTER_PORT=$((15000 + SLURM_JOB_ID % 10000))"
+    assert text.index(line) < text.index("--main_process_port=$MASTER_PORT")
+    for job_id in ("41", "42", "1234567", "10041"):
+        env = {"PATH": os.environ["PATH"], "SLURM_JOB_ID": job_id}
+        shown = subprocess.run(
+            ["bash", "-c", f'{line}; echo "$MASTER_PORT"'], env=env, capture_output=True, text=True
+        ).stdout
+        assert int(shown) == master_port(job_id)
+    # The id's last 4 digits: jobs 10000 apart share a port (only a clash on one node).
+    assert [master_port(j) for j in (41, 42, 1234567, 10041)] == [15041, 15042, 19567, 15041]
+
+
+def test_the_readme_shows_the_rendered_multi_node_flags():
     # The README's multi-node example is what render writes (its flags, in its order).
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     for flags in (
         "--nnodes=2 --node_rank=$SLURM_NODEID --rdzv_backend=c10d",
-        "--rdzv_endpoint=$MASTER_ADDR:29500 --rdzv_id=$SLURM_JOB_ID",
-        "--machine_rank=$SLURM_NODEID --main_process_ip=$MASTER_ADDR --main_process_port=29500",
+        "--rdzv_endpoint=$MASTER_ADDR:$MASTER_PORT --rdzv_id=$SLURM_JOB_ID",
+        "--machine_rank=$SLURM_NODEID --main_process_ip=$MASTER_ADDR "
+        "--main_process_port=$MASTER_PORT",
+        "export MASTER_PORT=$((15000 + SLURM_JOB_ID % 10000))",
         "-m torch.distributed.run",
         "-m accelerate.commands.launch",
     ):
@@ -154,7 +181,12 @@ def test_multi_node_launchers_rendezvous_as_the_readme_shows(tiny_model_path, tm
 
 def _on_node(word: str) -> str:
     """A launcher word as node 1 of job 12 (first node `node1`) reads it."""
-    node = {"$SLURM_NODEID": "1", "$MASTER_ADDR": "node1", "$SLURM_JOB_ID": "12"}
+    node = {
+        "$SLURM_NODEID": "1",
+        "$MASTER_ADDR": "node1",
+        "$MASTER_PORT": str(master_port(12)),
+        "$SLURM_JOB_ID": "12",
+    }
     for var, value in node.items():
         word = word.replace(var, value)
     return word
@@ -190,7 +222,7 @@ def test_the_installed_launchers_accept_the_rendered_flags():
     assert (torchrun.nproc_per_node, torchrun.nnodes, torchrun.node_rank) == ("8", "2", 1)
     assert (torchrun.rdzv_backend, torchrun.rdzv_endpoint, torchrun.rdzv_id) == (
         "c10d",
-        "node1:29500",
+        "node1:15012",
         "12",
     )
     assert (accelerate.num_processes, accelerate.num_machines, accelerate.machine_rank) == (
@@ -198,5 +230,14 @@ def test_the_installed_launchers_accept_the_rendered_flags():
         2,
         1,
     )
-    assert (accelerate.main_process_ip, accelerate.main_process_port) == ("node1", 29500)
+    assert (accelerate.main_process_ip, accelerate.main_process_port) == ("node1", 15012)
     assert accelerate.config_file == DEEPSPEED
+    # One node: torchrun picks its own free port (--standalone), accelerate gets the job's.
+    one_node = SlurmConfig(
+        distill=SlurmResources(gpus=8),
+        launcher=Launcher.ACCELERATE,
+        accelerate_config=DEEPSPEED,
+    )
+    argv = [*map(_on_node, launcher_prefix(one_node)[3:]), "-m", "trainer.cli", "step"]
+    args = launch_command_parser().parse_args(argv)
+    assert (args.num_processes, args.num_machines, args.main_process_port) == (8, None, 15012)

@@ -115,26 +115,46 @@ TORCHRUN_MODULE = "torch.distributed.run"
 ACCELERATE_LAUNCH_MODULE = "accelerate.commands.launch"
 
 
+# The rendezvous port of a job: its own, derived from its job id (an array task has its
+# own id), so two jobs whose first node coincides do not both bind the launchers' default
+# 29500. 15000 + the id's last 4 digits, as PyTorch Lightning's SLURMEnvironment derives
+# MASTER_PORT: 15000-24999 lies below Linux's ephemeral range (32768-60999, where the OS
+# places outgoing connections and port-0 binds) and away from 29500. Two running jobs
+# share a port only if their ids differ by a multiple of 10000 and their first node is
+# the same. The rendered scripts export it (slurm/step.sbatch); submitted jobs set it
+# in StepJob.
+MASTER_PORT_BASE, MASTER_PORT_SPAN = 15000, 10000
+MASTER_PORT_SHELL = f"$(({MASTER_PORT_BASE} + SLURM_JOB_ID % {MASTER_PORT_SPAN}))"
+
+
+def master_port(job_id: str | int) -> int:
+    """The rendezvous port of Slurm job ``job_id`` (what ``MASTER_PORT_SHELL`` gives)."""
+    return MASTER_PORT_BASE + int(job_id) % MASTER_PORT_SPAN
+
+
 def launcher_prefix(cfg: SlurmConfig) -> list[str]:
     """What starts the distillation step's processes on one node (multi-process runs
     replace ``python`` in :func:`step_argv` with this). ``$VAR`` words are read on each
-    node: ``$SLURM_NODEID``, ``$SLURM_JOB_ID`` and ``$MASTER_ADDR`` (the first node)."""
+    node: ``$SLURM_NODEID``, ``$SLURM_JOB_ID``, ``$MASTER_ADDR`` (the first node) and
+    ``$MASTER_PORT`` (the job's port, :func:`master_port`)."""
     res = cfg.distill
     procs = res.gpus or res.cpus
     if cfg.launcher is Launcher.TORCHRUN:
         prefix = [sys.executable, "-m", TORCHRUN_MODULE, f"--nproc_per_node={procs}"]
         if res.nodes == 1:
-            # A rendezvous on a free local port: without it every torchrun binds 29500,
-            # and two array tasks placed on one node would collide.
+            # A rendezvous on a free local port that torchrun's agent binds itself:
+            # without it every torchrun binds 29500, and two array tasks placed on one
+            # node would collide.
             prefix.append("--standalone")
         else:
             # torchrun's c10d rendezvous: every node's agent meets at the endpoint under
-            # one id, the job's (an array task has its own), so two tasks never mix.
+            # one id, the job's (an array task has its own), so two tasks never mix; the
+            # endpoint's port is the job's own, so they do not bind one port either.
             prefix += [
                 f"--nnodes={res.nodes}",
                 "--node_rank=$SLURM_NODEID",
                 "--rdzv_backend=c10d",
-                "--rdzv_endpoint=$MASTER_ADDR:29500",
+                "--rdzv_endpoint=$MASTER_ADDR:$MASTER_PORT",
                 "--rdzv_id=$SLURM_JOB_ID",
             ]
         return prefix
@@ -147,8 +167,12 @@ def launcher_prefix(cfg: SlurmConfig) -> list[str]:
                 f"--num_machines={res.nodes}",
                 "--machine_rank=$SLURM_NODEID",
                 "--main_process_ip=$MASTER_ADDR",
-                "--main_process_port=29500",
             ]
+        # One node too: accelerate's configs (rdzv_backend: static) otherwise bind 29500
+        # on every node. (Its `--main_process_port 0` picks a free port by binding and
+        # closing it before torchrun binds it again: two tasks starting at once can
+        # still draw the same one.)
+        prefix.append("--main_process_port=$MASTER_PORT")
         return prefix
     return []
 
@@ -179,8 +203,11 @@ class StepJob:
             env = dict(os.environ)
             if "MASTER_ADDR" not in env:
                 env["MASTER_ADDR"] = _first_node(env.get("SLURM_JOB_NODELIST"))
-            # $MASTER_ADDR, $SLURM_NODEID, $SLURM_JOB_ID: read from this node's environment
-            # (env, not os.environ: MASTER_ADDR may have just been set above).
+            # Always the job's own port: a MASTER_PORT exported where `slurm submit` ran
+            # reaches every job (sbatch exports the environment) and would be shared.
+            env["MASTER_PORT"] = str(master_port(env.get("SLURM_JOB_ID", "0")))
+            # $MASTER_ADDR, $MASTER_PORT, $SLURM_NODEID, $SLURM_JOB_ID: read from this
+            # node's environment (env, not os.environ: the two above may have just been set).
             words = [re.sub(r"\$(\w+)", lambda m: env.get(m[1], m[0]), a) for a in self.launcher]
             subprocess.run([*words, "-m", *argv[2:]], env=env, check=True)
             return {"step": "distill", "generation": self.stage.generation, "task": task}

@@ -14,7 +14,13 @@ from pathlib import Path
 
 from trainer.out_dirs import check_out_dir
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
-from trainer.slurm_pipeline import Stage, launcher_prefix, remaining_stages, step_argv
+from trainer.slurm_pipeline import (
+    MASTER_PORT_SHELL,
+    Stage,
+    launcher_prefix,
+    remaining_stages,
+    step_argv,
+)
 
 TEMPLATE = Path(__file__).parents[1] / "slurm" / "step.sbatch"
 
@@ -112,6 +118,7 @@ def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[
                     "resources": "\n".join(resource_lines(res, cfg, stage)),
                     "setup": "\n".join(cfg.setup),
                     "workdir": str(Path.cwd()),
+                    "master_port": MASTER_PORT_SHELL,
                     "command": stage_command(root, stage, cfg),
                 },
             )
