@@ -6,6 +6,7 @@ Fast (no Slurm needed); `tests/test_slurm.py` checks the rendered scripts with a
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,8 +64,12 @@ def test_a_complete_run_renders_nothing_and_says_so(tiny_model_path, tmp_path, c
     for extra in ([], ["--out", str(out)]):
         assert main(["slurm", "render", str(run_dir), *extra]) == 0
         printed = capsys.readouterr().out
-        assert printed == f"# {run_dir} is complete; nothing to render (no scripts written)\n"
+        assert printed.endswith(
+            f"# {run_dir} is complete; nothing to render (no scripts written)\n"
+        )
     assert not out.exists()  # no empty submit.sh to run
+    # The first render's scripts are gone from the default folder: none is left to run.
+    assert list((run_dir / "slurm" / "scripts").iterdir()) == []
     # `submit` says the same, and submits nothing (no scheduler is asked).
     assert main(["slurm", "submit", str(run_dir), "--json"]) == 0
     assert f"{run_dir} is complete; nothing to submit" in capsys.readouterr().err
@@ -85,8 +90,70 @@ def test_a_partly_complete_run_renders_what_remains(tiny_model_path, tmp_path, c
         "g001-distill.sbatch",
         "g001-probe.sbatch",
         "g001-rollout.sbatch",
+        "rendered.json",
         "submit.sh",
     ]
+
+
+def test_rendering_again_leaves_only_the_new_renders_files(tiny_model_path, tmp_path, capsys):
+    """A second render into the same folder, once generation 0 is complete, removes the
+    first render's generation-0 scripts (submit.sh chains only generation 1's), and
+    leaves the files it did not write."""
+    out = tmp_path / "scripts"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine\n")
+    (out / "mine.sbatch").write_text("#!/bin/bash\n")
+    assert _render(tmp_path, "--out", str(out)) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == f"# left in {out}, not written by this render: mine.sbatch"
+    first = json.loads((out / "rendered.json").read_text())["files"]
+    assert first == [
+        *[f"g00{g}-{step}.sbatch" for g in (0, 1) for step in ("rollout", "distill", "probe")],
+        "submit.sh",
+    ]
+    _complete(tmp_path / "t", 0)
+    assert main(["slurm", "render", str(tmp_path / "t"), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[0] == (
+        f"# removed from {out}, of its previous render: g000-rollout.sbatch "
+        "g000-distill.sbatch g000-probe.sbatch"
+    )
+    assert printed[1] == f"# left in {out}, not written by this render: mine.sbatch"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "g001-distill.sbatch",
+        "g001-probe.sbatch",
+        "g001-rollout.sbatch",
+        "mine.sbatch",
+        "notes.txt",
+        "rendered.json",
+        "submit.sh",
+    ]
+    assert "g000" not in (out / "submit.sh").read_text()
+    assert json.loads((out / "rendered.json").read_text())["files"] == [
+        "g001-rollout.sbatch",
+        "g001-distill.sbatch",
+        "g001-probe.sbatch",
+        "submit.sh",
+    ]
+    assert (out / "notes.txt").read_text() == "mine\n"
+
+
+def test_a_render_record_naming_other_files_removes_none_outside_the_folder(
+    tiny_model_path, tmp_path, capsys
+):
+    out = tmp_path / "scripts"
+    assert _render(tmp_path, "--out", str(out)) == 0
+    outside = tmp_path / "keep.sbatch"
+    outside.write_text("#!/bin/bash\n")
+    (out / "rendered.json").write_text(json.dumps({"files": ["../keep.sbatch", "/etc/x"]}))
+    assert _render(tmp_path, "--out", str(out)) == 0
+    assert outside.exists()
+    (out / "rendered.json").write_text("[1, 2]")  # not a render's record: refused
+    capsys.readouterr()
+    assert _render(tmp_path, "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"folkways: error: {out / 'rendered.json'} is not the record ")
+    assert len(err.strip().splitlines()) == 1
 
 
 DEEPSPEED = "configs/accelerate/deepspeed_zero2.yaml"

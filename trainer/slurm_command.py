@@ -89,15 +89,20 @@ def _cmd_render(args: argparse.Namespace) -> int:
     from trainer.slurm_render import render_pipeline
 
     exp = _experiment(args.config, args.overrides)
-    scripts, commands = render_pipeline(exp, Path(args.out) if args.out else None)
-    if not scripts:
+    rendered = render_pipeline(exp, Path(args.out) if args.out else None)
+    where = rendered.folder
+    if rendered.removed:
+        print(f"# removed from {where}, of its previous render: {' '.join(rendered.removed)}")
+    if rendered.foreign:
+        print(f"# left in {where}, not written by this render: {' '.join(rendered.foreign)}")
+    if not rendered.scripts:
         print(f"# {exp.layout.root} is complete; nothing to render (no scripts written)")
         return 0
-    for line in commands:
+    for line in rendered.commands:
         print(line)
-    where = scripts[0].parent
     print(
-        f"# wrote {len(scripts)} scripts to {where}; run them in order with {where / 'submit.sh'}"
+        f"# wrote {len(rendered.scripts)} scripts to {where}; run them in order with "
+        f"{where / 'submit.sh'}"
     )
     return 0
 

@@ -4,14 +4,23 @@ For users who submit by hand or need multi-node training: one script per stage f
 the template ``slurm/step.sbatch``, written to ``<run_dir>/slurm/scripts/``, and
 ``submit.sh`` beside them with the ``sbatch`` commands that chain them (the same chain
 :mod:`trainer.slurm_pipeline` submits through submitit). Nothing is submitted.
+
+Rendering again into the same folder leaves only the new render's scripts: the folder's
+``rendered.json`` lists the files the last render wrote, and those the new one does not
+write (a previous render's later generations, say) are removed. Files it does not list
+are never removed (``--out`` may be a folder of the user's); stray ``.sbatch`` files
+among them are named in the result, so that they are not mistaken for this render's.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
+from dataclasses import dataclass
 from pathlib import Path
 
+from societies.atomic import atomic_write_json
 from trainer.out_dirs import check_out_dir
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
 from trainer.slurm_pipeline import (
@@ -76,12 +85,57 @@ def stage_command(run_dir: Path, stage: Stage, cfg: SlurmConfig) -> str:
     return inner
 
 
-def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[str]]:
-    """Write one sbatch script per remaining stage and ``submit.sh``; return the script
-    paths and the sbatch commands (in order). A complete run has none: nothing is written.
+# The record of what a render wrote into its folder (file names, no paths).
+MANIFEST = "rendered.json"
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """What :func:`render_pipeline` did in its folder."""
+
+    folder: Path
+    scripts: list[Path]
+    """One sbatch script per remaining stage, in order (none for a complete run)."""
+    commands: list[str]
+    """The sbatch commands of submit.sh, in order."""
+    removed: list[str]
+    """Files of the folder's previous render that this one does not write."""
+    foreign: list[str]
+    """``.sbatch`` files in the folder that this render did not write (left as they are)."""
+
+
+def _recorded(out: Path) -> list[str]:
+    """The file names the last render into ``out`` recorded (none without a record)."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return []
+    try:
+        names = json.loads(path.read_text())["files"]
+    except (ValueError, KeyError, TypeError):
+        names = None
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError(
+            f"{path} is not the record `folkways slurm render` writes (expected "
+            '{"files": [file names]}); remove it (and, by hand, any earlier render\'s '
+            "scripts beside it), then render again"
+        )
+    # Plain names only: a record edited to name ../something removes nothing outside.
+    return [n for n in names if n and Path(n).name == n and n != MANIFEST]
+
+
+def _record(out: Path, names: list[str]) -> None:
+    atomic_write_json(out / MANIFEST, {"written_by": "folkways slurm render", "files": names})
+
+
+def render_pipeline(exp, out_dir: Path | None = None) -> Rendered:
+    """Write one sbatch script per remaining stage and ``submit.sh``, and remove the files
+    of the folder's previous render that this one does not write (see the module's
+    docstring). A complete run has no scripts: nothing is written, and a previous render's
+    files are removed.
 
     Raises:
-        ValueError: ``out_dir`` is an existing file (nothing is written).
+        ValueError: ``out_dir`` is an existing file (nothing is written); the folder's
+            ``rendered.json`` is not a render's record.
     """
     if out_dir is not None:
         check_out_dir(
@@ -91,12 +145,32 @@ def render_pipeline(exp, out_dir: Path | None = None) -> tuple[list[Path], list[
         )
     exp.prepare()
     root = exp.layout.root.resolve()
-    cfg = exp.config.slurm
+    out = Path(out_dir) if out_dir else root / "slurm" / "scripts"
+    before = _recorded(out)
     stages = remaining_stages(exp)
+    names = [f"{stage.name}.sbatch" for stage in stages] + (["submit.sh"] if stages else [])
+    stale = [n for n in before if n not in names]
+    if stages:
+        out.mkdir(parents=True, exist_ok=True)
+        # Recorded before anything is written: an interrupted render leaves no file that
+        # the next one would not know to remove.
+        _record(out, sorted({*before, *names}))
+    scripts, commands = _write_scripts(exp, root, out, stages)
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    if names:
+        _record(out, names)
+    elif before:
+        (out / MANIFEST).unlink()  # a complete run: nothing of a render is left
+    foreign = [p.name for p in out.glob("*.sbatch") if p.name not in names] if out.is_dir() else []
+    return Rendered(out, scripts, commands, stale, sorted(foreign))
+
+
+def _write_scripts(exp, root: Path, out: Path, stages: list[Stage]) -> tuple[list[Path], list[str]]:
+    """Write the stages' scripts and submit.sh into ``out``; the scripts and commands."""
     if not stages:
         return [], []  # a complete run: no scripts and no submit.sh to run
-    out = Path(out_dir) if out_dir else root / "slurm" / "scripts"
-    out.mkdir(parents=True, exist_ok=True)
+    cfg = exp.config.slurm
     log_dir = root / "slurm" / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     template = TEMPLATE.read_text()
