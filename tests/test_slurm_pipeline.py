@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -154,6 +155,16 @@ def test_no_controller_is_one_line_error_and_leaves_nothing(
     run_dir = tmp_path / "runs" / "t"
     assert len(read_submissions(run_dir)) == 1 and _submitit_leftovers(run_dir) == []
 
+    # A SLURM_CONF naming no file: Slurm's clients would retry for 60 s; it fails at once
+    # (Slurm's own squeue on PATH, not the stand-in).
+    (tmp_path / "fake-slurm" / "bin" / "squeue").unlink()
+    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing.conf"))
+    started = time.monotonic()
+    assert main(["slurm", "status", str(run_dir)]) == 2
+    assert time.monotonic() - started < 10
+    err = capsys.readouterr().err
+    assert err.startswith(f"folkways: error: SLURM_CONF={tmp_path / 'missing.conf'}, which")
+
 
 def test_sbatch_unreachable_at_the_first_job_quotes_sbatch_and_leaves_nothing(
     tiny_model_path, tmp_path, fake_slurm, monkeypatch, capsys
@@ -161,16 +172,17 @@ def test_sbatch_unreachable_at_the_first_job_quotes_sbatch_and_leaves_nothing(
     # `scontrol ping` answered, then sbatch could not reach the controller.
     monkeypatch.setenv("FAKE_SBATCH_FAIL_AT", "1")
     monkeypatch.setenv("FAKE_SBATCH_ERROR", UNREACHABLE)
-    monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing.conf"))
+    conf = tmp_path / "slurm.conf"
+    conf.write_text("ClusterName=elsewhere\n")
+    monkeypatch.setenv("SLURM_CONF", str(conf))
     assert _submit(tmp_path) == 2
     err = capsys.readouterr().err
     run_dir = tmp_path / "runs" / "t"
     assert err == (
         f"folkways: error: sbatch could not reach a Slurm controller to submit the "
         f"g000-rollout job of {run_dir}: sbatch says: {UNREACHABLE}; check the cluster "
-        f"configuration (SLURM_CONF={tmp_path / 'missing.conf'}, which does not exist) and "
-        "that `sinfo` lists the cluster's partitions from this machine, then run the same "
-        "command again\n"
+        f"configuration (SLURM_CONF={conf}) and that `sinfo` lists the cluster's partitions "
+        "from this machine, then run the same command again\n"
     )
     assert not run_dir.exists()  # made by this command, nothing submitted: removed
 
@@ -209,3 +221,39 @@ def test_sbatch_refusing_a_later_job_cancels_the_ones_before_it(
     # The refused job's pickle and sbatch script are gone; the submitted jobs' moved in.
     assert _submitit_leftovers(run_dir) == []
     assert (run_dir / "slurm" / "logs" / "101" / "101_submitted.pkl").is_file()
+
+
+# ----- SLURM_CONF missing ----------------------------------------------------------------
+
+
+def test_a_missing_slurm_conf_fails_at_once_naming_the_file(
+    tiny_model_path, tmp_path, fake_slurm, monkeypatch, capsys
+):
+    """Slurm's clients retry reading a missing SLURM_CONF for ~60 s: it is checked before
+    any of them runs (the stand-ins here would answer as if nothing were wrong)."""
+    assert _submit(tmp_path) == 0  # a run with recorded jobs, for status and cancel
+    run_dir = tmp_path / "runs" / "t"
+    (fake_slurm / "count").unlink()
+    capsys.readouterr()
+    missing = tmp_path / "etc" / "slurm.conf"
+    monkeypatch.setenv("SLURM_CONF", str(missing))
+    expected = (
+        f"folkways: error: SLURM_CONF={missing}, which does not exist: Slurm's clients would "
+        "retry reading it for a minute and fail; set SLURM_CONF to the cluster's slurm.conf "
+        "(or unset it to use /etc/slurm/slurm.conf), then run the same command again\n"
+    )
+    elsewhere = ["run.name=u"]  # a new run: submit's check comes before it is written
+    for argv in (
+        ["slurm", "submit", str(QUICKSTART), *tiny_overrides(tmp_path / "runs"), *elsewhere],
+        ["slurm", "status", str(run_dir)],
+        ["slurm", "cancel", str(run_dir)],
+        ["slurm", "submit", str(run_dir)],
+    ):
+        assert main(argv) == 2, argv
+        assert capsys.readouterr().err == expected
+    assert not (tmp_path / "runs" / "u").exists()
+    assert not (fake_slurm / "count").exists() and not (fake_slurm / "scancel").exists()
+    missing.parent.mkdir()  # a folder where the file should be: named as such
+    missing.mkdir()
+    assert main(["slurm", "status", str(run_dir)]) == 2
+    assert f"SLURM_CONF={missing}, which is a folder:" in capsys.readouterr().err

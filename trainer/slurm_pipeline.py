@@ -36,7 +36,7 @@ from pathlib import Path
 from societies.atomic import atomic_write_text
 from trainer.config import AdapterScope
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
-from trainer.slurm_sbatch import SbatchError, check_controller, slurm_executor
+from trainer.slurm_sbatch import SbatchError, check_controller, check_slurm_conf, slurm_executor
 from trainer.steps import agent_groups, run_step
 
 
@@ -265,13 +265,18 @@ def recorded_job_ids(run_dir: Path) -> list[str]:
 
 
 def queued_jobs(job_ids: Sequence[str], env: dict | None = None) -> dict[str, tuple[str, str]]:
-    """``{job id (array tasks as 12_3): (state, reason)}`` of the jobs still in the queue."""
+    """``{job id (array tasks as 12_3): (state, reason)}`` of the jobs still in the queue.
+
+    Raises:
+        FileNotFoundError: no ``squeue`` on PATH; ``SLURM_CONF`` names no readable file.
+    """
     if not job_ids:
         return {}
     if not shutil.which("squeue"):
         raise FileNotFoundError(
             "squeue is not on PATH: run `folkways slurm` on a machine of the Slurm cluster"
         )
+    check_slurm_conf(env)
     done = subprocess.run(
         ["squeue", "-h", "-r", "-o", "%i|%T|%r", "--jobs=" + ",".join(job_ids)],
         capture_output=True,

@@ -3,11 +3,13 @@ whether a controller answers, and sbatch's refusals as one-line errors.
 
 A login node without a cluster configuration (no ``SLURM_CONF``, no
 ``/etc/slurm/slurm.conf``) or with its controller down makes every Slurm client fail.
-:func:`check_controller` asks ``scontrol ping`` before anything is written, so such a
-command leaves no run directory behind. :func:`slurm_executor` is submitit's executor
-whose failed ``sbatch`` (the controller, or a refused partition, account or limit)
-raises :class:`SbatchError` quoting sbatch, after removing the pickles and submission
-script submitit had written for that job.
+:func:`check_slurm_conf` refuses a ``SLURM_CONF`` that names no readable file at once
+(Slurm's clients retry reading it for ~60 s before they fail). :func:`check_controller`
+asks ``scontrol ping`` before anything is written, so such a command leaves no run
+directory behind. :func:`slurm_executor` is submitit's executor whose failed ``sbatch``
+(the controller, or a refused partition, account or limit) raises :class:`SbatchError`
+quoting sbatch, after removing the pickles and submission script submitit had written
+for that job.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ def _said(output: str) -> str:
 def _where_to_look() -> str:
     conf = os.environ.get("SLURM_CONF")
     if conf:
-        shown = f"SLURM_CONF={conf}" + ("" if Path(conf).is_file() else ", which does not exist")
+        shown = f"SLURM_CONF={conf}"  # an existing file: check_slurm_conf
     else:
         missing = "" if Path(DEFAULT_CONF).is_file() else ", which does not exist"
         shown = f"SLURM_CONF is unset, so {DEFAULT_CONF}{missing}"
@@ -55,11 +57,39 @@ def _where_to_look() -> str:
     )
 
 
+def check_slurm_conf(env: dict | None = None) -> None:
+    """Raise if ``SLURM_CONF`` (in ``env``, default ``os.environ``) names no readable file.
+
+    Slurm's clients (sbatch, squeue, scontrol) retry reading a missing configuration for
+    ~60 s before they fail, so a mistyped ``SLURM_CONF`` is caught here, at once. An unset
+    ``SLURM_CONF`` is left to Slurm: without ``/etc/slurm/slurm.conf`` a configless
+    cluster still finds its controller (slurm.conf(5), "configless").
+
+    Raises:
+        FileNotFoundError: naming the file.
+    """
+    conf = (os.environ if env is None else env).get("SLURM_CONF")
+    if not conf:
+        return
+    path = Path(conf)
+    if path.is_file() and os.access(path, os.R_OK):
+        return
+    if path.is_file():
+        what = "cannot be read"
+    else:
+        what = "is a folder" if path.is_dir() else "does not exist"
+    raise FileNotFoundError(
+        f"SLURM_CONF={conf}, which {what}: Slurm's clients would retry reading it for a minute "
+        f"and fail; set SLURM_CONF to the cluster's slurm.conf (or unset it to use "
+        f"{DEFAULT_CONF}), then run the same command again"
+    )
+
+
 def check_controller() -> None:
     """Raise unless ``sbatch`` is on PATH and a Slurm controller answers ``scontrol ping``.
 
     Raises:
-        FileNotFoundError: no ``sbatch`` on PATH.
+        FileNotFoundError: no ``sbatch`` on PATH; ``SLURM_CONF`` names no readable file.
         SbatchError: no controller answers (the message quotes Slurm's).
     """
     if not shutil.which("sbatch"):
@@ -67,6 +97,7 @@ def check_controller() -> None:
             "sbatch is not on PATH: submit from a login node of the Slurm cluster (or load "
             "its Slurm module first)"
         )
+    check_slurm_conf()
     if not shutil.which("scontrol"):
         return  # sbatch itself then says what is wrong (SbatchError below)
     try:
