@@ -155,9 +155,19 @@ def test_no_controller_is_one_line_error_and_leaves_nothing(
     run_dir = tmp_path / "runs" / "t"
     assert len(read_submissions(run_dir)) == 1 and _submitit_leftovers(run_dir) == []
 
-    # A SLURM_CONF naming no file: Slurm's clients would retry for 60 s; it fails at once
-    # (Slurm's own squeue on PATH, not the stand-in).
+    # Slurm's own squeue against the controller that is down (it retries for ~10 s): the
+    # queue of the recorded jobs is unknown, in Slurm's words; never "not queued".
     (tmp_path / "fake-slurm" / "bin" / "squeue").unlink()
+    monkeypatch.setenv("SLURM_CONF", str(conf))
+    assert main(["slurm", "status", str(run_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["state"], r["queue_error"]) for r in rows} == {
+        (
+            "not done, queue unknown",
+            "slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
+        )
+    }
+    # A SLURM_CONF naming no file: Slurm's clients would retry for 60 s; it fails at once.
     monkeypatch.setenv("SLURM_CONF", str(tmp_path / "missing.conf"))
     started = time.monotonic()
     assert main(["slurm", "status", str(run_dir)]) == 2
@@ -223,7 +233,48 @@ def test_sbatch_refusing_a_later_job_cancels_the_ones_before_it(
     assert (run_dir / "slurm" / "logs" / "101" / "101_submitted.pkl").is_file()
 
 
-# ----- SLURM_CONF missing ----------------------------------------------------------------
+# ----- the queue unknown, SLURM_CONF missing -------------------------------------------
+CONTROLLER_DOWN = "slurm_load_jobs error: Unable to contact slurm controller (connect failure)"
+
+
+def _squeue_says(fake_slurm: Path, message: str) -> None:
+    """The stand-in squeue fails with ``message``, as squeue does (exit 1)."""
+    (fake_slurm / "bin" / "squeue").write_text(f'#!/bin/bash\necho "{message}" >&2\nexit 1\n')
+
+
+def test_status_with_squeue_failing_says_the_queue_is_unknown_not_not_queued(
+    tiny_model_path, tmp_path, fake_slurm, capsys
+):
+    assert _submit(tmp_path) == 0
+    run_dir = tmp_path / "runs" / "t"
+    capsys.readouterr()
+    _squeue_says(fake_slurm, CONTROLLER_DOWN)
+    assert main(["slurm", "status", str(run_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["state"], r["queue_error"]) for r in rows] == [
+        ("not done, queue unknown", CONTROLLER_DOWN)
+    ] * 6
+    assert [r["jobs"] for r in rows] == [["101"], ["102"], ["103"], ["104"], ["105"], ["106"]]
+    assert main(["slurm", "status", str(run_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "not done, queue unknown" in lines[1] and "not queued" not in "".join(lines)
+    assert lines[-1] == f"queue unknown: `squeue` failed and says: {CONTROLLER_DOWN}"
+
+    # cancel and submit cannot tell what is queued: they refuse, and do nothing.
+    said = "folkways: error: the Slurm queue is unknown: `squeue` failed and says: "
+    said += f"{CONTROLLER_DOWN}; check the cluster configuration"
+    for argv in (["slurm", "cancel", str(run_dir)], ["slurm", "submit", str(run_dir)]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(said) and len(err.strip().splitlines()) == 1, err
+    assert not (fake_slurm / "scancel").exists()
+    assert len(read_submissions(run_dir)) == 1 and (fake_slurm / "count").read_text() == "6\n"
+
+    # squeue asked about one job the controller has forgotten: an answer (not queued).
+    _squeue_says(fake_slurm, "slurm_load_jobs error: Invalid job id specified")
+    assert main(["slurm", "status", str(run_dir), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {(r["state"], r["queue_error"]) for r in rows} == {("not done, not queued", "")}
 
 
 def test_a_missing_slurm_conf_fails_at_once_naming_the_file(

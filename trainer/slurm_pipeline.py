@@ -36,7 +36,14 @@ from pathlib import Path
 from societies.atomic import atomic_write_text
 from trainer.config import AdapterScope
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
-from trainer.slurm_sbatch import SbatchError, check_controller, check_slurm_conf, slurm_executor
+from trainer.slurm_sbatch import (
+    INVALID_JOB_ID,
+    QueueUnknown,
+    SbatchError,
+    check_controller,
+    check_slurm_conf,
+    slurm_executor,
+)
 from trainer.steps import agent_groups, run_step
 
 
@@ -269,6 +276,8 @@ def queued_jobs(job_ids: Sequence[str], env: dict | None = None) -> dict[str, tu
 
     Raises:
         FileNotFoundError: no ``squeue`` on PATH; ``SLURM_CONF`` names no readable file.
+        QueueUnknown: squeue failed (e.g. the controller is down): nothing is known, which
+            is not the same as nothing queued.
     """
     if not job_ids:
         return {}
@@ -283,6 +292,12 @@ def queued_jobs(job_ids: Sequence[str], env: dict | None = None) -> dict[str, tu
         text=True,
         env=env,
     )
+    if done.returncode != 0:
+        if INVALID_JOB_ID in done.stderr:
+            # One id that the controller no longer knows (it forgets finished jobs after
+            # MinJobAge): an answer, not a failure. Several ids are filtered silently.
+            return {}
+        raise QueueUnknown(done.stderr + done.stdout)
     queued = {}
     for line in done.stdout.splitlines():
         job, state, reason = line.strip().split("|", 2)
@@ -300,6 +315,7 @@ def submit_pipeline(
 
     Raises:
         ValueError: jobs of this run are still queued or running.
+        QueueUnknown: squeue failed, so whether they are is unknown (nothing submitted).
         SbatchError: no Slurm controller answers (checked before anything is written),
             or sbatch refused a job: the jobs submitted before it are cancelled, and the
             run directory is removed if this call made it and no job was submitted.
@@ -395,7 +411,11 @@ def _one_line(text: str) -> str:
 
 
 def cancel_pipeline(run_dir: Path) -> list[str]:
-    """``scancel`` every recorded job of the run still in the queue; their ids."""
+    """``scancel`` every recorded job of the run still in the queue; their ids.
+
+    Raises:
+        QueueUnknown: squeue failed (nothing cancelled).
+    """
     active = sorted(queued_jobs(recorded_job_ids(run_dir)))
     if active:
         subprocess.run(["scancel", *sorted({j.split("_")[0] for j in active})], check=True)

@@ -9,7 +9,7 @@ asks ``scontrol ping`` before anything is written, so such a command leaves no r
 directory behind. :func:`slurm_executor` is submitit's executor whose failed ``sbatch``
 (the controller, or a refused partition, account or limit) raises :class:`SbatchError`
 quoting sbatch, after removing the pickles and submission script submitit had written
-for that job.
+for that job. A failed ``squeue`` is :class:`QueueUnknown` (never "nothing queued").
 """
 
 from __future__ import annotations
@@ -29,12 +29,29 @@ UNREACHABLE = (
     "Unable to process configuration file",
     "is DOWN",
 )
+# What squeue says (exit 1) when asked about one job id the controller no longer knows:
+# a finished job is forgotten MinJobAge after it ends (slurm.conf(5); Slurm 22.05).
+INVALID_JOB_ID = "Invalid job id specified"
 # Where Slurm's clients look without SLURM_CONF (slurm.conf(5); Debian's packages).
 DEFAULT_CONF = "/etc/slurm/slurm.conf"
 
 
 class SbatchError(ValueError):
     """sbatch could not submit (a ValueError: the CLI's one-line error, exit 2)."""
+
+
+class QueueUnknown(ValueError):
+    """``squeue`` failed, so which jobs are queued is unknown: never "nothing queued".
+
+    Attributes:
+        said: squeue's message (its ``output``) on one line.
+    """
+
+    def __init__(self, output: str):
+        self.said = said = _said(output)
+        super().__init__(
+            f"the Slurm queue is unknown: `squeue` failed and says: {said}; {_where_to_look()}"
+        )
 
 
 def _said(output: str) -> str:

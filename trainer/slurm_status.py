@@ -1,5 +1,9 @@
 """``folkways slurm status``: each generation's steps, from the run directory (the
-truth) and the queue state of the recorded jobs that would do them."""
+truth) and the queue state of the recorded jobs that would do them.
+
+When ``squeue`` fails (the controller down, say) the queue is unknown: a step not done
+says "queue unknown" and carries squeue's message, never "not queued", which would
+invite a second submission of jobs that may still be queued."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 from trainer.slurm_pipeline import queued_jobs, read_submissions
+from trainer.slurm_sbatch import QueueUnknown
 
 
 @dataclass(frozen=True)
@@ -15,6 +20,8 @@ class StepStatus:
     step: str
     state: str  # done | running | pending (reason) | partial (k/n) | not done
     jobs: list[str]
+    queue_error: str = ""
+    """squeue's message when the queue is unknown and the state depends on it; else ""."""
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -29,7 +36,11 @@ def pipeline_status(exp) -> list[StepStatus]:
     for submission in history:
         for j in submission["jobs"]:
             by_step.setdefault((j["generation"], j["step"]), []).append(j["job_id"])
-    queue = queued_jobs([j for ids in by_step.values() for j in ids]) if history else {}
+    unknown = ""
+    try:
+        queue = queued_jobs([j for ids in by_step.values() for j in ids]) if history else {}
+    except QueueUnknown as err:
+        queue, unknown = {}, err.said
     rows = []
     for g in range(exp.config.run.generations):
         complete = layout.is_complete(g)
@@ -48,8 +59,12 @@ def pipeline_status(exp) -> list[StepStatus]:
                 )
             else:
                 done, partial = complete, ""
+            queue_error = ""
             if done:
                 state = "done"
+            elif unknown:
+                state = (f"partial ({partial})" if partial else "not done") + ", queue unknown"
+                queue_error = unknown
             elif mine:
                 states = sorted({s for s, _ in mine.values()})
                 reasons = sorted({r for _, r in mine.values() if r and r != "None"})
@@ -60,7 +75,7 @@ def pipeline_status(exp) -> list[StepStatus]:
                 state = f"partial ({partial}), not queued"
             else:
                 state = "not done, not queued" if history else "not submitted"
-            rows.append(StepStatus(g, step, state, ids))
+            rows.append(StepStatus(g, step, state, ids, queue_error))
     return rows
 
 
@@ -68,4 +83,7 @@ def format_status(rows: Sequence[StepStatus]) -> str:
     lines = ["generation | step    | state                          | jobs"]
     for r in rows:
         lines.append(f"{r.generation:>10} | {r.step:<7} | {r.state:<30} | {' '.join(r.jobs)}")
+    unknown = next((r.queue_error for r in rows if r.queue_error), "")
+    if unknown:
+        lines.append(f"queue unknown: `squeue` failed and says: {unknown}")
     return "\n".join(lines)
