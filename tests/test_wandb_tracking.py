@@ -184,7 +184,7 @@ def _summary(g: int):
         option_mass_mean=0.9,
         distilled=1,
         carried_over=0,
-        game_metrics={"success_rate_last": 0.5, "convergence_round": None},
+        game_metrics={"success_rate_last": 0.5, "convergence_round": None, "majority_name": None},
     )
 
 
@@ -283,6 +283,7 @@ def test_two_seeds_of_one_group_carry_group_job_types_differing_key_and_step_met
     (row,) = runs[(1, "probe")]["history"]
     assert row["generation"] == 0 and row["prior_on_majority_after"] == 0.625
     assert row["success_rate_last"] == 0.5 and row["convergence_round"] == -1
+    assert "majority_name" not in row  # a tie has no name; -1 would read as a number
 
 
 def test_finish_returns_once_the_log_is_on_disk(wandb_env):

@@ -289,8 +289,9 @@ class WandbTracker:
         for key, value in summary.game_metrics.items():
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 row[key] = value
-            elif value is None:  # e.g. a convergence round never reached
+            elif value is None and key.endswith("_round"):  # a round never reached
                 row[key] = -1
+            # other values without a number (a tied majority_name) are not logged
         for r in records:
             if r.agent is not None:
                 row[f"agents/{r.agent}/{r.phase}/{r.name}"] = r.value
