@@ -49,6 +49,19 @@ def convergence_round(decisions: Iterable[Decision], streak: int) -> int | None:
     return None
 
 
+def check_tie(option: str | None, tied: Sequence[str], where: str) -> None:
+    """A tie is 2+ distinct options in sorted order, with no majority option beside it.
+
+    Raises:
+        ValueError: naming ``where`` (the record) and both values.
+    """
+    if tied and (option is not None or len(tied) < 2 or list(tied) != sorted(set(tied))):
+        raise ValueError(
+            f"{where}: majority option {option!r}, tied {list(tied)!r}; expected no tie, or "
+            "2+ distinct options in sorted order with no majority option"
+        )
+
+
 @dataclass(frozen=True)
 class Majority:
     """The option chosen most and its share of all choices.
@@ -64,15 +77,7 @@ class Majority:
     tied: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.tied and (
-            self.option is not None
-            or len(self.tied) < 2
-            or list(self.tied) != sorted(set(self.tied))
-        ):
-            raise ValueError(
-                f"Majority(option={self.option!r}, tied={self.tied!r}); expected tied empty, "
-                "or 2+ distinct options in sorted order with option None"
-            )
+        check_tie(self.option, self.tied, "Majority")
 
     @classmethod
     def of_counts(cls, counts: Mapping[str, int]) -> Majority:

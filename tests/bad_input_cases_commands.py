@@ -5,7 +5,6 @@ compare, sweep and slurm render. Rows of the README's "Bad input" table, in its 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 from tests.bad_input_harness import Bad, Ctx
 from tests.conftest import QUICKSTART
@@ -20,17 +19,9 @@ def step_agents_empty(ctx: Ctx) -> Bad:
     )
 
 
-def my_work(ctx: Ctx) -> Path:
-    """A folder holding someone's work, given as ``--out``."""
-    out = ctx.tmp / "my-work"
-    out.mkdir()
-    (out / "thesis.tex").write_text("years of work")
-    return out
-
-
 def baseline_out_not_empty(ctx: Ctx) -> Bad:
     """``baseline --out`` names a folder with other work in it."""
-    out = my_work(ctx)
+    out = ctx.my_work()
     return Bad(
         ["baseline", "iql", str(QUICKSTART), "--out", str(out)],
         [str(out), "not a folkways baseline output (it holds thesis.tex)", "re-run in place"],
@@ -39,7 +30,7 @@ def baseline_out_not_empty(ctx: Ctx) -> Bad:
 
 def compare_out_not_empty(ctx: Ctx) -> Bad:
     """``compare --out`` names a folder with other work in it (it used to be written into)."""
-    out = my_work(ctx)
+    out = ctx.my_work()
     return Bad(
         ["compare", str(QUICKSTART), "--methods", "iql", "--out", str(out)],
         [str(out), "not a folkways compare output (it holds thesis.tex)", "re-run in place"],
@@ -58,8 +49,7 @@ def sweep_tipping_key_not_a_share(ctx: Ctx) -> Bad:
 
 def slurm_render_out_is_a_file(ctx: Ctx) -> Bad:
     """``slurm render --out`` names a file."""
-    out = ctx.tmp / "scripts.txt"
-    out.write_text("keep me")
+    out = ctx.a_file("scripts.txt")
     return Bad(
         ["slurm", "render", str(QUICKSTART), "--out", str(out)],
         [str(out), "is a file", "a folder for the sbatch scripts"],

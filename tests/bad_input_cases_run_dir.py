@@ -182,16 +182,14 @@ def unknown_command(ctx: Ctx) -> Bad:
 def report_out_is_a_file(ctx: Ctx) -> Bad:
     """``report --out`` names a file."""
     run = ctx.run_copy()
-    out = ctx.tmp / "report.txt"
-    out.write_text("keep me")
+    out = ctx.a_file("report.txt")
     return Bad(["report", str(run), "--out", str(out)], [str(out), "is a file", "a folder"])
 
 
 def release_out_is_a_file(ctx: Ctx) -> Bad:
     """``release --out`` names a file."""
     run = ctx.run_copy()
-    out = ctx.tmp / "release.txt"
-    out.write_text("keep me")
+    out = ctx.a_file("release.txt")
     return Bad(
         ["release", str(run), "--agent", "agent_01", "--out", str(out)],
         [str(out), "is a file", "a new folder"],
@@ -201,9 +199,7 @@ def release_out_is_a_file(ctx: Ctx) -> Bad:
 def release_out_not_empty(ctx: Ctx) -> Bad:
     """``release --out`` names a folder with other work in it (it used to be deleted)."""
     run = ctx.run_copy()
-    out = ctx.tmp / "my-work"
-    out.mkdir()
-    (out / "thesis.tex").write_text("years of work")
+    out = ctx.my_work()
     return Bad(
         ["release", str(run), "--agent", "agent_01", "--out", str(out)],
         [str(out), "not empty", "a new folder"],

@@ -33,6 +33,19 @@ class Ctx:
     tiny_model: Path
     monkeypatch: pytest.MonkeyPatch
 
+    def a_file(self, name: str) -> Path:
+        """A file (``keep me``) given where a folder is expected."""
+        path = self.tmp / name
+        path.write_text("keep me")
+        return path
+
+    def my_work(self) -> Path:
+        """A folder holding someone's work (``my-work/thesis.tex``), given as ``--out``."""
+        out = self.tmp / "my-work"
+        out.mkdir()
+        (out / "thesis.tex").write_text("years of work")
+        return out
+
     def run_copy(self) -> Path:
         """A copy of the reference run at ``<tmp>/runs/t``."""
         run = self.tmp / "runs" / "t"

@@ -13,6 +13,18 @@ from tests.test_data_builders import naming
 from trainer.run_outcome import RoundConsensus, consensus_from_decisions, outcome_of
 
 OPTIONS = ("A", "B", "C")
+# A comparison small enough for a unit test on the tiny model.
+TINY = [
+    "model.name_or_path=tiny-random",
+    "population.size=4",
+    "game.num_names=3",
+    "game.rounds=4",
+    "game.pairs_per_round=2",
+    "probe.orders=3",
+    "distill.backend=batched",
+    "distill.epochs=1",
+    "distill.max_examples=4",
+]
 
 
 def decision(round_, agent, partner, probs, action):
@@ -59,18 +71,7 @@ def test_the_converged_round_is_where_the_final_consensus_starts():
 def test_compare_runs_every_method_and_writes_its_table(tiny_model_path, tmp_path, capsys):
     from trainer.cli import main
 
-    overrides = [
-        "model.name_or_path=tiny-random",
-        "population.size=4",
-        "game.num_names=3",
-        "game.rounds=4",
-        "game.pairs_per_round=2",
-        "probe.orders=3",
-        "distill.backend=batched",
-        "distill.epochs=1",
-        "distill.max_examples=4",
-    ]
-    args = ["compare", str(QUICKSTART), *overrides, "--seeds", "2", "--llm-rl-rounds", "6"]
+    args = ["compare", str(QUICKSTART), *TINY, "--seeds", "2", "--llm-rl-rounds", "6"]
     assert main([*args, "--out", str(tmp_path / "cmp"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert [t["method"] for t in summary] == [

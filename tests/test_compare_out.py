@@ -6,15 +6,7 @@ from __future__ import annotations
 import json
 
 from tests.conftest import QUICKSTART
-
-TINY = [
-    "model.name_or_path=tiny-random",
-    "population.size=4",
-    "game.num_names=3",
-    "game.rounds=4",
-    "game.pairs_per_round=2",
-    "probe.orders=3",
-]
+from tests.test_compare import TINY
 
 
 def test_a_folder_holding_other_files_is_refused_and_left_as_it_was(tmp_path, capsys):

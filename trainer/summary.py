@@ -6,6 +6,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from societies.metrics import check_tie
+
 # 2: game-agnostic fields plus the game's own metrics under game_metrics (games protocol).
 # 3: majority_tied; a tie at the top has no majority_option (2 broke it alphabetically).
 SUMMARY_SCHEMA_VERSION = 3
@@ -77,16 +79,7 @@ class GenerationSummary:
     schema_version: int = SUMMARY_SCHEMA_VERSION
 
     def __post_init__(self) -> None:
-        if self.majority_tied and (
-            self.majority_option is not None
-            or len(self.majority_tied) < 2
-            or list(self.majority_tied) != sorted(set(self.majority_tied))
-        ):
-            raise ValueError(
-                f"generation {self.generation}: majority_option={self.majority_option!r}, "
-                f"majority_tied={self.majority_tied!r}; expected majority_tied empty, or 2+ "
-                "distinct options in sorted order with majority_option None"
-            )
+        check_tie(self.majority_option, self.majority_tied, f"generation {self.generation}")
 
     def to_dict(self) -> dict[str, Any]:
         """Strict JSON: a headline number without a value (NaN here) is ``None``."""
