@@ -49,6 +49,6 @@ def test_compare_out_naming_a_file_is_one_error_line(tmp_path, capsys):
     argv = ["compare", str(QUICKSTART), "--methods", "iql", "--out", str(notes)]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"folkways: error: --out {notes} is a file; expected a folder")
+    assert err.startswith(f"folkways: error: --out {notes} is a file; expected a new folder")
     assert err.count("\n") == 1
     assert listing(tmp_path) == ["notes.txt"] and notes.read_text() == "mine\n"
