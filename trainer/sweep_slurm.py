@@ -84,7 +84,8 @@ def check_no_queued_tasks(out: Path) -> None:
     from here, so a copied experiment directory is aggregated as usual.
 
     Raises:
-        ValueError: tasks are still queued or running.
+        ValueError: tasks are still queued or running, or ``squeue`` failed (the
+            controller down): the queue is unknown, so nothing is taken as finished.
     """
     ids = [s["array_id"] for s in read_sweep_submissions(out)]
     if not ids or not shutil.which("squeue"):
