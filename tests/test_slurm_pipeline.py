@@ -47,10 +47,22 @@ def test_a_submitted_launcher_reads_the_rendezvous_words_on_its_node(tmp_path, m
         *["-m", "trainer.cli", "step", "distill", str(tmp_path), "--generation", "3"],
         *["--no-progress", "--task", "1", "--agents-per-task", "2"],
     ]
-    monkeypatch.setenv("MASTER_ADDR", "node7")  # set by the job: kept
+    monkeypatch.setenv("MASTER_ADDR", "node7")  # outside a job (no node list): kept
     monkeypatch.setenv("SLURM_JOB_ID", "13")  # the next array task: the next port
     job(1)
     assert json.loads(capfd.readouterr().out)[:2] == ["--rdzv_endpoint=node7:15013", "--rdzv_id=13"]
+    # In a job, MASTER_ADDR exported where `slurm submit` ran names another machine: the
+    # job's first node is used (scontrol expands the node list).
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    scontrol = bin_dir / "scontrol"
+    scontrol.write_text('#!/bin/bash\n[ "$1 $2" = "show hostnames" ] && printf "n3\\nn4\\n"\n')
+    scontrol.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    monkeypatch.setenv("SLURM_JOB_NODELIST", "n[3-4]")
+    monkeypatch.setenv("MASTER_ADDR", "login1")
+    job(1)
+    assert json.loads(capfd.readouterr().out)[0] == "--rdzv_endpoint=n3:15013"
 
 
 # ----- a failed submission -------------------------------------------------------------

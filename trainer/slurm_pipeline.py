@@ -208,7 +208,10 @@ class StepJob:
         if self.launcher and self.stage.step == "distill":
             argv = step_argv(self.run_dir, self.stage, None if task is None else str(task))
             env = dict(os.environ)
-            if "MASTER_ADDR" not in env:
+            # In a job, the rendezvous host is the job's first node: a MASTER_ADDR in the
+            # environment came from the shell `slurm submit` ran in (sbatch exports it)
+            # and names some other machine. Outside a job, one given is kept.
+            if "SLURM_JOB_NODELIST" in env or "MASTER_ADDR" not in env:
                 env["MASTER_ADDR"] = _first_node(env.get("SLURM_JOB_NODELIST"))
             # Always the job's own port: a MASTER_PORT exported where `slurm submit` ran
             # reaches every job (sbatch exports the environment) and would be shared.
