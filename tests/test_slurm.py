@@ -23,7 +23,8 @@ from tests.conftest import QUICKSTART, model_libraries_imported_by, tiny_overrid
 from tests.slurm_cluster import Cluster, install
 from trainer.cli import main
 from trainer.run_dir import RunLayout
-from trainer.slurm_pipeline import master_port, read_submissions
+from trainer.slurm_launchers import master_port
+from trainer.slurm_pipeline import read_submissions
 
 AGENTS = [f"agent_{i:02d}" for i in range(4)]
 # One CPU per job: the 2-CPU node runs two jobs (e.g. two distillation tasks) at once.

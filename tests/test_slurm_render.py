@@ -16,7 +16,7 @@ from tests.conftest import QUICKSTART, tiny_overrides
 from trainer.cli import main
 from trainer.run_dir import RunLayout
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
-from trainer.slurm_pipeline import launcher_prefix, master_port
+from trainer.slurm_launchers import launcher_prefix, master_port
 
 
 def _render(tmp_path, *extra: str) -> int:

@@ -23,13 +23,8 @@ from pathlib import Path
 from societies.atomic import atomic_write_json
 from trainer.out_dirs import check_out_dir
 from trainer.slurm_config import Launcher, SlurmConfig, SlurmResources
-from trainer.slurm_pipeline import (
-    MASTER_PORT_SHELL,
-    Stage,
-    launcher_prefix,
-    remaining_stages,
-    step_argv,
-)
+from trainer.slurm_launchers import MASTER_PORT_SHELL, launcher_prefix
+from trainer.slurm_pipeline import Stage, remaining_stages, step_argv
 
 TEMPLATE = Path(__file__).parents[1] / "slurm" / "step.sbatch"
 
