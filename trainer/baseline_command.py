@@ -46,13 +46,11 @@ from societies.baselines import iql, minimal_naming_game, reinforce
 from societies.baselines.mng_log import MngLog
 from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, SeedResult
-from societies.topology import InteractionGraph
 from trainer import config_loader
 from trainer.baseline_out import args_record, check_out
 from trainer.config_loader import ConfigError
 from trainer.game_configs import GameName
 from trainer.games import build_game
-from trainer.run_dir import RunLayout
 
 if TYPE_CHECKING:
     from trainer.config import ExperimentConfig
@@ -232,7 +230,7 @@ def write_results(
     """``args.json`` and ``results.json`` in ``out``, and each seed's run directory
     ``out/seed_<s>`` (returned, in the order of ``results``), with the graph it played
     (``graph.json``, as a society run's) when ``baseline_args.network`` is not complete."""
-    from trainer.baseline_run_dir import write_learner_run, write_mng_run
+    from trainer.baseline_run_dir import write_graph, write_learner_run, write_mng_run
 
     out.mkdir(parents=True, exist_ok=True)
     write_args(out, method.value, baseline_args, [r.seed for r in results], config_path, overrides)
@@ -246,17 +244,6 @@ def write_results(
         write_graph(seed_dir, baseline_args.network.graph(agents, r.seed))
         dirs.append(seed_dir)
     return dirs
-
-
-def write_graph(run_dir: Path, graph: InteractionGraph) -> None:
-    """``graph.json`` in ``run_dir``, the graph played as a society run records it, unless
-    it is the complete graph, which config.yaml names (a large population's would be
-    megabytes of links, and outputs on it stay as they were); a stale one is removed."""
-    path = RunLayout(run_dir).graph
-    if graph.complete:
-        path.unlink(missing_ok=True)
-    else:
-        atomic_write_json(path, graph.to_node_link())
 
 
 def write_args(

@@ -47,6 +47,7 @@ from societies.baselines.reinforce import ReinforceArgs
 from societies.games.donor_society import DonorSocietyGame
 from societies.games.naming_game import NamingGame
 from societies.records import AgentPrior, Decision
+from societies.topology import InteractionGraph
 from trainer.measure_generation import measure_generation
 from trainer.run_dir import RunLayout, atomic_write_json, atomic_write_text
 from trainer.run_outcome import RoundConsensus, consensus_path, write_consensus
@@ -117,6 +118,17 @@ def write_generation(
     write_generation_metrics(layout.generation_metrics(g), records)
     atomic_write_json(layout.summary(g), summary.to_dict())
     atomic_write_text(layout.complete(g), "complete\n")
+
+
+def write_graph(run_dir: Path, graph: InteractionGraph) -> None:
+    """``graph.json`` in ``run_dir``, the graph played as a society run records it, unless
+    it is the complete graph, which config.yaml names (a large population's would be
+    megabytes of links, and outputs on it stay as they were); a stale one is removed."""
+    path = RunLayout(run_dir).graph
+    if graph.complete:
+        path.unlink(missing_ok=True)
+    else:
+        atomic_write_json(path, graph.to_node_link())
 
 
 def write_transcript(layout: RunLayout, g: int, decisions: Sequence[Decision]) -> None:

@@ -105,8 +105,7 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
     from societies.population import Engine, LoraSpec, PopulationModel
     from societies.probes import prior_probe, probe_orders
     from societies.transcripts import append_decisions
-    from trainer.baseline_command import write_graph
-    from trainer.baseline_run_dir import seed_config, start_run_dir, write_generation
+    from trainer.baseline_run_dir import seed_config, start_run_dir, write_generation, write_graph
     from trainer.games import build_game
     from trainer.measure_generation import measure_generation
     from trainer.run_outcome import RoundConsensus
