@@ -114,6 +114,22 @@ class InteractionGraph:
 
         return len(nx.max_weight_matching(self._nx(), maxcardinality=True))
 
+    def check_pairs_per_round(self, pairs_per_round: int, name: str = "pairs_per_round") -> None:
+        """Refuse ``pairs_per_round`` beyond this graph's largest matching, before play.
+
+        :meth:`matching` would otherwise fail only when a round draws. The society
+        (``trainer.games.build_game``), the PettingZoo env and the vectorised baselines
+        all check here; ``name`` is the input as the caller's user spells it.
+        """
+        if self.complete:  # N/2: sample_pairs checks it on every draw
+            return
+        most = self.max_matching()
+        if pairs_per_round > most:
+            raise ValueError(
+                f"{name}={pairs_per_round}: the {self.topology.value} graph's largest "
+                f"matching has {most} pairs; expected 1..{most}"
+            )
+
     def matching(self, num_pairs: int, rng: np.random.Generator) -> list[tuple[str, str]]:
         """``num_pairs`` disjoint edges, drawn at random.
 

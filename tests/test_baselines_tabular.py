@@ -71,13 +71,25 @@ def test_seed_result_round_trips_and_leaves_out_what_does_not_apply():
 # ---- the vectorised naming game is the PettingZoo env ------------------------------------
 
 
-def test_vectorised_naming_game_matches_the_pettingzoo_env():
-    """Same pairs, rewards and history observations as NamingGameEnv, across episode
-    boundaries, with idle agents, for the second of two seeds."""
+@pytest.mark.parametrize(
+    "network",
+    [
+        None,
+        NetworkSpec(Topology.RING_LATTICE, k=2),
+        NetworkSpec(Topology.WATTS_STROGATZ, k=4, p=0.3),
+    ],
+    ids=["complete", "ring_lattice", "watts_strogatz"],
+)
+def test_vectorised_naming_game_matches_the_pettingzoo_env(network):
+    """Same graph, pairs, rewards and history observations as NamingGameEnv on the same
+    network, across episode boundaries, with idle agents, for the second of two seeds."""
     rules = NamingGameRules(names=("A", "B", "C", "D"), memory=2)
-    game = VecNamingGame(rules, num_agents=7, pairs_per_round=2, episode_rounds=4, seeds=[5, 11])
-    env = NamingGameEnv(rules, num_agents=7, pairs_per_round=2, rounds=4)
+    game = VecNamingGame(
+        rules, num_agents=7, pairs_per_round=2, episode_rounds=4, seeds=[5, 11], network=network
+    )
+    env = NamingGameEnv(rules, num_agents=7, pairs_per_round=2, rounds=4, network=network)
     obs, _ = env.reset(seed=11)
+    assert env.graph == game.graphs[1]  # seed 11's graph (a random family: not seed 5's)
     rng = np.random.default_rng(0)
     for t in range(10):
         if not env.agents:

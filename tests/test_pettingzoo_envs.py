@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 
 import numpy as np
@@ -12,11 +13,14 @@ from pettingzoo.utils.conversions import parallel_to_aec
 from societies import seeding
 from societies.envs import DonorGameEnv, NamingGameEnv, ObservationMode
 from societies.games.donor_game import DonorAction, DonorGame, DonorGameRules, game_schedule
-from societies.games.naming_game import NamingGameRules
+from societies.games.naming_game import NamingGame, NamingGameRules
+from societies.games.protocol import RoundContext
 from societies.seeding import Stream
-from societies.topology import Topology, sample_pairs
+from societies.topology import NetworkSpec, Topology, sample_pairs
 
 NAMES = NamingGameRules(names=("A", "B", "C", "D"), memory=2)
+RING = NetworkSpec(Topology.RING_LATTICE, k=2)  # agent i meets i - 1 and i + 1 only
+SMALL_WORLD = NetworkSpec(Topology.WATTS_STROGATZ, k=4, p=0.3)  # each seed draws its own
 
 # Warnings PettingZoo's conformance test raises on purpose-built observations; any other
 # warning fails the test below.
@@ -36,6 +40,10 @@ ENVS = {
     "naming_stateless": (
         lambda: NamingGameEnv(NAMES, num_agents=6, rounds=12, observation="none"),
         (MULTIDISCRETE, *CONSTANT),
+    ),
+    "naming_ring": (
+        lambda: NamingGameEnv(NAMES, num_agents=8, pairs_per_round=3, rounds=12, network=RING),
+        (MULTIDISCRETE, *IDLE_AT_RESET),
     ),
     "donor": (lambda: DonorGameEnv(), ()),
     "donor_punishment": (
@@ -164,6 +172,95 @@ def test_donor_seed_fixes_the_schedule_as_the_llm_society_draws_it():
     assert env.schedule != first
     env.reset(seed=5)
     assert env.schedule == first and len(first) == rounds
+
+
+# ---- naming game on a network ---------------------------------------------------------
+
+# Digest of three episodes on the complete graph made by the env before it took a network
+# (commit 560c5dc): every observation, reward, termination, truncation and info.
+COMPLETE_GRAPH_EPISODES = "29a37b1c8bdab7f1"
+
+
+def episodes_digest(episodes) -> str:
+    h = hashlib.sha256()
+    for steps in episodes:
+        for step in steps:
+            for part in step:
+                for agent in sorted(part):
+                    value = part[agent]
+                    value = value.tolist() if isinstance(value, np.ndarray) else value
+                    h.update(repr((agent, value)).encode())
+    return h.hexdigest()[:16]
+
+
+@pytest.mark.parametrize("network", [None, NetworkSpec(), NetworkSpec(Topology.COMPLETE, k=2)])
+def test_naming_complete_graph_plays_as_before_networks(network):
+    """No network, the default one and a complete one with other parameters: the same
+    bytes as before the env took a network (two generations of one seed, then another)."""
+    env = NamingGameEnv(NAMES, num_agents=7, pairs_per_round=2, rounds=6, network=network)
+    episodes = [play(env, 5, 100), play(env, None, 7), play(env, 42, 3)]
+    assert episodes_digest(episodes) == COMPLETE_GRAPH_EPISODES
+
+
+def test_naming_on_a_ring_every_pair_is_an_edge():
+    """Ring lattice, k = 2, 8 agents: over two 20-round episodes of 3 pairs for each of
+    three seeds, every seat's partner is a ring neighbour, and all 8 edges are met."""
+    env = NamingGameEnv(NAMES, num_agents=8, pairs_per_round=3, rounds=20, network=RING)
+    ring = {frozenset((f"agent_{i:02d}", f"agent_{(i + 1) % 8:02d}")) for i in range(8)}
+    for seed in (0, 1, 2):
+        met = set()
+        for steps in (play(env, seed, 0), play(env, None, 1)):  # generations 0 and 1
+            for *_, infos in steps[1:]:
+                seats = {(a, i["partner"]) for a, i in infos.items() if i["acted"]}
+                assert len(seats) == 6
+                met |= {frozenset(seat) for seat in seats}
+        assert met == ring, seed
+
+
+def society_pairs(network, num_agents, pairs_per_round, seed, generation, round_index):
+    """The pairs a society of root seed ``seed`` meets in that round on ``network``'s graph
+    (as trainer.generation_loop.Experiment builds its game), in the society's order."""
+    agents = [f"agent_{i:02d}" for i in range(num_agents)]
+    game = NamingGame(NAMES, pairs_per_round=pairs_per_round, graph=network.graph(agents, seed))
+    turns = game.turns(agents, [], RoundContext("society", generation, round_index, seed, 1.0))
+    return [(t.agent, t.partner) for t in turns[::2]]  # seats 2k, 2k + 1 are one pair
+
+
+@pytest.mark.parametrize("network", [RING, SMALL_WORLD], ids=lambda n: n.topology.value)
+def test_naming_pairs_on_a_network_are_the_societys(network):
+    """Root seed s plays the graph a society of run.seed = s plays, and round r of
+    generation g meets the society's pairs of that round, in order, on every seed."""
+    env = NamingGameEnv(NAMES, num_agents=10, pairs_per_round=3, rounds=4, network=network)
+    graphs = {}
+    for seed in (0, 1, 2, 0):  # back to seed 0: its graph again
+        for generation in (0, 1):
+            env.reset(seed=seed) if generation == 0 else env.reset()
+            assert env.graph == network.graph(env.possible_agents, seed)
+            graphs[seed] = env.graph
+            while env.agents:
+                expected = society_pairs(network, 10, 3, seed, generation, env.round)
+                assert env.pairs == expected
+                env.step(dict.fromkeys(env.agents, 0))
+    distinct = len(set(graphs.values()))
+    assert distinct == (3 if network is SMALL_WORLD else 1)  # a random family: per seed
+
+
+def test_naming_more_pairs_than_the_graph_holds_are_refused(tmp_path):
+    star = tmp_path / "star.txt"
+    star.write_text("0 1\n0 2\n0 3\n")  # one disjoint pair a round at most
+    network = NetworkSpec(Topology.EDGE_LIST, edge_list=str(star))
+    env = NamingGameEnv(NAMES, num_agents=4, pairs_per_round=2, network=network)
+    with pytest.raises(
+        ValueError,
+        match=r"pairs_per_round=2: the edge_list graph's largest matching has 1 pairs; "
+        r"expected 1\.\.1",
+    ):
+        env.reset(seed=0)  # the graph of a seed is drawn at reset
+    env = NamingGameEnv(NAMES, num_agents=4, pairs_per_round=1, network=network)
+    env.reset(seed=0)
+    assert "agent_00" in env.pairs[0]  # the hub
+    with pytest.raises(ValueError, match="network='ring_lattice'; expected a NetworkSpec"):
+        NamingGameEnv(NAMES, network="ring_lattice")
 
 
 # ---- naming game: payoffs, observations, actions ---------------------------------------

@@ -31,14 +31,8 @@ def build_game(
         names = tuple(game.names) or draw_letter_names(
             game.num_names, seeding.rng(root_seed, Stream.NAMES)
         )
-        if graph is not None and not graph.complete:
-            most = graph.max_matching()
-            if game.pairs_per_round > most:
-                raise ValueError(
-                    f"game.pairs_per_round={game.pairs_per_round}: the "
-                    f"{graph.topology.value} graph's largest matching has {most} pairs; "
-                    f"expected 1..{most}"
-                )
+        if graph is not None:
+            graph.check_pairs_per_round(game.pairs_per_round, "game.pairs_per_round")
         rules = NamingGameRules(
             names=names,
             memory=game.memory,

@@ -7,8 +7,8 @@ plays the env's game for S root seeds with arrays and keeps it exactly the env's
 - pairs: :meth:`societies.topology.InteractionGraph.matching` on seed s's graph of
   ``network`` (the society's, :meth:`NetworkSpec.graph`), drawn from
   ``seeding.rng(seed, Stream.PAIRING, generation, round)`` as the society's naming game
-  draws them; on the complete graph that is :func:`~societies.topology.sample_pairs`, as
-  ``NamingGameEnv.pairs_of_round`` (the env plays the complete graph only);
+  draws them, as ``NamingGameEnv(network=network).pairs_of_round``; on the complete
+  graph that is :func:`~societies.topology.sample_pairs`;
 - rewards: :meth:`societies.games.naming_game.NamingGame.payoff`, tabulated once into a
   W x W matrix;
 - history observations: the env's codes (own name + 1, partner's name + 1, payoff sign
@@ -16,9 +16,10 @@ plays the env's game for S root seeds with arrays and keeps it exactly the env's
   flag; memory is cleared when an episode ends.
 
 Global round t is round ``t % episode_rounds`` of generation ``t // episode_rounds``:
-what ``NamingGameEnv(rounds=episode_rounds)`` plays after ``reset(seed=s)`` and then
-an unseeded ``reset()`` at every truncation. ``tests/test_baselines_tabular.py`` checks
-both agree on pairs, rewards and observations.
+what ``NamingGameEnv(rounds=episode_rounds, network=network)`` plays after
+``reset(seed=s)`` and then an unseeded ``reset()`` at every truncation.
+``tests/test_baselines_tabular.py`` checks both agree on graphs, pairs, rewards and
+observations, on the complete graph and on networks.
 """
 
 from __future__ import annotations
@@ -70,12 +71,7 @@ class VecNamingGame:
         network = network or NetworkSpec()
         self.graphs = [network.graph(self.agent_names, s) for s in self.seeds]
         for graph in set(self.graphs):  # once per distinct graph: a max matching costs
-            most = self.pairs_per_round if graph.complete else graph.max_matching()
-            if self.pairs_per_round > most:
-                raise ValueError(
-                    f"pairs_per_round={self.pairs_per_round}: the {graph.topology.value} "
-                    f"graph's largest matching has {most} pairs; expected 1..{most}"
-                )
+            graph.check_pairs_per_round(self.pairs_per_round)
         w = len(self.names)
         self.payoffs = np.array(
             [[self.game.payoff(a, b) for b in self.names] for a in self.names], dtype=float

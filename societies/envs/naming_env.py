@@ -2,10 +2,16 @@
 
 The rules are those the LLM societies play: payoffs come from
 :meth:`societies.games.naming_game.NamingGame.payoff`, the pairs of each round from
-:func:`societies.topology.sample_pairs` on the complete graph, drawn from the same seeded
-stream as :func:`societies.society.play_round` (``Stream.PAIRING`` keyed by generation and
-round). With agents ``agent_00``.. and the same root seed, generation and
-``pairs_per_round``, an episode meets exactly the pairs an LLM society's generation meets.
+:meth:`societies.topology.InteractionGraph.matching` on the graph of ``network`` (an
+experiment config's ``network:`` section; default the complete graph, where a matching is
+:func:`societies.topology.sample_pairs`), drawn from the same seeded stream as the
+society's :meth:`NamingGame.turns <societies.games.naming_game.NamingGame.turns>`
+(``Stream.PAIRING`` keyed by generation and round). Root seed s plays
+``network.graph(agents, s)``, the graph a society run of ``run.seed = s`` plays (drawn
+from the seed's graph stream; a ring lattice or an edge list is the same for every seed).
+With agents ``agent_00``.. and the same root seed, generation, network and
+``pairs_per_round``, an episode meets exactly the pairs an LLM society's generation meets:
+on a ring, only ring edges.
 
 Choices made here (the paper fixes none of them for RL):
 
@@ -27,10 +33,14 @@ Choices made here (the paper fixes none of them for RL):
 
 - The episode is truncated (never terminated) after ``rounds`` steps.
 
-Seeding: ``reset(seed=s)`` fixes the whole episode (generation 0 of root seed ``s``);
+Seeding: ``reset(seed=s)`` fixes the whole episode (generation 0 of root seed ``s``,
+on its graph ``env.graph``);
 ``options={"generation": g}`` picks another generation. ``reset()`` without a seed plays
 the next generation of the same root seed (a fresh random root seed on the first reset).
 Other option keys are ignored: PettingZoo's conformance test passes arbitrary ones.
+``pairs_per_round`` beyond N/2 is refused at construction; beyond the largest matching of
+a seed's graph, at the reset that draws it (a random family's graph is the seed's), as
+the society refuses it when it builds its game.
 """
 
 from __future__ import annotations
@@ -49,7 +59,7 @@ from societies import seeding
 from societies.envs.episodes import action_index, next_episode
 from societies.games.naming_game import NamingGame, NamingGameRules
 from societies.seeding import Stream
-from societies.topology import Topology, sample_pairs
+from societies.topology import InteractionGraph, NetworkSpec, Topology, sample_pairs
 
 EMPTY = 0  # code of an empty history slot (names are coded 1..W)
 SIGN_CODES = 4  # empty, payoff < 0, payoff == 0, payoff > 0
@@ -75,6 +85,8 @@ class NamingGameEnv(ParallelEnv):
         rounds: steps before truncation.
         observation: ``"history"`` or ``"none"`` (see the module docstring).
         render_mode: only ``None``.
+        network: the graph pairs are drawn on, root seed s playing ``network.graph(agents,
+            s)`` as a society of root seed s does; None: the complete graph.
     """
 
     metadata = {"name": "folkways_naming_game_v0", "is_parallelizable": True, "render_modes": []}
@@ -87,6 +99,7 @@ class NamingGameEnv(ParallelEnv):
         rounds: int = 100,
         observation: ObservationMode | str = ObservationMode.HISTORY,
         render_mode: str | None = None,
+        network: NetworkSpec | None = None,
     ) -> None:
         if render_mode is not None:
             raise ValueError(f"render_mode={render_mode!r}; this env renders nothing (None)")
@@ -99,6 +112,12 @@ class NamingGameEnv(ParallelEnv):
         except ValueError:
             modes = [m.value for m in ObservationMode]
             raise ValueError(f"observation={observation!r}; expected one of {modes}") from None
+        if network is not None and not isinstance(network, NetworkSpec):
+            raise ValueError(
+                f"network={network!r}; expected a NetworkSpec (an experiment config's "
+                "network: section) or None (the complete graph)"
+            )
+        self.network = NetworkSpec() if network is None else network
         self.game = NamingGame(rules if rules is not None else default_rules())
         self.names = self.game.options
         self.pairs_per_round = num_agents // 2 if pairs_per_round is None else pairs_per_round
@@ -123,6 +142,7 @@ class NamingGameEnv(ParallelEnv):
         self._action_spaces = {a: spaces.Discrete(w) for a in self.possible_agents}
 
         self.root_seed: int | None = None
+        self.graph: InteractionGraph | None = None  # the root seed's graph, drawn at reset
         self.generation = 0
         self.round = 0  # index of the coming round
         self.pairs: list[tuple[str, str]] = []  # the coming round's pairs
@@ -138,14 +158,17 @@ class NamingGameEnv(ParallelEnv):
     def pairs_of_round(self, round_index: int) -> list[tuple[str, str]]:
         """The pairs of ``round_index`` in this episode: the LLM society's draw."""
         rng = seeding.rng(self.root_seed, Stream.PAIRING, self.generation, round_index)
-        return sample_pairs(Topology.COMPLETE, self.possible_agents, self.pairs_per_round, rng)
+        return self.graph.matching(self.pairs_per_round, rng)
 
     def reset(
         self, seed: int | None = None, options: Mapping[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, dict[str, Any]]]:
-        self.root_seed, self.generation = next_episode(
-            self.root_seed, self.generation, seed, options
-        )
+        root_seed, generation = next_episode(self.root_seed, self.generation, seed, options)
+        if self.graph is None or root_seed != self.root_seed:  # same root seed, same graph
+            graph = self.network.graph(self.possible_agents, root_seed)
+            graph.check_pairs_per_round(self.pairs_per_round)  # as the society's build_game
+            self.graph = graph
+        self.root_seed, self.generation = root_seed, generation
         self.agents = list(self.possible_agents)
         self.round = 0
         self._memory = {a: deque(maxlen=self.game.rules.memory) for a in self.agents}
