@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
 from societies import faults
@@ -53,9 +53,8 @@ def _decision(path: Path, number: int, data: object) -> Decision:
         ) from None
 
 
-def read_decisions(path: Path) -> list[Decision]:
-    """All decisions of a finished transcript (every line must parse)."""
-    decisions = []
+def iter_decisions(path: Path) -> Iterator[Decision]:
+    """The decisions of a finished transcript, one line at a time (each must parse)."""
     with open(path, "rb") as handle:
         for number, line in enumerate(handle, start=1):
             try:
@@ -64,8 +63,12 @@ def read_decisions(path: Path) -> list[Decision]:
                 raise TranscriptError(
                     f"{path}:{number}: not JSON ({err}); expected {_EXPECTED}"
                 ) from None
-            decisions.append(_decision(path, number, data))
-    return decisions
+            yield _decision(path, number, data)
+
+
+def read_decisions(path: Path) -> list[Decision]:
+    """All decisions of a finished transcript (every line must parse)."""
+    return list(iter_decisions(path))
 
 
 def read_complete_rounds(path: Path, decisions_per_round: int) -> tuple[list[Decision], int]:

@@ -145,9 +145,8 @@ def test_a_scripted_society_split_two_and_two_ends_in_a_tie(tmp_path, monkeypatc
     assert report.summaries == [summary]
     outcome = read_run_outcome(tmp_path / "t", point={}, seed=0, options=["A", "B", "C", "D"])
     (generation,) = outcome.generations
-    assert generation.window_choices == {"A": 4, "B": 4}
+    assert generation.window_choices is None  # the schema-3 summary's tie, not recounted
     assert generation.winner() == (None, ("A", "B"))
-    assert dataclasses.replace(generation, window_choices=None).winner() == (None, ("A", "B"))
 
 
 @pytest.fixture

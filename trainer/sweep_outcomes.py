@@ -1,9 +1,10 @@
 """Read a sweep's run directories into :class:`~trainer.sweep_aggregates.RunOutcome` records.
 
 Everything comes from the run directory's checked records (``summary.json`` and
-``probes.json`` through ``trainer.run_records``; each option's choices in the summary's
-window from ``transcripts.jsonl``; the committed option from
-``generation_NNN/interventions.jsonl``), so aggregates can be rebuilt at any time, from
+``probes.json`` through ``trainer.run_records``; for summaries before schema 3, which
+broke ties alphabetically, each option's choices in the window from
+``transcripts.jsonl``; the committed option from ``generation_NNN/interventions.jsonl``),
+so aggregates can be rebuilt at any time, from
 run directories of any age.
 """
 
@@ -14,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from societies.transcripts import read_decisions
+from societies.transcripts import iter_decisions
 from trainer.run_dir import RunLayout, open_run_dir
 from trainer.run_records import read_probes, read_summary
 from trainer.summary import GenerationSummary
@@ -69,44 +70,41 @@ def window_choices(
     layout: RunLayout, summary: GenerationSummary
 ) -> tuple[dict[str, int] | None, bool]:
     """How often each option was chosen in the summary's window (rounds >= rounds -
-    window, the games' own ``majority_option`` rule), from the generation's transcript.
+    window, the games' own ``majority_option`` rule), counted from the generation's
+    transcript only where the summary cannot tell a tie from a win.
 
-    A schema-2 ``summary.json`` records only the majority option, its ties broken
-    alphabetically: the counts tell a tie from a win (schema 3 records the tie as
-    ``majority_tied``, and the counts must agree with it). Free-text replies
-    (``Decision.options`` empty: debate) are not choices and are not counted.
+    A schema-3 ``summary.json`` records a tie (``majority_tied``): it is taken as
+    written, and only the transcript's first decision is read, for whether the agents
+    chose among options at all. A schema-2 one gave a tie to the alphabetically first
+    option: the counts tell. Free-text replies (``Decision.options`` empty: debate) are
+    not choices and are not counted.
 
     Returns:
-        ``({option: count}, free_text)``: free_text when any decision of the generation
-        is a free-text reply; ``(None, False)`` when it has no transcript file.
+        ``({option: count} or None (not counted), free_text)``: free_text when the
+        generation's decisions are free-text replies; ``(None, False)`` when it has no
+        transcript file.
 
     Raises:
-        ValueError: the summary's majority option is not among the most chosen options,
-            or its tie is not the options chosen most.
+        ValueError: a schema-2 summary's majority option is not among the options chosen
+            most.
     """
     path = layout.transcripts(summary.generation)
     if not path.is_file():
         return None, False
+    if summary.schema_version >= 3:
+        first = next(iter_decisions(path), None)
+        return None, first is not None and not first.options
     counts: dict[str, int] = {}
     free_text = False
-    for d in read_decisions(path):
+    for d in iter_decisions(path):
         free_text |= not d.options
         if d.options and d.round >= summary.rounds - summary.window:
             counts[d.action] = counts.get(d.action, 0) + 1
     most = max(counts.values(), default=0)
-    top = sorted(o for o, n in counts.items() if n == most)
-    if summary.majority_tied:
-        wrong = top != list(summary.majority_tied)
-        said = f"majority_tied {list(summary.majority_tied)} are not the options chosen most"
-    elif summary.schema_version >= 3:  # it records ties: its majority option leads alone
-        wrong = top != [summary.majority_option]
-        said = f"majority_option {summary.majority_option!r} is not the one option chosen most"
-    else:  # schema 2: a tie went to the alphabetically first option
-        wrong = counts.get(str(summary.majority_option)) != most
-        said = f"majority_option {summary.majority_option!r} is not among the options chosen most"
-    if counts and wrong:
+    if counts and counts.get(str(summary.majority_option)) != most:
         raise ValueError(
-            f"{layout.summary(summary.generation)}: {said} in rounds >= "
+            f"{layout.summary(summary.generation)}: majority_option "
+            f"{summary.majority_option!r} is not among the options chosen most in rounds >= "
             f"{summary.rounds - summary.window} of {path} ({counts}); expected the records "
             "of one generation"
         )
