@@ -106,16 +106,17 @@ def run_comparison(
             f"--llm-rl-rounds={llm_rl_rounds}; expected an integer >= 1 (default 4 x game.rounds)"
         )
     out_dir = Path(out_dir)
-    first = load_experiment(config_path, overrides).run.seed
+    base = load_experiment(config_path, overrides)
+    first = base.run.seed
+    seed_list = list(range(first, first + seeds))
     record = {
         "config": str(config_path),
-        "seeds": list(range(first, first + seeds)),
+        "seeds": seed_list,
         "methods": [m for m in METHODS if m in methods],
         "llm_rl_rounds": llm_rl_rounds,
         "overrides": list(overrides),
     }
     check_rerun_out(out_dir, RECORD_FILE, record, "a folkways compare output", ACCEPTED)
-    base = load_experiment(config_path, overrides)
     if base.game.name.value != "naming_game":
         raise ValueError(f"compare plays the naming game; the config's is {base.game.name.value!r}")
     # The weight-update methods run no interventions: refused before the societies run.
@@ -130,7 +131,7 @@ def run_comparison(
     atomic_write_json(out_dir / RECORD_FILE, record)
     rows: list[MethodSeed] = []
     society = [m for m in methods if m in ("in_context", "distilled")]
-    for s in range(first, first + seeds):
+    for s in seed_list:
         if not society:
             break
         generations = 2 if "distilled" in society else 1
@@ -146,7 +147,6 @@ def run_comparison(
         for g, method in ((0, "in_context"), (1, "distilled")):
             if method in society:
                 rows.append(method_seed(method, s, config.run_dir, g))
-    seed_list = list(range(first, first + seeds))
     for method in (Method.IQL, Method.REINFORCE):
         if method.value in methods:
             args = resolve_args(method, base, [f"window={window}"])
