@@ -37,3 +37,10 @@ class Engine(str, Enum):
     # vLLM on a GPU (societies.vllm_engine.VllmPopulation, optional install), rollouts and
     # probes only; PopulationModel serves the two torch engines above.
     VLLM = "vllm"
+
+
+def agent_names(size: int) -> list[str]:
+    """The names of a population's ``size`` agents, ``agent_00 ...``: every run, baseline
+    and environment uses them, and a seed's graph (``NetworkSpec.graph``) is drawn over
+    them, so that all of them play the same graph."""
+    return [f"agent_{i:02d}" for i in range(size)]

@@ -46,6 +46,7 @@ from societies.baselines import iql, minimal_naming_game, reinforce
 from societies.baselines.mng_log import MngLog
 from societies.baselines.play_log import PlayLog
 from societies.baselines.records import Game, Method, SeedResult
+from societies.population_spec import agent_names
 from trainer import config_loader
 from trainer.baseline_out import args_record, check_out
 from trainer.config_loader import ConfigError
@@ -240,7 +241,7 @@ def write_results(
         seed_dir = out / f"seed_{r.seed}"
         write = write_mng_run if isinstance(log, MngLog) else write_learner_run
         write(seed_dir, config, r, log.play(r.seed), baseline_args)
-        agents = [f"agent_{i:02d}" for i in range(baseline_args.num_agents)]
+        agents = agent_names(baseline_args.num_agents)
         write_graph(seed_dir, baseline_args.network.graph(agents, r.seed))
         dirs.append(seed_dir)
     return dirs

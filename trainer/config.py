@@ -15,7 +15,7 @@ from pathlib import Path
 
 from societies.custom_probes import CustomProbe
 from societies.games.protocol import ScriptedSeat
-from societies.population_spec import Engine
+from societies.population_spec import Engine, agent_names
 from societies.topology import Topology
 from trainer import config_loader
 from trainer.config_loader import ConfigError
@@ -260,7 +260,7 @@ class ExperimentConfig:
                 "naming game and choose whom debaters see; the donor game's schedule is the "
                 "paper's)",
             )
-        agents = {f"agent_{i:02d}" for i in range(self.population.size)}
+        agents = set(agent_names(self.population.size))
         llm = self.population.size - self.population.num_scripted
         for i, iv in enumerate(self.interventions):
             key = f"interventions[{i}]"

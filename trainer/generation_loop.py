@@ -32,7 +32,7 @@ from societies.atomic import remove_stale_temporaries
 from societies.games.protocol import seats
 from societies.lora_targets import check_target_modules
 from societies.model_store import resolve_model
-from societies.population_spec import Engine, LoraSpec
+from societies.population_spec import Engine, LoraSpec, agent_names
 from societies.probes import probe_orders
 from societies.records import Decision
 from societies.seeding import Stream
@@ -103,7 +103,7 @@ class Experiment(RolloutSteps, InterventionSteps, DistillSteps, FinishSteps, Rec
         self.progress = progress
         self.log = log
         seed = config.run.seed
-        self.agents = [f"agent_{i:02d}" for i in range(config.population.size)]
+        self.agents = agent_names(config.population.size)
         self.graph = config.network.graph(self.agents, seed)
         self.game = build_game(config.game, seed, self.graph)  # checks pairs fit the graph
         self.personas = {

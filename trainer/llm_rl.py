@@ -32,6 +32,7 @@ import torch
 
 from societies import seeding
 from societies.games.protocol import RoundContext
+from societies.population_spec import agent_names
 from societies.records import Decision
 from societies.seeding import Stream
 from societies.society import play_round
@@ -125,7 +126,7 @@ def run_llm_rl(config, args: LlmRlArgs, out_dir: Path, *, progress: bool = False
         )
     seed = config.run.seed
     played = replace(config, game=replace(config.game, memory=0))  # no in-context memory
-    agents = [f"agent_{i:02d}" for i in range(config.population.size)]
+    agents = agent_names(config.population.size)
     graph = config.network.graph(agents, seed)  # the society's graph of this seed
     game = build_game(played.game, seed, graph)  # checks the pairs fit the graph
     out_dir = Path(out_dir)

@@ -31,6 +31,7 @@ import yaml
 
 from societies.baselines import convergence
 from societies.baselines.records import final_success
+from societies.population_spec import agent_names
 from societies.records import Decision, check_record, read_jsonl_records
 from societies.transcripts import read_decisions
 from trainer.run_dir import RunLayout, atomic_write_text, open_run_dir
@@ -135,7 +136,7 @@ def run_outcome(run_dir: str | Path, generation: int = 0) -> RunOutcome:
         rows = read_consensus(path)
     else:
         config = yaml.safe_load(layout.config.read_text())
-        agents = [f"agent_{i:02d}" for i in range(config["population"]["size"])]
+        agents = agent_names(config["population"]["size"])
         rows = consensus_from_decisions(read_decisions(layout.transcripts(generation)), agents)
     success = sorted(
         (m.round, m.value)

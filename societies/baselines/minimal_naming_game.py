@@ -46,6 +46,7 @@ from societies import seeding
 from societies.baselines import convergence
 from societies.baselines.mng_log import MngLog
 from societies.baselines.records import Game, Method, RoundSeries, SeedResult, final_success
+from societies.population_spec import agent_names
 from societies.seeding import Stream
 from societies.topology import InteractionGraph, NetworkSpec
 
@@ -140,7 +141,7 @@ def run(
     if graph is not None:
         shared = _neighbours(graph, n)
         return [_run_seed(args, int(seed), shared, log) for seed in seeds]
-    agents = [f"agent_{i:02d}" for i in range(n)]  # the society's names, for edge lists
+    agents = agent_names(n)  # the society's names, for edge lists
     return [
         _run_seed(args, int(seed), _neighbours(args.network.graph(agents, int(seed)), n), log)
         for seed in seeds

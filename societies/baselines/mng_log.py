@@ -25,6 +25,7 @@ from societies import seeding
 from societies.baselines.convergence import NO_CHOICE
 from societies.baselines.records import Game, Method
 from societies.metrics import Majority
+from societies.population_spec import agent_names
 from societies.records import Decision, Scoring
 from societies.seeding import Stream
 
@@ -120,7 +121,7 @@ class MngRecording:
     def __init__(self, log: MngLog, seed: int, num_agents: int, rounds: int, window: int):
         self._log = log
         self._seed = seed
-        self._agents = [f"agent_{i:02d}" for i in range(num_agents)]
+        self._agents = agent_names(num_agents)
         self._rounds = rounds
         self._speeches: list[tuple] = []
         self._last: deque[list[int]] = deque(maxlen=window)

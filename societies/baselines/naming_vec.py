@@ -31,6 +31,7 @@ import numpy as np
 from societies import seeding
 from societies.envs.naming_env import ObservationMode
 from societies.games.naming_game import NamingGame, NamingGameRules
+from societies.population_spec import agent_names
 from societies.seeding import Stream
 from societies.topology import NetworkSpec, Topology, sample_pairs
 
@@ -61,7 +62,7 @@ class VecNamingGame:
         self.pairs_per_round = num_agents // 2 if pairs_per_round is None else pairs_per_round
         self.episode_rounds = episode_rounds
         self.seeds = [int(s) for s in seeds]
-        self.agent_names = [f"agent_{i:02d}" for i in range(num_agents)]
+        self.agent_names = agent_names(num_agents)
         self._index = {name: i for i, name in enumerate(self.agent_names)}
         # sample_pairs owns the check on pairs_per_round (and num_agents)
         sample_pairs(

@@ -60,6 +60,7 @@ from societies.games.donor_game import (
     game_schedule,
     last_as_donor,
 )
+from societies.population_spec import agent_names
 from societies.seeding import Stream
 
 OBSERVATION_SIZE = 6
@@ -93,7 +94,7 @@ class DonorGameEnv(ParallelEnv):
         self.choices = self.rules.choices
         self.options = self.rules.options
         self.render_mode = render_mode
-        self.possible_agents = [f"agent_{i:02d}" for i in range(num_agents)]
+        self.possible_agents = agent_names(num_agents)
         self.agents: list[str] = []
         # game_schedule owns the checks on N and rounds; call it once to fail here
         game_schedule(self.possible_agents, self.rules.rounds, np.random.default_rng(0))

@@ -58,6 +58,7 @@ from pettingzoo import ParallelEnv
 from societies import seeding
 from societies.envs.episodes import action_index, next_episode
 from societies.games.naming_game import NamingGame, NamingGameRules
+from societies.population_spec import agent_names
 from societies.seeding import Stream
 from societies.topology import InteractionGraph, NetworkSpec, Topology, sample_pairs
 
@@ -123,7 +124,7 @@ class NamingGameEnv(ParallelEnv):
         self.pairs_per_round = num_agents // 2 if pairs_per_round is None else pairs_per_round
         self.rounds = rounds
         self.render_mode = render_mode
-        self.possible_agents = [f"agent_{i:02d}" for i in range(num_agents)]
+        self.possible_agents = agent_names(num_agents)
         self.agents: list[str] = []
         # sample_pairs owns the check on pairs_per_round; call it once to fail here, not at reset
         sample_pairs(
